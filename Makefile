@@ -1,0 +1,47 @@
+# atomscale-bluesky: every target creates .venv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install install-demo test demo lint bench docs clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+
+# full development install (tests, lint, docs); re-run when pyproject.toml changes
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# what the demo needs: simulated IOCs, local server, figure
+$(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[sim,server,demo]'
+	touch $@
+
+install: $(VENV)/.installed-dev
+
+install-demo: $(VENV)/.installed-demo
+
+# pytest exit 5 ("no tests collected") is a failure here, never a green run
+test: install
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+demo: install-demo
+	$(VENV)/bin/atomscale-bluesky demo $(DEMO_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Fixtures for the simulated IOCs and the RunEngine (filled by the IOC work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the local Atomscale-compatible server (filled by the server work)."""
