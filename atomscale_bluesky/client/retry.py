@@ -1,0 +1,104 @@
+"""Which failures are worth another attempt, and how long to wait before it (protocol §5.1)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from .errors import BadResponseError, HttpStatusError
+
+__all__ = [
+    "FINALIZE_ATTEMPTS",
+    "Backoff",
+    "is_rejection",
+    "is_transient",
+    "with_retries",
+]
+
+log = logging.getLogger("atomscale_bluesky.client.retry")
+
+T = TypeVar("T")
+
+#: Attempts at closing a stream: 0.5, 1, 2, 4, 8, 16 then 30 s apart (about three minutes).
+FINALIZE_ATTEMPTS = 12
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay between attempts: ``first`` seconds, doubling up to ``max``."""
+
+    first: float = 0.5
+    max: float = 30.0
+
+    def delays(self) -> Callable[[], float]:
+        """A fresh delay sequence: each call returns the next delay."""
+        state = {"next": self.first}
+
+        def step() -> float:
+            delay = state["next"]
+            state["next"] = min(delay * 2.0, self.max)
+            return delay
+
+        return step
+
+
+def _status_transient(status: int, body: str) -> bool:
+    return status >= 500 or status in (408, 429) or (status == 400 and "RequestTimeout" in body)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Transport errors, timeouts, unreadable bodies, 5xx, 429, 408 and S3's 400 RequestTimeout."""
+    if isinstance(error, HttpStatusError):
+        return _status_transient(error.status, error.body)
+    return isinstance(error, httpx.TransportError | json.JSONDecodeError | BadResponseError)
+
+
+def is_rejection(error: BaseException) -> bool:
+    """A definitive refusal: a 4xx that :func:`is_transient` does not cover."""
+    return (
+        isinstance(error, HttpStatusError)
+        and 400 <= error.status < 500
+        and not _status_transient(error.status, error.body)
+    )
+
+
+def is_transient_on_end(error: BaseException) -> bool:
+    """The finalize ``/end`` path retries only transport errors, decode errors, 5xx and 429."""
+    if isinstance(error, HttpStatusError):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, httpx.TransportError | json.JSONDecodeError | BadResponseError)
+
+
+def with_retries(
+    what: str,
+    attempts: int,
+    op: Callable[[], T],
+    *,
+    backoff: Backoff | None = None,
+    transient: Callable[[BaseException], bool] = is_transient,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run ``op`` up to ``attempts`` times, sleeping between transient failures."""
+    next_delay = (backoff or Backoff()).delays()
+    for attempt in range(1, attempts + 1):
+        try:
+            return op()
+        except Exception as error:
+            if attempt >= attempts or not transient(error):
+                log.warning("%s failed after %d attempt(s): %s", what, attempt, error)
+                raise
+            delay = next_delay()
+            log.debug("%s failed (attempt %d), retrying in %.1f s: %s", what, attempt, delay, error)
+            if stop is not None:
+                if stop.wait(delay):
+                    raise
+            else:
+                time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -1,0 +1,166 @@
+"""One RHEED video stream: push uint8 frame chunks, finalize (protocol §2.3, §2.5)."""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..frames import FrameError, as_frame_stack
+from .errors import StreamClosedError
+from .report import StreamReport
+from .shards import encode_shard
+from .stamps import chunk_stamps, now_ms
+
+if TYPE_CHECKING:
+    from .client import AtomscaleClient
+
+__all__ = ["RheedStream"]
+
+log = logging.getLogger("atomscale_bluesky.client.rheed")
+
+
+def _capture_start(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"capture_start_ms_utc must be an int (ms since the epoch); got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"capture_start_ms_utc must be an int (ms since the Unix epoch); got {value!r}"
+        ) from None
+
+
+class RheedStream:
+    """A stream opened by :meth:`AtomscaleClient.open_rheed_stream`; push from any thread."""
+
+    def __init__(
+        self,
+        client: AtomscaleClient,
+        data_id: str,
+        *,
+        fps: float,
+        rotations_per_min: float,
+        chunk_size: int,
+        name: str,
+    ) -> None:
+        self._client = client
+        self.data_id = data_id
+        self.fps = fps
+        self.rotations_per_min = rotations_per_min
+        self.chunk_size = chunk_size
+        self.name = name
+        self._lock = threading.Lock()
+        self._next_idx = 0
+        self._frame_shape: tuple[int, int] | None = None
+        self._frames_pushed = 0
+        self._opened = time.monotonic()
+        self._finalizing = False
+        self.report: StreamReport | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RheedStream(data_id={self.data_id!r}, fps={self.fps}, chunk_size={self.chunk_size})"
+        )
+
+    def push(
+        self,
+        frames: Any,
+        capture_start_ms_utc: int | None = None,
+        *,
+        chunk_idx: int | None = None,
+        bit_depth: int | None = None,
+    ) -> int:
+        """Stamp, encode and spool one chunk; returns its index once it is on disk.
+
+        ``frames``: ``(H,W)`` or ``(N,H,W)`` (any dtype the frame rule accepts);
+        ``capture_start_ms_utc``: host-clock ms of the first frame (default: arrival minus the
+        chunk's span); ``chunk_idx``: default the next index. Never waits on the network; a chunk
+        the spool drops is counted in the report, not raised.
+        """
+        arrival = now_ms()
+        if self._finalizing:
+            raise StreamClosedError(
+                f"stream {self.data_id} was finalized; no more chunks can be pushed to it"
+            )
+        start_ms = _capture_start(capture_start_ms_utc)
+        stack = as_frame_stack(frames, bit_depth=bit_depth)
+        n, h, w = stack.shape
+        if n > self.chunk_size:
+            raise FrameError(
+                f"a chunk of {n} frames exceeds stream {self.data_id}'s chunk_size "
+                f"{self.chunk_size}; push it in pieces of at most {self.chunk_size} frames"
+            )
+        with self._lock:
+            if self._frame_shape is None:
+                self._frame_shape = (h, w)
+            elif self._frame_shape != (h, w):
+                raise FrameError(
+                    f"frames of stream {self.data_id} are {self._frame_shape[0]}x"
+                    f"{self._frame_shape[1]}; got {h}x{w}"
+                )
+            if chunk_idx is None:
+                idx = self._next_idx
+            else:
+                idx = operator.index(chunk_idx)
+                if idx < 0:
+                    raise ValueError(f"chunk_idx must be >= 0; got {idx}")
+            self._next_idx = max(self._next_idx, idx + 1)
+        start, end, correction = chunk_stamps(n, self.fps, arrival, start_ms, self._client._clock)
+        metadata: dict[str, Any] = {
+            "data_id": self.data_id,
+            "data_stream": "rheed",
+            "is_stream": 1,
+            "is_rotating": 1 if self.rotations_per_min > 0 else 0,
+            "raw_frame_rate": float(self.fps),
+            "avg_frame_rate": float(self.fps),
+            "chunk_size": self.chunk_size,
+            "dims": f"{n},{h},{w}",
+            "start_unix_ms_utc": start,
+            "end_unix_ms_utc": end,
+        }
+        if correction is not None:
+            metadata["clock_offset_ms"] = correction.offset_ms
+            metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
+        shard = encode_shard(stack)
+        dropped = self._client._spool.enqueue(self.data_id, idx, "rheed", metadata, shard)
+        with self._lock:
+            self._frames_pushed += n
+        if dropped is None:
+            log.debug("chunk %d of stream %s spooled (%d frames)", idx, self.data_id, n)
+        return idx
+
+    def finalize(self, drain_timeout_s: float = 600.0) -> StreamReport:
+        """Wait for the upload to drain, close the stream on the server, report what happened."""
+        self._finalizing = True
+        self.report = self._client.finalize(self.data_id, drain_timeout_s=drain_timeout_s)
+        return self.report
+
+    def status(self) -> dict[str, Any]:
+        """Counters (reference keys) plus frames pushed and throughput since open."""
+        stream = self._client._spool.stream(self.data_id)
+        counts: dict[str, Any] = stream.counts() if stream is not None else {}
+        if not counts and self.report is not None:
+            counts = self.report.as_dict()
+        elapsed = max(time.monotonic() - self._opened, 1e-9)
+        uploaded_bytes = counts.get("bytes_uploaded", 0)
+        return {
+            "data_id": self.data_id,
+            **counts,
+            "frames_pushed": self._frames_pushed,
+            "frames_per_s": self._frames_pushed / elapsed,
+            "upload_bytes_per_s": uploaded_bytes / elapsed,
+            "elapsed_s": elapsed,
+            "finalized": self.report is not None,
+        }
+
+    def __enter__(self) -> RheedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.report is None:
+            self.finalize()

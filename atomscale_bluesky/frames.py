@@ -1,0 +1,176 @@
+"""The one rule that turns camera arrays into the uint8 ``(N, H, W)`` frames Atomscale takes.
+
+Atomscale analyses 8-bit grayscale video. Every path that hands frames to the streaming client
+(the Bluesky callback, replays, user code) goes through :func:`to_uint8` and
+:func:`as_frame_stack`, so a given array always becomes the same bytes. The rule:
+
+* **bool**: ``False -> 0``, ``True -> 255``.
+* **unsigned integers** (uint8 ... uint64) are scaled by their *bit depth*: the declared
+  ``bit_depth`` when given (a 12-bit camera delivering uint16 declares ``bit_depth=12``, so values
+  shift right by 4), otherwise the dtype's full range (uint16 shifts right by 8). A depth above 8
+  drops the low bits (``value >> (depth - 8)``); a depth below 8 stretches to the full byte
+  (``value * 255 // (2**depth - 1)``). A value that does not fit the declared depth is an error
+  (the declaration is wrong, and silently clipping would lose data).
+* **signed integers** are usually generic integer arrays (Python lists become int64), so their
+  dtype's full range says nothing about the data: they take the declared ``bit_depth`` like
+  unsigned ones, and without one they must already lie in ``[0, 255]``. Negative values are an
+  error.
+* **floats** are judged by the range of the whole array: finite values all in ``[0, 1]`` scale by
+  255; otherwise they must lie in ``[0, 255]`` and are taken as they are. Either way values round
+  half up to the nearest integer. NaN or infinity is an error, as is anything outside ``[0, 255]``.
+* **colour**: a last axis of 3 (RGB) or 4 (RGBA, alpha ignored) becomes luma with the BT.601
+  weights ``0.299 R + 0.587 G + 0.114 B``, after each channel went through the rule above.
+  A length-1 last axis on a 4-D array is squeezed.
+
+Shapes (:func:`as_frame_stack`): ``(H, W)`` is one frame; ``(N, H, W)`` is a stack; ``(H, W, 3|4)``
+is one colour frame and ``(N, H, W, 3|4)`` a colour stack. The ``(N, H, 3)`` ambiguity (a stack of
+frames three pixels wide, or one RGB frame) is resolved in favour of colour, because no camera
+produces 3- or 4-pixel-wide video; pass ``shape=(H, 3)`` to read such an array as a grayscale
+stack. A flat or otherwise reshaped array (Channel Access delivers images as 1-D waveforms) is
+reshaped with ``shape=(H, W)`` (or ``(H, W, C)``) when its size is a whole number of frames.
+Everything else raises :class:`FrameError`, a ``ValueError`` whose message names the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FrameError", "to_uint8", "as_frame_stack", "LUMA_WEIGHTS"]
+
+#: ITU-R BT.601 luma weights for R, G, B.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class FrameError(ValueError):
+    """An array that cannot become uint8 grayscale frames without guessing or losing data."""
+
+
+def _round_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5)
+
+
+def _integer_to_uint8(array: np.ndarray, bit_depth: int | None) -> np.ndarray:
+    signed = np.issubdtype(array.dtype, np.signedinteger)
+    if array.size and signed and int(array.min()) < 0:
+        raise FrameError(
+            f"frames of dtype {array.dtype} hold negative values (min {int(array.min())}); "
+            "pixel values must be >= 0"
+        )
+    if bit_depth is None:
+        if array.dtype == np.uint8:
+            return array
+        if signed:
+            if array.size and int(array.max()) > 255:
+                raise FrameError(
+                    f"frames of dtype {array.dtype} hold values up to {int(array.max())}; "
+                    "declare the camera's bit_depth (e.g. bit_depth=12) so they can be scaled"
+                )
+            return array.astype(np.uint8)
+        bit_depth = array.dtype.itemsize * 8
+    if not 1 <= bit_depth <= 64:
+        raise FrameError(f"bit_depth must be between 1 and 64; got {bit_depth}")
+    limit = (1 << bit_depth) - 1
+    if array.size and int(array.max()) > limit:
+        raise FrameError(
+            f"frames declared {bit_depth}-bit hold values up to {int(array.max())} "
+            f"(a {bit_depth}-bit value is at most {limit}); check bit_depth"
+        )
+    if bit_depth == 8:
+        return array.astype(np.uint8)
+    if bit_depth > 8:
+        return (array.astype(np.uint64) >> np.uint64(bit_depth - 8)).astype(np.uint8)
+    return (array.astype(np.uint16) * 255 // limit).astype(np.uint8)
+
+
+def _float_to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.size == 0:
+        return array.astype(np.uint8)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.ravel())[0])
+        raise FrameError(
+            f"frames hold a non-finite value ({array.ravel()[bad]!r} at flat index {bad}); "
+            "NaN and infinity cannot become pixels"
+        )
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 255.0:
+        raise FrameError(
+            f"float frames must lie in [0, 1] (scaled by 255) or [0, 255]; got [{low}, {high}]"
+        )
+    values = array.astype(np.float64)
+    if high <= 1.0:
+        values = values * 255.0
+    return np.minimum(_round_half_up(values), 255.0).astype(np.uint8)
+
+
+def to_uint8(array: Any, *, bit_depth: int | None = None) -> np.ndarray:
+    """Convert pixel values to uint8 by the module's rule; the shape is kept as given."""
+    arr = np.asarray(array)
+    if bit_depth is not None and (isinstance(bit_depth, bool) or not isinstance(bit_depth, int)):
+        raise FrameError(f"bit_depth must be an int; got {bit_depth!r}")
+    kind = arr.dtype.kind
+    if kind == "b":
+        return np.where(arr, np.uint8(255), np.uint8(0))
+    if kind in "ui":
+        return _integer_to_uint8(arr, bit_depth)
+    if kind == "f":
+        if bit_depth is not None:
+            raise FrameError("bit_depth applies to integer frames, not floats")
+        return _float_to_uint8(arr)
+    raise FrameError(f"frames of dtype {arr.dtype} cannot become uint8 pixels")
+
+
+def _luma(colour: np.ndarray, bit_depth: int | None) -> np.ndarray:
+    channels = to_uint8(colour[..., :3], bit_depth=bit_depth).astype(np.float64)
+    weights = np.asarray(LUMA_WEIGHTS, dtype=np.float64)
+    luma = channels @ weights
+    return np.minimum(_round_half_up(luma), 255.0).astype(np.uint8)
+
+
+def _reshape_flat(arr: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    dims = tuple(int(d) for d in shape)
+    if len(dims) not in (2, 3) or any(d <= 0 for d in dims):
+        raise FrameError(f"shape must be (H, W) or (H, W, C) with positive sizes; got {shape!r}")
+    per_frame = int(np.prod(dims))
+    if arr.size == 0 or arr.size % per_frame:
+        raise FrameError(
+            f"an array of {arr.size} values is not a whole number of {dims} frames "
+            f"({per_frame} values each)"
+        )
+    return arr.reshape((arr.size // per_frame, *dims))
+
+
+def as_frame_stack(
+    array: Any, shape: Sequence[int] | None = None, *, bit_depth: int | None = None
+) -> np.ndarray:
+    """Return C-contiguous uint8 frames ``(N, H, W)`` from any supported shape and dtype."""
+    arr = np.asarray(array)
+    if shape is not None:
+        arr = _reshape_flat(arr, shape)
+        if arr.ndim == 3:  # (N, H, W) given explicitly: never colour
+            return np.ascontiguousarray(to_uint8(arr, bit_depth=bit_depth))
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[np.newaxis]
+    if arr.ndim == 4:
+        if arr.shape[-1] not in (3, 4):
+            raise FrameError(
+                f"frames of shape {arr.shape}: a 4-D array must be (N, H, W, 3|4) colour frames"
+            )
+        frames = _luma(arr, bit_depth)
+    elif arr.ndim == 2:
+        frames = to_uint8(arr, bit_depth=bit_depth)[np.newaxis]
+    elif arr.ndim == 3:
+        frames = to_uint8(arr, bit_depth=bit_depth)
+    else:
+        raise FrameError(
+            f"frames must be (H,W) or (N,H,W) (or colour (…,3|4)); got shape {arr.shape}; "
+            "pass shape=(H, W) to reshape a flat image"
+        )
+    if 0 in frames.shape:
+        raise FrameError(f"frames must not be empty; got shape {frames.shape}")
+    return np.ascontiguousarray(frames)

@@ -1,0 +1,116 @@
+"""Shard encoding: layout, all-zero frames and chunks, round trip, zarr-python read-back."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import crc32c
+import numpy as np
+import pytest
+import zstandard
+
+from atomscale_bluesky.client.shards import (
+    EMPTY_ENTRY,
+    ShardError,
+    decode_shard,
+    encode_shard,
+    shard_key,
+    split_shard,
+)
+
+
+def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w), dtype=np.uint8)
+
+
+def test_layout_matches_section_3_4() -> None:
+    frames = _frames(20, 8, 6)
+    frames[3] = 0
+    shard = encode_shard(frames)
+    entries, index = split_shard(shard, 20)
+    assert entries[3] == (EMPTY_ENTRY, EMPTY_ENTRY)
+    comp = zstandard.ZstdCompressor(level=3)
+    offset = 0
+    for i, frame in enumerate(frames):
+        if i == 3:
+            continue
+        blob = comp.compress(frame.tobytes())
+        assert entries[i] == (offset, len(blob))
+        assert shard[offset : offset + len(blob)] == blob
+        assert blob[:4] == b"\x28\xb5\x2f\xfd"
+        offset += len(blob)
+    assert len(shard) == offset + 16 * 20 + 4
+    assert struct.unpack("<I", shard[-4:])[0] == crc32c.crc32c(index)
+
+
+def test_round_trip_and_partial_zero_frames() -> None:
+    frames = _frames(5, 30, 50, seed=1)
+    frames[0] = 0
+    frames[4] = 0
+    assert (decode_shard(encode_shard(frames), 5, 30, 50) == frames).all()
+
+
+def test_all_zero_chunk_is_an_index_of_empty_entries() -> None:
+    frames = np.zeros((4, 3, 3), np.uint8)
+    shard = encode_shard(frames)
+    assert len(shard) == 16 * 4 + 4
+    entries, _ = split_shard(shard, 4)
+    assert entries == [(EMPTY_ENTRY, EMPTY_ENTRY)] * 4
+    assert (decode_shard(shard, 4, 3, 3) == 0).all()
+
+
+def test_bad_shards_are_rejected() -> None:
+    shard = bytearray(encode_shard(_frames(2, 4, 4)))
+    shard[-1] ^= 0xFF
+    with pytest.raises(ShardError, match="checksum"):
+        decode_shard(bytes(shard), 2, 4, 4)
+    with pytest.raises(ShardError):
+        encode_shard(np.zeros((2, 2), np.uint8))
+
+
+def test_shard_key() -> None:
+    assert shard_key(7) == "frames.zarr/frames/c/7/0/0"
+
+
+def test_zarr_python_reads_our_shard(tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    n, h, w = 6, 10, 12
+    frames = _frames(n, h, w, seed=2)
+    frames[2] = 0
+    root = tmp_path / "a.zarr"
+    root.mkdir()
+    meta = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [n, h, w],
+        "data_type": "uint8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [n, h, w]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [1, h, w],
+                    "codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
+                    ],
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
+                    "index_location": "end",
+                },
+            }
+        ],
+        "attributes": {},
+    }
+    (root / "zarr.json").write_text(json.dumps(meta))
+    (root / "c" / "0" / "0").mkdir(parents=True)
+    (root / "c" / "0" / "0" / "0").write_bytes(encode_shard(frames))
+    assert (zarr.open_array(str(root), mode="r")[:] == frames).all()
+    (root / "c" / "0" / "0" / "0").write_bytes(encode_shard(np.zeros((n, h, w), np.uint8)))
+    assert (zarr.open_array(str(root), mode="r")[:] == 0).all()
