@@ -1,0 +1,287 @@
+"""Turn one camera's frames into uint8 (N, H, W) chunks, and scalar readings into point batches.
+
+Every time is a hardware timestamp (the event's ``timestamps[key]``). A chunk's capture start is its
+first frame's timestamp. Frames are kept in timestamp order within what is not yet flushed;
+duplicates (same timestamp) and frames older than the last flushed one are dropped and counted.
+Missing frames are counted from the camera's frame counter, or from timestamp gaps on continuous
+(monitor) streams when there is no counter.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CameraChunker",
+    "Chunk",
+    "ChunkStats",
+    "PointBatcher",
+    "chunk_size_for",
+    "normalise_frames",
+]
+
+
+def chunk_size_for(fps: float, chunk_seconds: float) -> int:
+    """Frames per chunk: ``ceil(chunk_seconds * fps)`` and never below the protocol's ``ceil(2*fps)``."""
+    return max(1, math.ceil(chunk_seconds * fps), math.ceil(2 * fps))
+
+
+def normalise_frames(
+    array: Any, *, frame_shape: tuple[int, int] | None, bit_depth: int | None
+) -> np.ndarray:
+    """Raw event data -> uint8 (N, H, W) through the project's one normalisation rule."""
+    from atomscale_bluesky import frames
+
+    raw = np.asarray(array)
+    shape = frame_shape if frame_shape is not None and raw.ndim == 1 else None
+    return frames.as_frame_stack(raw, shape=shape, bit_depth=bit_depth)
+
+
+@dataclass
+class Chunk:
+    """One chunk ready to push: frames in capture order and the first frame's time (ms UTC)."""
+
+    frames: np.ndarray
+    capture_start_ms: int
+    first_ts: float
+    last_ts: float
+
+
+@dataclass
+class ChunkStats:
+    """What happened to one camera's frames, for the run summary."""
+
+    frames_in: int = 0
+    frames_chunked: int = 0
+    chunks: int = 0
+    duplicates: int = 0
+    late: int = 0
+    missing: int = 0  # frames absent from the camera's sequence
+    gap_events: int = 0
+    counter_resets: int = 0
+    missing_timestamps: int = 0
+
+
+@dataclass(order=True)
+class _Pending:
+    ts: float
+    order: int
+    counter: int | None = field(compare=False)
+    frame: np.ndarray = field(compare=False, repr=False)
+
+
+class CameraChunker:
+    """Per camera (and frame shape): order, de-duplicate and chunk frames; measure fps if unknown."""
+
+    def __init__(
+        self,
+        *,
+        fps: float | None,
+        chunk_seconds: float = 2.0,
+        fps_source: str = "configured",
+        measure_frames: int = 10,
+    ) -> None:
+        self.chunk_seconds = chunk_seconds
+        self.fps: float | None = fps if fps and fps > 0 else None
+        self.fps_source = fps_source if self.fps else "measured"
+        self.measure_frames = max(2, measure_frames)
+        self.chunk_size: int | None = chunk_size_for(self.fps, chunk_seconds) if self.fps else None
+        self.stats = ChunkStats()
+        self._pending: list[_Pending] = []
+        self._pending_ts: set[float] = set()
+        self._order = 0
+        self._last_flushed_ts: float | None = None
+        self._recent_flushed: set[float] = set()
+        self._last_counter: int | None = None
+        self._uses_counter = False
+        self._continuous = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(
+        self,
+        stack: np.ndarray,
+        timestamps: Sequence[float | None],
+        counters: Sequence[int | None] | None = None,
+        *,
+        continuous: bool = False,
+    ) -> list[Chunk]:
+        """Add (N, H, W) uint8 frames with one timestamp each (or one for the whole stack)."""
+        self._continuous = self._continuous or continuous
+        stamps = self._expand(len(stack), timestamps)
+        for i, frame in enumerate(stack):
+            counter = counters[i] if counters is not None and i < len(counters) else None
+            self._add_one(frame, stamps[i], counter)
+        if self.fps is None and len(self._pending) >= self.measure_frames:
+            self._measure_fps()
+        return self._full_chunks()
+
+    def finish(self) -> list[Chunk]:
+        """Flush everything left (at stop); measure fps from what there is when still unknown."""
+        if self.fps is None and self._pending:
+            self._measure_fps()
+        chunks = self._full_chunks()
+        if self._pending:
+            chunks.append(self._take(len(self._pending)))
+        return chunks
+
+    def _expand(self, n: int, timestamps: Sequence[float | None]) -> list[float]:
+        stamps = [float(t) if t is not None and _finite(t) else math.nan for t in timestamps]
+        if len(stamps) >= n:
+            return stamps[:n]
+        base = stamps[-1] if stamps else math.nan
+        step = 1.0 / self.fps if self.fps else 1e-3
+        return stamps + [base + step * (k + 1) for k in range(n - len(stamps))]
+
+    def _add_one(self, frame: np.ndarray, ts: float, counter: int | None) -> None:
+        self.stats.frames_in += 1
+        if math.isnan(ts):
+            self.stats.missing_timestamps += 1
+            ts = time.time()  # last resort, counted: a frame without a hardware timestamp
+        if ts in self._pending_ts or ts in self._recent_flushed:
+            self.stats.duplicates += 1
+            return
+        if self._last_flushed_ts is not None and ts < self._last_flushed_ts:
+            self.stats.late += 1
+            return
+        if counter is not None:
+            self._count_counter_gap(counter)
+        self._pending.append(_Pending(ts, self._order, counter, frame))
+        self._pending_ts.add(ts)
+        self._order += 1
+
+    def _count_counter_gap(self, counter: int) -> None:
+        self._uses_counter = True
+        last = self._last_counter
+        self._last_counter = counter
+        if last is None:
+            return
+        step = counter - last
+        if step > 1:
+            self.stats.missing += step - 1
+            self.stats.gap_events += 1
+        elif step < 0:
+            self.stats.counter_resets += 1
+
+    def _measure_fps(self) -> None:
+        stamps = sorted(p.ts for p in self._pending)
+        diffs = np.diff(np.asarray(stamps, dtype=float))
+        diffs = diffs[diffs > 0]
+        # rounded: float noise in timestamps must not turn 25 fps into ceil(50.0000001) = 51 frames
+        fps = round(1.0 / float(np.median(diffs)), 3) if diffs.size else 1.0
+        self.fps = fps
+        self.fps_source = "measured"
+        self.chunk_size = chunk_size_for(fps, self.chunk_seconds)
+
+    def _full_chunks(self) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        while self.chunk_size is not None and len(self._pending) >= self.chunk_size:
+            chunks.append(self._take(self.chunk_size))
+        return chunks
+
+    def _take(self, n: int) -> Chunk:
+        self._pending.sort()
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        for item in taken:
+            self._pending_ts.discard(item.ts)
+        if not self._uses_counter and self._continuous and self.fps:
+            self._count_time_gaps([p.ts for p in taken])
+        self._last_flushed_ts = taken[-1].ts
+        self._recent_flushed = {p.ts for p in taken}
+        self.stats.frames_chunked += len(taken)
+        self.stats.chunks += 1
+        stack = np.stack([p.frame for p in taken])
+        return Chunk(
+            frames=stack,
+            capture_start_ms=int(round(taken[0].ts * 1000.0)),
+            first_ts=taken[0].ts,
+            last_ts=taken[-1].ts,
+        )
+
+    def _count_time_gaps(self, stamps: list[float]) -> None:
+        assert self.fps is not None
+        previous = self._last_flushed_ts
+        for ts in stamps:
+            if previous is not None:
+                periods = (ts - previous) * self.fps
+                if periods > 1.5:
+                    self.stats.missing += int(round(periods)) - 1
+                    self.stats.gap_events += 1
+            previous = ts
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class ChannelStats:
+    """Per-channel point counts for the summary."""
+
+    points: int = 0
+    non_finite: int = 0
+    units: str | None = None
+
+
+class PointBatcher:
+    """Batches scalar points per channel; ``take`` hands over a ``push_multi`` payload when due."""
+
+    def __init__(self, *, points_per_chunk: int = 100, max_age_s: float = 1.0) -> None:
+        self.points_per_chunk = points_per_chunk
+        self.max_age_s = max_age_s
+        self.channels: dict[str, ChannelStats] = {}
+        self._batch: dict[str, tuple[list[float], list[float]]] = {}
+        self._size = 0
+        self._since: float | None = None
+
+    def add(self, channel: str, ts: float, value: float, units: str | None) -> bool:
+        """Queue one point; a non-finite value or timestamp is counted and refused."""
+        stats = self.channels.get(channel)
+        if stats is None:
+            stats = self.channels[channel] = ChannelStats(units=units)
+        if not (math.isfinite(value) and math.isfinite(ts)):
+            stats.non_finite += 1
+            return False
+        stamps, values = self._batch.setdefault(channel, ([], []))
+        stamps.append(ts)
+        values.append(value)
+        stats.points += 1
+        self._size += 1
+        if self._since is None:
+            self._since = time.monotonic()
+        return True
+
+    def due(self) -> bool:
+        if not self._size:
+            return False
+        if self._size >= self.points_per_chunk:
+            return True
+        return self._since is not None and time.monotonic() - self._since >= self.max_age_s
+
+    def take(self) -> dict[str, tuple[list[float], list[float], str | None]]:
+        """Everything batched, each channel sorted by timestamp."""
+        out: dict[str, tuple[list[float], list[float], str | None]] = {}
+        for channel, (stamps, values) in self._batch.items():
+            if not stamps:
+                continue
+            order = sorted(range(len(stamps)), key=stamps.__getitem__)
+            out[channel] = (
+                [stamps[i] for i in order],
+                [values[i] for i in order],
+                self.channels[channel].units,
+            )
+        self._batch = {}
+        self._size = 0
+        self._since = None
+        return out

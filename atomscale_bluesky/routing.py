@@ -1,0 +1,397 @@
+"""Decide, from one event descriptor, which data keys are RHEED frames and which are channels.
+
+Frames are 2-D/3-D arrays (or flat arrays whose H and W are known from the descriptor shape or the
+camera's ``ArraySize0_RBV``/``ArraySize1_RBV``-like configuration readings); channels are numeric,
+boolean and enum scalars. Everything else is skipped with a reason the callback reports once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ChannelKey",
+    "FrameKey",
+    "Route",
+    "RoutingOptions",
+    "RunHints",
+    "route_descriptor",
+]
+
+# smallest side of an array that we still treat as an image (a 3x3 matrix is not a RHEED frame)
+MIN_FRAME_SIDE = 8
+# a flat array shorter than this (64 x 64) without a known frame size is a waveform, not an image
+MIN_FLAT_FRAME = 4096
+
+_COUNTER_PATTERNS = ("arraycounter", "uniqueid", "imagecounter", "framecounter")
+_WIDTH_PATTERNS = ("arraysize0", "arraysizewidth", "arraysizex", "sizex", "width")
+_HEIGHT_PATTERNS = ("arraysize1", "arraysizeheight", "arraysizey", "sizey", "height")
+_PERIOD_PATTERNS = ("acquireperiod",)
+_BITDEPTH_PATTERNS = ("bitdepth", "bitsperpixel", "databits", "pixelbits")
+
+
+@dataclass(frozen=True)
+class RoutingOptions:
+    """User choices that shape routing: glob include/exclude patterns and channel renames."""
+
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    rename: Mapping[str, str] = field(default_factory=dict)
+    rotation_key: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        include: Iterable[str] | str | None = None,
+        exclude: Iterable[str] | str | None = None,
+        rename: Mapping[str, str] | None = None,
+        rotation_key: str | None = None,
+    ) -> RoutingOptions:
+        return cls(
+            include=None if include is None else _as_tuple(include),
+            exclude=() if exclude is None else _as_tuple(exclude),
+            rename=dict(rename or {}),
+            rotation_key=rotation_key,
+        )
+
+    def wants(self, key: str) -> bool:
+        """True when ``key`` passes the include and exclude patterns."""
+        if self.include is not None and not any(fnmatch.fnmatchcase(key, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(key, p) for p in self.exclude)
+
+
+def _as_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclass(frozen=True)
+class FrameKey:
+    """A data key carrying RHEED frames; one camera (one RHEED stream) per key."""
+
+    key: str
+    object_name: str | None
+    frame_shape: tuple[int, int] | None  # (H, W) when known from the descriptor or configuration
+    frames_per_event: int | None  # leading N of a declared (N, H, W) shape, else 1 / None
+    dtype_numpy: str | None
+    bit_depth: int | None
+    external: str | None  # "FILESTORE", "STREAM" or None for inline data
+    counter_key: str | None  # frame counter / UniqueId key in the same descriptor
+    fps: float | None  # from the camera's AcquirePeriod configuration reading
+    flat: bool  # declared as a flat (1-D) array that must be reshaped to frame_shape
+
+
+@dataclass(frozen=True)
+class ChannelKey:
+    """A scalar data key that becomes one time-series channel."""
+
+    key: str
+    name: str
+    units: str | None
+    enum_strs: tuple[str, ...] | None
+
+
+@dataclass
+class Route:
+    """What to do with each data key of one descriptor."""
+
+    descriptor_uid: str
+    stream_name: str
+    frames: dict[str, FrameKey] = field(default_factory=dict)
+    channels: dict[str, ChannelKey] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    size_readings: dict[str, tuple[str, str]] = field(default_factory=dict)  # object -> (w, h) keys
+    period_readings: dict[str, str] = field(default_factory=dict)  # object -> AcquirePeriod key
+
+
+@dataclass
+class RunHints:
+    """Camera facts learnt so far in a run, per device object: frame size (H, W) and fps.
+
+    A monitor stream's descriptor only configures the image signal itself, so its camera's size
+    and AcquirePeriod come from another descriptor (primary, baseline) or from readings.
+    """
+
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    fps: dict[str, float] = field(default_factory=dict)
+
+    def size_for(self, object_name: str | None, key: str) -> tuple[int, int] | None:
+        return _lookup(self.sizes, object_name, key)
+
+    def fps_for(self, object_name: str | None, key: str) -> float | None:
+        return _lookup(self.fps, object_name, key)
+
+
+def _lookup(table: Mapping[str, Any], object_name: str | None, key: str) -> Any:
+    """Entry for the object, else for the device whose name prefixes the key (``cam_image``)."""
+    if object_name and object_name in table:
+        return table[object_name]
+    best = None
+    best_len = 0
+    for obj, value in table.items():
+        if len(obj) > best_len and (key.startswith(obj + "_") or key.startswith(obj + "-")):
+            best, best_len = value, len(obj)
+    return best
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower().replace("_rbv", ""))
+
+
+def _matches(key: str, source: str | None, patterns: tuple[str, ...]) -> bool:
+    names = [_norm(key)]
+    if source:
+        names.append(_norm(source.rsplit(":", 1)[-1]) if ":" in source else _norm(source))
+    return any(n.endswith(p) for n in names for p in patterns)
+
+
+def _config_value(
+    configuration: Mapping[str, Any], object_name: str | None, patterns: tuple[str, ...]
+) -> Any:
+    """Value of the first configuration reading of ``object_name`` matching one of ``patterns``."""
+    if not object_name or object_name not in configuration:
+        return None
+    conf = configuration[object_name] or {}
+    data = conf.get("data", {}) or {}
+    keys = conf.get("data_keys", {}) or {}
+    # prefer readbacks (_RBV) over setpoints when both exist
+    candidates = sorted(data, key=lambda k: (0 if "rbv" in k.lower() else 1, k))
+    for k in candidates:
+        source = (keys.get(k) or {}).get("source")
+        if _matches(k, source, patterns):
+            return data[k]
+    return None
+
+
+def _as_positive_int(value: Any) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if number > 0 else None
+
+
+def _config_size(
+    configuration: Mapping[str, Any], object_name: str | None
+) -> tuple[int, int] | None:
+    width = _as_positive_int(_config_value(configuration, object_name, _WIDTH_PATTERNS))
+    height = _as_positive_int(_config_value(configuration, object_name, _HEIGHT_PATTERNS))
+    if width and height:
+        return (height, width)
+    return None
+
+
+def _config_fps(configuration: Mapping[str, Any], object_name: str | None) -> float | None:
+    period = _config_value(configuration, object_name, _PERIOD_PATTERNS)
+    try:
+        seconds = float(period)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return 1.0 / seconds
+
+
+def _bit_depth(
+    data_key: Mapping[str, Any], configuration: Mapping[str, Any], obj: str | None
+) -> int | None:
+    for name in ("bit_depth", "bits_per_pixel", "data_bits"):
+        depth = _as_positive_int(data_key.get(name))
+        if depth:
+            return depth
+    return _as_positive_int(_config_value(configuration, obj, _BITDEPTH_PATTERNS))
+
+
+def _int_dims(shape: Any) -> list[int] | None:
+    """The declared shape as ints, or None when it holds unknown/non-integer entries."""
+    if not isinstance(shape, (list, tuple)):
+        return None
+    dims: list[int] = []
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            return None
+        dims.append(dim)
+    return dims
+
+
+def _frame_layout(dims: list[int]) -> tuple[tuple[int, int] | None, int | None, str | None]:
+    """(frame shape, frames per event, reason-if-not-a-frame) from an integer shape."""
+    if len(dims) == 2:
+        if min(dims) < MIN_FRAME_SIDE:
+            return None, None, f"2-D array {dims} is too small to be a frame"
+        return (dims[0], dims[1]), 1, None
+    if len(dims) == 3:
+        if dims[2] in (3, 4) and min(dims[:2]) >= MIN_FRAME_SIDE:
+            return (dims[0], dims[1]), 1, None  # one RGB(A) frame
+        if min(dims[1:]) >= MIN_FRAME_SIDE:
+            return (dims[1], dims[2]), dims[0], None
+        return None, None, f"3-D array {dims} is too small to be a frame stack"
+    if len(dims) == 4 and dims[3] in (3, 4) and min(dims[1:3]) >= MIN_FRAME_SIDE:
+        return (dims[1], dims[2]), dims[0], None
+    return None, None, f"{len(dims)}-D array {dims} is not a frame layout"
+
+
+def _counter_for(
+    data_keys: Mapping[str, Any], object_name: str | None, n_frame_objects: int
+) -> str | None:
+    found = None
+    for key, dk in data_keys.items():
+        dk = dk or {}
+        if dk.get("shape") not in ([], (), None) or dk.get("dtype") not in ("integer", "number"):
+            continue
+        if not _matches(key, dk.get("source"), _COUNTER_PATTERNS):
+            continue
+        same_camera = dk.get("object_name") == object_name or n_frame_objects == 1
+        if same_camera and (found is None or "arraycounter" in _norm(key)):
+            found = key
+    return found
+
+
+def _is_external(data_key: Mapping[str, Any]) -> str | None:
+    external = data_key.get("external")
+    if not external:
+        return None
+    return "STREAM" if str(external).startswith("STREAM") else "FILESTORE"
+
+
+def route_descriptor(
+    descriptor: Mapping[str, Any], options: RoutingOptions, hints: RunHints | None = None
+) -> Route:
+    """Classify every data key of ``descriptor``; learn frame sizes from its configuration."""
+    hints = hints if hints is not None else RunHints()
+    configuration = descriptor.get("configuration", {}) or {}
+    for obj in configuration:
+        size = _config_size(configuration, obj)
+        if size:
+            hints.sizes[obj] = size
+        fps = _config_fps(configuration, obj)
+        if fps:
+            hints.fps[obj] = fps
+    data_keys: Mapping[str, Any] = descriptor.get("data_keys", {}) or {}
+    route = Route(descriptor_uid=descriptor["uid"], stream_name=descriptor.get("name", "primary"))
+
+    frame_candidates: dict[str, Mapping[str, Any]] = {}
+    for key, raw in data_keys.items():
+        dk = raw or {}
+        if not options.wants(key):
+            route.skipped[key] = "excluded by include/exclude"
+            continue
+        dtype = dk.get("dtype")
+        shape = dk.get("shape", [])
+        external = _is_external(dk)
+        if shape in ([], ()) and dtype in ("number", "integer", "boolean") and not external:
+            route.channels[key] = _channel(key, dk, options)
+        elif shape in ([], ()) and dtype == "string":
+            choices = dk.get("enum_strs") or dk.get("choices")
+            if choices and not external:
+                route.channels[key] = _channel(key, dk, options, tuple(str(c) for c in choices))
+            else:
+                route.skipped[key] = "string values are not a channel"
+        elif dtype == "array" or (shape not in ([], ()) and shape is not None):
+            frame_candidates[key] = dk
+        else:
+            route.skipped[key] = (
+                f"dtype {dtype!r} with shape {shape!r} is neither frame nor channel"
+            )
+
+    frame_objects = {dk.get("object_name") for dk in frame_candidates.values()}
+    for key, dk in frame_candidates.items():
+        reason = _add_frame(route, key, dk, configuration, hints, data_keys, len(frame_objects))
+        if reason:
+            route.skipped[key] = reason
+    for obj in {dk.get("object_name") for dk in data_keys.values() if dk}:
+        keys = _size_reading_keys(data_keys, obj)
+        if obj and keys:
+            route.size_readings[obj] = keys
+        period = _period_reading_key(data_keys, obj)
+        if obj and period:
+            route.period_readings[obj] = period
+    return route
+
+
+def _size_reading_keys(data_keys: Mapping[str, Any], obj: str | None) -> tuple[str, str] | None:
+    width = height = None
+    for key, dk in data_keys.items():
+        dk = dk or {}
+        if dk.get("object_name") != obj or dk.get("shape") not in ([], ()):
+            continue
+        if width is None and _matches(key, dk.get("source"), _WIDTH_PATTERNS):
+            width = key
+        elif height is None and _matches(key, dk.get("source"), _HEIGHT_PATTERNS):
+            height = key
+    return (width, height) if width and height else None
+
+
+def _period_reading_key(data_keys: Mapping[str, Any], obj: str | None) -> str | None:
+    for key, dk in data_keys.items():
+        dk = dk or {}
+        mine = dk.get("object_name") == obj and dk.get("shape") in ([], ())
+        if mine and _matches(key, dk.get("source"), _PERIOD_PATTERNS):
+            return key
+    return None
+
+
+def _channel(
+    key: str,
+    dk: Mapping[str, Any],
+    options: RoutingOptions,
+    enum_strs: tuple[str, ...] | None = None,
+) -> ChannelKey:
+    units = dk.get("units")
+    units = str(units) if isinstance(units, str) and units.strip() else None
+    if enum_strs is None and dk.get("enum_strs"):
+        enum_strs = tuple(str(c) for c in dk["enum_strs"])
+    return ChannelKey(key=key, name=options.rename.get(key, key), units=units, enum_strs=enum_strs)
+
+
+def _add_frame(
+    route: Route,
+    key: str,
+    dk: Mapping[str, Any],
+    configuration: Mapping[str, Any],
+    hints: RunHints,
+    data_keys: Mapping[str, Any],
+    n_frame_objects: int,
+) -> str | None:
+    """Register ``key`` as a frame key of ``route``; return a skip reason when it is not one."""
+    obj = dk.get("object_name")
+    external = _is_external(dk)
+    dims = _int_dims(dk.get("shape"))
+    frame_shape: tuple[int, int] | None = None
+    per_event: int | None = None
+    flat = False
+    if dims is not None and len(dims) >= 2:
+        frame_shape, per_event, reason = _frame_layout(dims)
+        if reason:
+            return reason
+    elif dims is not None and len(dims) == 1:
+        flat = True
+        size = _config_size(configuration, obj) or hints.size_for(obj, key)
+        if size is not None and size[0] * size[1] == dims[0]:
+            frame_shape, per_event = size, 1
+        elif size is not None and dims[0] % (size[0] * size[1]) == 0:
+            frame_shape, per_event = size, dims[0] // (size[0] * size[1])
+        elif size is not None:
+            return f"flat array of {dims[0]} values does not match the camera size {size}"
+        elif dims[0] < MIN_FLAT_FRAME:
+            return f"1-D array of {dims[0]} values is a waveform, not a frame"
+        # else: the frame size may be learnt later in the run (sizes readings, other descriptors)
+    # dims None: unknown/inconsistent shape; the frame shape is taken from the data itself
+    route.frames[key] = FrameKey(
+        key=key,
+        object_name=obj,
+        frame_shape=frame_shape,
+        frames_per_event=per_event,
+        dtype_numpy=dk.get("dtype_numpy") or None,
+        bit_depth=_bit_depth(dk, configuration, obj),
+        external=external,
+        counter_key=_counter_for(data_keys, obj, n_frame_objects),
+        fps=_config_fps(configuration, obj) or hints.fps_for(obj, key),
+        flat=flat,
+    )
+    return None

@@ -1,0 +1,286 @@
+"""What the callback tells the user: live counters, a per-run summary record, and progress lines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "CallbackCounters",
+    "ChannelSummary",
+    "ProgressDisplay",
+    "RheedSummary",
+    "RunSummary",
+    "TimeseriesSummary",
+]
+
+logger = logging.getLogger("atomscale_bluesky.callback")
+
+
+@dataclass
+class CallbackCounters:
+    """Live totals across runs; read them any time from ``callback.counters``."""
+
+    runs: int = 0
+    documents: int = 0
+    events: int = 0
+    frames_queued: int = 0
+    frames_pushed: int = 0
+    chunks_pushed: int = 0
+    points_queued: int = 0
+    points_pushed: int = 0
+    streams_opened: int = 0
+    streams_closed: int = 0
+    errors: int = 0
+    dropped_overflow: int = 0
+    rejected_frames: int = 0
+    skipped_points: int = 0
+    duplicate_events: int = 0
+    orphan_events: int = 0
+    external_failed: int = 0
+    queue_bytes: int = 0
+    queue_items: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class LockedCounters:
+    """Counters shared by the RunEngine/monitor threads and the worker, updated under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = CallbackCounters()
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self._values, name, getattr(self._values, name) + amount)
+
+    def set(self, **values: int) -> None:
+        with self._lock:
+            for name, value in values.items():
+                setattr(self._values, name, value)
+
+    def snapshot(self) -> CallbackCounters:
+        with self._lock:
+            return CallbackCounters(**self._values.as_dict())
+
+
+@dataclass
+class RheedSummary:
+    """One RHEED stream of a run (one camera, one frame shape)."""
+
+    camera: str
+    name: str
+    data_id: str | None = None
+    frame_shape: tuple[int, int] | None = None
+    fps: float | None = None
+    fps_source: str | None = None
+    rotations_per_min: float = 0.0
+    chunk_size: int | None = None
+    frames: int = 0  # frames pushed
+    chunks: int = 0
+    duplicates: int = 0
+    late: int = 0
+    missing: int = 0  # frames absent from the camera's sequence (counter/timestamp gaps)
+    gap_events: int = 0
+    counter_resets: int = 0
+    rejected: int = 0  # bad frames (too big, not normalisable, wrong shape)
+    dtype_changes: int = 0
+    external_failed: int = 0
+    not_sent: int = 0  # frames that never reached the client (stream failed to open or push failed)
+    first_ts: float | None = None
+    last_ts: float | None = None
+    uploaded: int | None = None  # chunks acknowledged, from the client's StreamReport
+    lost_chunks: int | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ChannelSummary:
+    name: str
+    key: str
+    units: str | None
+    points: int = 0
+    non_finite: int = 0
+
+
+@dataclass
+class TimeseriesSummary:
+    name: str
+    data_id: str | None = None
+    channels: dict[str, ChannelSummary] = field(default_factory=dict)
+    points: int = 0
+    non_finite: int = 0
+    batches: int = 0
+    not_sent: int = 0
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """Everything a user wants to know about one run's upload, kept in ``callback.summaries``."""
+
+    run_uid: str
+    name: str
+    plan_name: str | None = None
+    scan_id: Any = None
+    exit_status: str | None = None  # from the stop document, or "no stop document"
+    endpoint: str | None = None
+    rheed: list[RheedSummary] = field(default_factory=list)
+    timeseries: TimeseriesSummary | None = None
+    skipped_keys: dict[str, str] = field(default_factory=dict)
+    events: int = 0
+    duplicate_events: int = 0
+    out_of_order_events: int = 0
+    orphan_events: int = 0
+    dropped_overflow: int = 0
+    rejected_frames: int = 0
+    shape_changes: int = 0
+    errors: int = 0
+    error_messages: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return sum(r.frames for r in self.rheed)
+
+    @property
+    def chunks(self) -> int:
+        return sum(r.chunks for r in self.rheed)
+
+    @property
+    def points(self) -> int:
+        return self.timeseries.points if self.timeseries else 0
+
+    @property
+    def missing(self) -> int:
+        return sum(r.missing for r in self.rheed)
+
+    @property
+    def lost(self) -> int:
+        """Frames and points that should have reached the server and did not."""
+        frames_lost = sum(r.not_sent + r.external_failed for r in self.rheed)
+        points_lost = self.timeseries.not_sent if self.timeseries else 0
+        return frames_lost + points_lost + self.dropped_overflow
+
+    @property
+    def data_ids(self) -> list[str]:
+        ids = [r.data_id for r in self.rheed if r.data_id]
+        if self.timeseries and self.timeseries.data_id:
+            ids.append(self.timeseries.data_id)
+        return ids
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(
+            frames=self.frames,
+            chunks=self.chunks,
+            points=self.points,
+            missing=self.missing,
+            lost=self.lost,
+            data_ids=self.data_ids,
+        )
+        return out
+
+    def text(self) -> str:
+        """A few human lines: totals, each stream with its data id, and every problem counted."""
+        head = (
+            f"Atomscale run {self.run_uid[:8]} '{self.name}' ({self.exit_status or 'open'}): "
+            f"{self.frames} frames in {self.chunks} chunks, {self.points} points"
+            f"{' in ' + str(len(self.timeseries.channels)) + ' channels' if self.timeseries else ''}, "
+            f"{self.missing} missing from camera sequence, {self.lost} lost, {self.errors} errors"
+        )
+        lines = [head]
+        for r in self.rheed:
+            lines.append(
+                f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {r.frames} frames/"
+                f"{r.chunks} chunks, {r.frame_shape}, {_fmt(r.fps)} fps ({r.fps_source}), "
+                f"{_fmt(r.rotations_per_min)} rpm" + _problems(r)
+            )
+        if self.timeseries:
+            ts = self.timeseries
+            lines.append(
+                f"  time series -> {ts.data_id or 'not opened'}: {ts.points} points, "
+                f"channels {sorted(ts.channels)}"
+                + (f", {ts.non_finite} non-finite skipped" if ts.non_finite else "")
+                + (f", {ts.not_sent} not sent" if ts.not_sent else "")
+            )
+        extra = {
+            "duplicate events": self.duplicate_events,
+            "out-of-order events": self.out_of_order_events,
+            "events before their descriptor": self.orphan_events,
+            "dropped (queue full)": self.dropped_overflow,
+            "rejected frames": self.rejected_frames,
+            "shape changes": self.shape_changes,
+        }
+        noted = [f"{v} {k}" for k, v in extra.items() if v]
+        if noted:
+            lines.append("  " + ", ".join(noted))
+        if self.skipped_keys:
+            lines.append(f"  not uploaded (by design): {sorted(self.skipped_keys)}")
+        if self.endpoint and self.data_ids:
+            lines.append(f"  see them at {self.endpoint} (data ids {', '.join(self.data_ids)})")
+        lines.extend(f"  error: {m}" for m in self.error_messages[:5])
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g}"
+
+
+def _problems(r: RheedSummary) -> str:
+    parts = {
+        "duplicates": r.duplicates,
+        "late": r.late,
+        "missing": r.missing,
+        "rejected": r.rejected,
+        "dtype changes": r.dtype_changes,
+        "external failed": r.external_failed,
+        "not sent": r.not_sent,
+        "lost chunks": r.lost_chunks or 0,
+    }
+    noted = [f"{v} {k}" for k, v in parts.items() if v]
+    out = ", " + ", ".join(noted) if noted else ""
+    return out + (f" [{r.error}]" if r.error else "")
+
+
+class ProgressDisplay:
+    """Optional live progress: a log line ("log") or an updating IPython text ("ipython")."""
+
+    def __init__(self, mode: str | None) -> None:
+        if mode not in (None, "log", "ipython"):
+            raise ValueError(f"progress must be None, 'log' or 'ipython', not {mode!r}")
+        self.mode = mode
+        self._handle: Any = None
+
+    def show(self, counters: CallbackCounters) -> None:
+        if self.mode is None:
+            return
+        text = (
+            f"atomscale: {counters.frames_pushed} frames / {counters.chunks_pushed} chunks pushed, "
+            f"{counters.points_pushed} points, queue {counters.queue_items} items "
+            f"({counters.queue_bytes / 1e6:.1f} MB), {counters.errors} errors, "
+            f"{counters.dropped_overflow} dropped"
+        )
+        if self.mode == "ipython" and self._show_ipython(text):
+            return
+        logger.info(text)
+
+    def _show_ipython(self, text: str) -> bool:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return False
+        if get_ipython() is None:
+            return False
+        if self._handle is None:
+            self._handle = display(text, display_id=True)
+        else:
+            self._handle.update(text)
+        return True

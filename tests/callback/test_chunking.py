@@ -1,0 +1,127 @@
+"""Chunking: hardware-time order, duplicates, late frames, gaps, fps measurement, point batches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from atomscale_bluesky.chunking import CameraChunker, PointBatcher, chunk_size_for
+
+T0 = 1_700_000_000.0
+
+
+def _frames(values):
+    return np.stack([np.full((8, 8), v, dtype=np.uint8) for v in values])
+
+
+@pytest.mark.parametrize(
+    ("fps", "seconds", "size"), [(30, 2.0, 60), (29.97, 2.0, 60), (10, 5.0, 50), (120, 1.0, 240)]
+)
+def test_chunk_size_is_chunk_seconds_of_frames_but_at_least_two_seconds(fps, seconds, size):
+    assert chunk_size_for(fps, seconds) == size
+
+
+def test_chunks_carry_first_frame_hardware_time_and_keep_timestamp_order():
+    chunker = CameraChunker(fps=2.0, chunk_seconds=2.0)  # 4 frames per chunk
+    order = [0, 2, 1, 3, 4, 6, 5]
+    chunks = []
+    for i in order:
+        chunks += chunker.add(_frames([i]), [T0 + i * 0.5])
+    chunks += chunker.finish()
+    assert [len(c.frames) for c in chunks] == [4, 3]
+    assert chunks[0].capture_start_ms == int(round(T0 * 1000))
+    assert chunks[1].capture_start_ms == int(round((T0 + 2.0) * 1000))
+    got = np.concatenate([c.frames[:, 0, 0] for c in chunks])
+    assert got.tolist() == list(range(7))
+
+
+def test_duplicates_and_late_frames_are_dropped_and_counted():
+    chunker = CameraChunker(fps=1.0, chunk_seconds=2.0)  # 2 frames per chunk
+    out = chunker.add(_frames([0, 1]), [T0, T0 + 1])
+    assert len(out) == 1
+    chunker.add(_frames([1]), [T0 + 1])  # same frame again (re-read) -> duplicate
+    chunker.add(_frames([9]), [T0 + 0.5])  # older than what was flushed -> late
+    chunker.add(_frames([2]), [T0 + 2])
+    chunker.add(_frames([2]), [T0 + 2])  # duplicate within the pending frames
+    rest = chunker.finish()
+    assert chunker.stats.duplicates == 2 and chunker.stats.late == 1
+    assert [c.frames[:, 0, 0].tolist() for c in rest] == [[2]]
+
+
+def test_counter_jumps_count_missing_frames_and_resets():
+    chunker = CameraChunker(fps=10.0)
+    for i, counter in enumerate([5, 6, 9, 10, 1, 2]):
+        chunker.add(_frames([i]), [T0 + i * 0.1], [counter])
+    assert chunker.stats.missing == 2
+    assert chunker.stats.gap_events == 1
+    assert chunker.stats.counter_resets == 1
+
+
+def test_timestamp_gaps_count_missing_frames_on_continuous_streams_only():
+    stamps = [0, 0.1, 0.2, 0.5, 0.6]  # 2 frames missing at 10 fps
+    for continuous, expected in ((True, 2), (False, 0)):
+        chunker = CameraChunker(fps=10.0)
+        for i, t in enumerate(stamps):
+            chunker.add(_frames([i]), [T0 + t], continuous=continuous)
+        chunker.finish()
+        assert chunker.stats.missing == expected
+
+
+def test_fps_is_measured_from_timestamps_when_unknown():
+    chunker = CameraChunker(fps=None, measure_frames=10)
+    assert chunker.fps is None and chunker.fps_source == "measured"
+    chunks = []
+    for i in range(200):
+        chunks += chunker.add(_frames([i % 250]), [T0 + i / 25.0])
+    assert chunker.fps == pytest.approx(25.0)
+    assert chunker.chunk_size == 50
+    chunks += chunker.finish()
+    assert sum(len(c.frames) for c in chunks) == 200
+    assert all(len(c.frames) == 50 for c in chunks)
+
+
+def test_fps_of_a_short_run_is_measured_at_finish():
+    chunker = CameraChunker(fps=None)
+    chunker.add(_frames([1, 2, 3]), [T0, T0 + 0.2, T0 + 0.4])
+    chunks = chunker.finish()
+    assert chunker.fps == pytest.approx(5.0)
+    assert [len(c.frames) for c in chunks] == [3]
+
+
+def test_one_timestamp_for_a_multi_frame_event_spreads_by_frame_period():
+    chunker = CameraChunker(fps=4.0)
+    chunker.add(_frames([0, 1, 2, 3]), [T0])
+    (chunk,) = chunker.finish()
+    assert chunk.first_ts == T0 and chunk.last_ts == pytest.approx(T0 + 0.75)
+
+
+def test_missing_timestamp_is_counted():
+    chunker = CameraChunker(fps=4.0)
+    chunker.add(_frames([0]), [None])
+    assert chunker.stats.missing_timestamps == 1
+
+
+def test_point_batcher_sorts_by_time_and_refuses_non_finite():
+    batcher = PointBatcher(points_per_chunk=4, max_age_s=60)
+    assert batcher.add("T", T0 + 1, 2.0, "K")
+    assert batcher.add("T", T0, 1.0, "K")
+    assert not batcher.add("T", T0 + 2, math.nan, "K")
+    assert not batcher.add("T", T0 + 3, math.inf, "K")
+    assert not batcher.add("P", math.nan, 1.0, None)
+    assert not batcher.due()
+    batcher.add("P", T0, 1e-9, "mbar")
+    batcher.add("P", T0 + 1, 2e-9, "mbar")
+    assert batcher.due()
+    payload = batcher.take()
+    assert payload["T"] == ([T0, T0 + 1], [1.0, 2.0], "K")
+    assert payload["P"][1] == [1e-9, 2e-9]
+    assert batcher.channels["T"].non_finite == 2 and batcher.channels["T"].points == 2
+    assert batcher.take() == {}
+
+
+def test_point_batcher_is_due_after_max_age():
+    batcher = PointBatcher(points_per_chunk=1000, max_age_s=0.0)
+    batcher.add("T", T0, 1.0, None)
+    assert batcher.due()

@@ -1,0 +1,258 @@
+"""Routing: which data keys of real-looking descriptors become frames, channels or are skipped."""
+
+from __future__ import annotations
+
+import event_model
+import pytest
+
+from atomscale_bluesky.routing import RoutingOptions, RunHints, route_descriptor
+
+
+def _descriptor(data_keys, configuration=None, name="primary", object_keys=None):
+    run = event_model.compose_run(metadata={"plan_name": "count", "scan_id": 1})
+    bundle = run.compose_descriptor(
+        name=name,
+        data_keys=data_keys,
+        configuration=configuration or {},
+        object_keys=object_keys or {},
+    )
+    return bundle.descriptor_doc
+
+
+def _pyepics_camera_descriptor():
+    """What ophyd v1 (pyepics) describes for a raw image waveform and the AD readbacks."""
+    data_keys = {
+        "cam_image": {
+            "source": "PV:RHEED:image1:ArrayData",
+            "dtype": "array",
+            "shape": [150000],
+            "units": "",
+            "object_name": "cam",
+        },
+        "cam_array_counter": {
+            "source": "PV:RHEED:cam1:ArrayCounter_RBV",
+            "dtype": "integer",
+            "shape": [],
+            "units": "",
+            "object_name": "cam",
+        },
+        "cam_temperature": {
+            "source": "PV:GROWTH:T",
+            "dtype": "number",
+            "shape": [],
+            "units": "K",
+            "precision": 3,
+            "object_name": "cam",
+        },
+        "cam_model": {
+            "source": "PV:RHEED:cam1:Model_RBV",
+            "dtype": "string",
+            "shape": [],
+            "units": "",
+            "object_name": "cam",
+        },
+        "cam_acquire": {
+            "source": "PV:RHEED:cam1:Acquire",
+            "dtype": "integer",
+            "shape": [],
+            "units": "",
+            "enum_strs": ["Done", "Acquire"],
+            "object_name": "cam",
+        },
+    }
+    conf_keys = {
+        "cam_width": {"source": "PV:RHEED:image1:ArraySize0_RBV", "dtype": "integer", "shape": []},
+        "cam_height": {"source": "PV:RHEED:image1:ArraySize1_RBV", "dtype": "integer", "shape": []},
+        "cam_acquire_period": {
+            "source": "PV:RHEED:cam1:AcquirePeriod_RBV",
+            "dtype": "number",
+            "shape": [],
+        },
+    }
+    configuration = {
+        "cam": {
+            "data": {"cam_width": 500, "cam_height": 300, "cam_acquire_period": 0.025},
+            "timestamps": {k: 1.0 for k in conf_keys},
+            "data_keys": conf_keys,
+        }
+    }
+    return _descriptor(data_keys, configuration, object_keys={"cam": list(data_keys)})
+
+
+def test_flat_pyepics_image_gets_size_fps_and_counter_from_configuration():
+    route = route_descriptor(_pyepics_camera_descriptor(), RoutingOptions())
+    assert set(route.frames) == {"cam_image"}
+    frame = route.frames["cam_image"]
+    assert frame.frame_shape == (300, 500)
+    assert frame.flat is True
+    assert frame.fps == pytest.approx(40.0)
+    assert frame.counter_key == "cam_array_counter"
+    assert set(route.channels) == {"cam_array_counter", "cam_temperature", "cam_acquire"}
+    assert route.channels["cam_temperature"].units == "K"
+    assert route.channels["cam_acquire"].enum_strs == ("Done", "Acquire")
+    assert route.channels["cam_array_counter"].units is None  # "" means no units
+    assert "cam_model" in route.skipped
+
+
+def test_include_exclude_and_rename():
+    options = RoutingOptions.build(exclude=["*counter*"], rename={"cam_temperature": "substrate_T"})
+    route = route_descriptor(_pyepics_camera_descriptor(), options)
+    assert "cam_array_counter" not in route.channels
+    assert route.skipped["cam_array_counter"] == "excluded by include/exclude"
+    assert route.channels["cam_temperature"].name == "substrate_T"
+    only = route_descriptor(_pyepics_camera_descriptor(), RoutingOptions.build(include="cam_image"))
+    assert set(only.frames) == {"cam_image"} and not only.channels
+
+
+def test_monitor_descriptor_learns_size_and_fps_from_earlier_descriptor_of_the_run():
+    hints = RunHints()
+    route_descriptor(_pyepics_camera_descriptor(), RoutingOptions(), hints)
+    # a monitor stream of the bare image signal: its configuration is the image itself
+    monitor = _descriptor(
+        {
+            "cam_image": {
+                "source": "PV:RHEED:image1:ArrayData",
+                "dtype": "array",
+                "shape": [150000],
+                "object_name": "cam_image",
+            }
+        },
+        configuration={"cam_image": {"data": {}, "timestamps": {}, "data_keys": {}}},
+        name="cam_image_monitor",
+    )
+    route = route_descriptor(monitor, RoutingOptions(), hints)
+    assert route.frames["cam_image"].frame_shape == (300, 500)
+    assert route.frames["cam_image"].fps == pytest.approx(40.0)
+
+
+def test_ophyd_async_flat_image_without_size_is_kept_for_later():
+    route = route_descriptor(
+        _descriptor(
+            {
+                "eco-image": {
+                    "dtype": "array",
+                    "shape": [150000],
+                    "dtype_numpy": "|u1",
+                    "source": "ca://ECO:image1:ArrayData",
+                    "units": "",
+                }
+            }
+        ),
+        RoutingOptions(),
+    )
+    frame = route.frames["eco-image"]
+    assert frame.frame_shape is None and frame.flat and frame.dtype_numpy == "|u1"
+
+
+@pytest.mark.parametrize(
+    ("shape", "frame_shape", "per_event"),
+    [
+        ([300, 500], (300, 500), 1),
+        ([4, 300, 500], (300, 500), 4),
+        ([300, 500, 3], (300, 500), 1),
+        ([2, 300, 500, 3], (300, 500), 2),
+        ([1, 240, 320], (240, 320), 1),
+    ],
+)
+def test_array_layouts(shape, frame_shape, per_event):
+    route = route_descriptor(
+        _descriptor({"img": {"dtype": "array", "shape": shape, "source": "sim"}}), RoutingOptions()
+    )
+    assert route.frames["img"].frame_shape == frame_shape
+    assert route.frames["img"].frames_per_event == per_event
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[3, 3], [100], [2, 2, 2, 2, 2], [300, 500, 7, 2]],
+)
+def test_non_frame_arrays_are_skipped_with_a_reason(shape):
+    route = route_descriptor(
+        _descriptor({"arr": {"dtype": "array", "shape": shape, "source": "sim"}}), RoutingOptions()
+    )
+    assert not route.frames
+    assert "arr" in route.skipped and route.skipped["arr"]
+
+
+def test_flat_array_inconsistent_with_camera_size_is_skipped():
+    desc = _pyepics_camera_descriptor()
+    desc["data_keys"]["cam_image"]["shape"] = [12345]
+    route = route_descriptor(desc, RoutingOptions())
+    assert "cam_image" in route.skipped and "does not match" in route.skipped["cam_image"]
+
+
+def test_unknown_shape_is_a_frame_shaped_by_its_data():
+    """ophyd's ImagePlugin.shaped_image reports attribute names as its shape."""
+    desc = _descriptor({"img": {"dtype": "array", "shape": [300, 500], "source": "sim"}})
+    desc["data_keys"]["img"]["shape"] = ["array_size.depth", "array_size.height"]
+    route = route_descriptor(desc, RoutingOptions())
+    assert route.frames["img"].frame_shape is None
+
+
+def test_external_keys_and_enum_strings():
+    route = route_descriptor(
+        _descriptor(
+            {
+                "det-image": {
+                    "dtype": "array",
+                    "shape": [1, 64, 80],
+                    "dtype_numpy": "|u2",
+                    "source": "ca://X",
+                    "external": "STREAM:",
+                },
+                "ad_image": {
+                    "dtype": "array",
+                    "shape": [64, 80],
+                    "source": "PV:X",
+                    "external": "FILESTORE:",
+                },
+                "shutter": {
+                    "dtype": "string",
+                    "shape": [],
+                    "source": "ca://S",
+                    "choices": ["Closed", "Open"],
+                },
+                "flag": {"dtype": "boolean", "shape": [], "source": "sim"},
+            }
+        ),
+        RoutingOptions(),
+    )
+    assert route.frames["det-image"].external == "STREAM"
+    assert route.frames["ad_image"].external == "FILESTORE"
+    assert route.channels["shutter"].enum_strs == ("Closed", "Open")
+    assert "flag" in route.channels
+
+
+def test_size_and_period_readings_are_found_for_runtime_learning():
+    desc = _descriptor(
+        {
+            "cam_image": {
+                "dtype": "array",
+                "shape": [6000],
+                "source": "PV:C:image1:ArrayData",
+                "object_name": "cam",
+            },
+            "cam_size_x": {
+                "dtype": "integer",
+                "shape": [],
+                "source": "PV:C:image1:ArraySize0_RBV",
+                "object_name": "cam",
+            },
+            "cam_size_y": {
+                "dtype": "integer",
+                "shape": [],
+                "source": "PV:C:image1:ArraySize1_RBV",
+                "object_name": "cam",
+            },
+            "cam_acquire_period": {
+                "dtype": "number",
+                "shape": [],
+                "source": "PV:C:cam1:AcquirePeriod_RBV",
+                "object_name": "cam",
+            },
+        }
+    )
+    route = route_descriptor(desc, RoutingOptions())
+    assert route.size_readings["cam"] == ("cam_size_x", "cam_size_y")
+    assert route.period_readings["cam"] == "cam_acquire_period"
+    assert route.frames["cam_image"].frame_shape is None
