@@ -75,6 +75,8 @@ def apply(env: EpicsEnv, environ: Mapping[str, str] | None = None) -> None:
 def current() -> EpicsEnv | None:
     """The loopback env already in ``os.environ``, if one was applied."""
     try:
-        return EpicsEnv(int(os.environ["EPICS_CA_SERVER_PORT"]), int(os.environ["EPICS_CA_REPEATER_PORT"]))
+        return EpicsEnv(
+            int(os.environ["EPICS_CA_SERVER_PORT"]), int(os.environ["EPICS_CA_REPEATER_PORT"])
+        )
     except (KeyError, ValueError):
         return None

@@ -1,0 +1,225 @@
+"""ophyd (v1) devices for a RHEED camera (any areaDetector driver) and the growth sensors.
+
+Channel Access carries images as flat waveforms, so ophyd alone describes them as ``shape [H*W]``
+with no ``dtype_numpy``. :class:`RheedImageSignal` reshapes to ``(H, W)`` from ``ArraySize0/1_RBV``,
+describes ``dtype_numpy`` from ``DataType_RBV`` (``"|u1"`` for 8-bit, ``"<u2"`` for 16-bit) and drops
+ctrl limits. Monitored signals use ``auto_monitor=True`` so each frame arrives with its own IOC
+timestamp (see ecosystem-notes 4.5). Only standard areaDetector PV names are used.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device, EpicsSignal, EpicsSignalRO
+from ophyd.areadetector import DetectorBase, SingleTrigger
+from ophyd.areadetector.cam import AreaDetectorCam
+from ophyd.areadetector.plugins import ImagePlugin
+
+log = logging.getLogger(__name__)
+
+# areaDetector NDDataType_t names -> numpy dtype strings accepted by event-model
+AD_DTYPES = {
+    "Int8": "|i1",
+    "UInt8": "|u1",
+    "Int16": "<i2",
+    "UInt16": "<u2",
+    "Int32": "<i4",
+    "UInt32": "<u4",
+    "Int64": "<i8",
+    "UInt64": "<u8",
+    "Float32": "<f4",
+    "Float64": "<f8",
+}
+_AD_DTYPE_BY_INDEX = list(AD_DTYPES)
+
+
+def _strip_ctrl_limits(desc: dict[str, Any]) -> None:
+    for key in ("lower_ctrl_limit", "upper_ctrl_limit"):
+        desc.pop(key, None)
+
+
+class RheedImageSignal(EpicsSignalRO):
+    """``ArrayData`` as a 2-D ``(H, W)`` array of the camera's native type.
+
+    The parent provides ``width``, ``height`` and ``data_type`` signals (monitored, so cheap to get).
+    """
+
+    def _native_dtype(self) -> np.dtype[Any]:
+        data_type = getattr(self.parent, "data_type", None)
+        name: Any = data_type.get() if data_type is not None else "UInt8"
+        if isinstance(name, (int, np.integer)):
+            name = _AD_DTYPE_BY_INDEX[int(name)]
+        return np.dtype(AD_DTYPES.get(str(name), "|u1"))
+
+    def _frame_shape(self) -> tuple[int, int]:
+        return int(self.parent.height.get()), int(self.parent.width.get())
+
+    def get(self, **kwargs: Any) -> Any:
+        flat = super().get(**kwargs)
+        if flat is None or kwargs.get("as_string"):
+            return flat
+        return self.shape_frame(flat)
+
+    def shape_frame(self, flat: Any) -> np.ndarray:
+        """Cast a flat CA waveform to the native dtype and reshape it to ``(H, W)``."""
+        array = np.asarray(flat).ravel().astype(self._native_dtype(), copy=False)
+        h, w = self._frame_shape()
+        n = h * w
+        if array.size != n:
+            if array.size < n:
+                log.warning(
+                    "%s: %d elements for a %dx%d frame; zero-padding", self.name, array.size, w, h
+                )
+                array = np.concatenate([array, np.zeros(n - array.size, array.dtype)])
+            array = array[:n]
+        return array.reshape(h, w)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        entry = desc[self.name]
+        h, w = self._frame_shape()
+        entry.update(dtype="array", dtype_numpy=self._native_dtype().str, shape=[h, w])
+        _strip_ctrl_limits(entry)
+        return desc
+
+    # a frame in every monitor descriptor's configuration would cost a full image each time
+    def read_configuration(self) -> dict[str, Any]:
+        return {}
+
+    def describe_configuration(self) -> dict[str, Any]:
+        return {}
+
+
+class CounterSignal(EpicsSignalRO):
+    """A frame counter (``ArrayCounter_RBV``/``UniqueId_RBV``) without ctrl limits in its description."""
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        _strip_ctrl_limits(desc[self.name])
+        return desc
+
+
+class RheedCam(AreaDetectorCam):
+    """The driver (``cam1:``); every standard areaDetector camera has these PVs."""
+
+
+class RheedImagePlugin(ImagePlugin):
+    """The NDPluginStdArrays plugin (``image1:``), staged with callbacks enabled."""
+
+
+class RheedCamera(SingleTrigger, DetectorBase):
+    """A RHEED camera on an areaDetector IOC (simulated or real) with monitorable 2-D frames.
+
+    Readings: ``<name>_image`` (2-D frame), ``<name>_array_counter`` and ``<name>_unique_id``.
+    Configuration: ``<name>_acquire_period`` (s), ``<name>_acquire_time`` (s), ``<name>_width``,
+    ``<name>_height`` (px) and ``<name>_data_type``.
+    """
+
+    cam = Cpt(RheedCam, "cam1:", kind="omitted")
+    image1 = Cpt(RheedImagePlugin, "image1:", kind="omitted")
+    image = Cpt(RheedImageSignal, "image1:ArrayData", auto_monitor=True, kind="hinted")
+    array_counter = Cpt(CounterSignal, "image1:ArrayCounter_RBV", auto_monitor=True, kind="normal")
+    unique_id = Cpt(CounterSignal, "image1:UniqueId_RBV", auto_monitor=True, kind="normal")
+    acquire_period = Cpt(EpicsSignalRO, "cam1:AcquirePeriod_RBV", auto_monitor=True, kind="config")
+    acquire_time = Cpt(EpicsSignalRO, "cam1:AcquireTime_RBV", auto_monitor=True, kind="config")
+    width = Cpt(EpicsSignalRO, "image1:ArraySize0_RBV", auto_monitor=True, kind="config")
+    height = Cpt(EpicsSignalRO, "image1:ArraySize1_RBV", auto_monitor=True, kind="config")
+    data_type = Cpt(
+        EpicsSignalRO, "image1:DataType_RBV", string=True, auto_monitor=True, kind="config"
+    )
+
+    def __init__(self, prefix: str, *, name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("read_attrs", ["image", "array_counter", "unique_id"])
+        kwargs.setdefault(
+            "configuration_attrs",
+            ["acquire_period", "acquire_time", "width", "height", "data_type"],
+        )
+        super().__init__(prefix, name=name, **kwargs)
+        self.stage_sigs.update(
+            [
+                ("cam.num_images", 1),
+                ("image1.enable", 1),
+                ("image1.blocking_callbacks", "Yes"),
+            ]
+        )
+
+    def describe_configuration(self) -> dict[str, Any]:
+        desc: dict[str, Any] = super().describe_configuration()
+        for entry in desc.values():
+            _strip_ctrl_limits(entry)
+        return desc
+
+    @property
+    def monitored(self) -> list[Any]:
+        """The signals a monitor plan should subscribe to: the frame and its counters."""
+        return [self.image, self.array_counter, self.unique_id]
+
+
+def _units_signal(base: type[EpicsSignalRO] | type[EpicsSignal]) -> Any:
+    class WithUnits(base):  # type: ignore[valid-type,misc]
+        """Describes ``units`` always (enums have no EGU over CA) and never ctrl limits of 0..0."""
+
+        def describe(self) -> dict[str, dict[str, Any]]:
+            desc = super().describe()
+            entry = desc[self.name]
+            if entry.get("units") is None:
+                entry["units"] = ""
+            if entry.get("lower_ctrl_limit") == entry.get("upper_ctrl_limit"):
+                _strip_ctrl_limits(entry)
+            return desc
+
+    WithUnits.__name__ = f"{base.__name__}WithUnits"
+    return WithUnits
+
+
+Readback = _units_signal(EpicsSignalRO)
+Setpoint = _units_signal(EpicsSignal)
+
+
+class GrowthSensors(Device):
+    """The MBE chamber's sensors: every reading is a readback with units (EGU) from the IOC.
+
+    Readings: ``<name>_substrate_temperature`` (degC), ``<name>_ga_temperature``,
+    ``<name>_as_temperature``, ``<name>_in_temperature`` (degC), ``<name>_shutter_ga``/``_as``/``_in``
+    (0 Closed, 1 Open), ``<name>_rotation_rpm`` (rpm), ``<name>_azimuth`` (deg),
+    ``<name>_pressure`` (Torr), ``<name>_growth_rate`` (ML/s), ``<name>_monolayer_period`` (s).
+    Setpoints (``*_setpoint``, ``shutter_*_cmd``) are configuration, written by plans.
+    """
+
+    substrate_temperature = Cpt(Readback, "substrate:Temp_RBV", auto_monitor=True)
+    ga_temperature = Cpt(Readback, "cell:Ga:Temp_RBV", auto_monitor=True)
+    as_temperature = Cpt(Readback, "cell:As:Temp_RBV", auto_monitor=True)
+    in_temperature = Cpt(Readback, "cell:In:Temp_RBV", auto_monitor=True)
+    shutter_ga = Cpt(Readback, "shutter:Ga_RBV", auto_monitor=True)
+    shutter_as = Cpt(Readback, "shutter:As_RBV", auto_monitor=True)
+    shutter_in = Cpt(Readback, "shutter:In_RBV", auto_monitor=True)
+    rotation_rpm = Cpt(Readback, "rotation:RPM_RBV", auto_monitor=True)
+    azimuth = Cpt(Readback, "rotation:Azimuth_RBV", auto_monitor=True)
+    pressure = Cpt(Readback, "chamber:Pressure_RBV", auto_monitor=True)
+    growth_rate = Cpt(Readback, "growth:Rate_RBV", auto_monitor=True)
+    monolayer_period = Cpt(Readback, "growth:MonolayerPeriod_RBV", auto_monitor=True)
+
+    substrate_temperature_setpoint = Cpt(Setpoint, "substrate:TempSP", kind="config")
+    ga_temperature_setpoint = Cpt(Setpoint, "cell:Ga:TempSP", kind="config")
+    as_temperature_setpoint = Cpt(Setpoint, "cell:As:TempSP", kind="config")
+    in_temperature_setpoint = Cpt(Setpoint, "cell:In:TempSP", kind="config")
+    shutter_ga_cmd = Cpt(Setpoint, "shutter:Ga", kind="config")
+    shutter_as_cmd = Cpt(Setpoint, "shutter:As", kind="config")
+    shutter_in_cmd = Cpt(Setpoint, "shutter:In", kind="config")
+    rotation_rpm_setpoint = Cpt(Setpoint, "rotation:RPM", kind="config")
+    update_rate = Cpt(Setpoint, "UpdateRate", kind="config")
+
+    @property
+    def monitored(self) -> list[Any]:
+        """The readback signals a monitor plan should subscribe to."""
+        return [getattr(self, attr) for attr in self.read_attrs]
+
+
+def connect_all(*devices: Device, timeout: float = 10.0) -> None:
+    """Wait for every PV a plan will touch (areaDetector components are lazy)."""
+    for device in devices:
+        device.wait_for_connection(timeout=timeout)
