@@ -1,0 +1,118 @@
+"""Run the Atomscale callback in its own process behind bluesky's 0MQ proxy.
+
+The RunEngine process only publishes documents (``bluesky.callbacks.zmq.Publisher``); compression,
+spooling and upload happen here. Addresses are explicit ``tcp://host:port`` strings: bluesky's
+``Proxy`` binds every interface when given bare port numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IN = "tcp://127.0.0.1:5577"
+DEFAULT_OUT = "tcp://127.0.0.1:5578"
+
+
+def tcp_address(value: str) -> str:
+    """``host:port`` or ``tcp://host:port`` as a 0MQ address; a bare port means 127.0.0.1."""
+    text = value.strip()
+    if "://" in text:
+        return text
+    if text.isdigit():
+        return f"tcp://127.0.0.1:{text}"
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise argparse.ArgumentTypeError(f"expected host:port or tcp://host:port, got {value!r}")
+    return f"tcp://{text}"
+
+
+def run_consumer(
+    address: str,
+    callback: Callable[[str, dict[str, Any]], Any],
+    *,
+    prefix: bytes = b"",
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Dispatch every document from the proxy's out-address to ``callback`` until stopped.
+
+    ``stop_event`` (set from another thread) or SIGINT/SIGTERM end the loop; the callback is then
+    closed when it has a ``close()`` so every open stream is finalized.
+    """
+    from bluesky.callbacks.zmq import RemoteDispatcher
+
+    loop = asyncio.new_event_loop()
+    dispatcher = RemoteDispatcher(address, prefix=prefix, loop=loop)
+    dispatcher.subscribe(callback)
+
+    def request_stop() -> None:
+        loop.call_soon_threadsafe(dispatcher.stop)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.add_signal_handler(sig, dispatcher.stop)
+    watcher: threading.Thread | None = None
+    if stop_event is not None:
+        watcher = threading.Thread(
+            target=lambda: (stop_event.wait(), request_stop()), daemon=True, name="consume-stop"
+        )
+        watcher.start()
+    logger.info("consuming documents from %s", address)
+    try:
+        dispatcher.start()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        closer = getattr(callback, "close", None)
+        if callable(closer):
+            closer()
+        loop.close()
+    logger.info("consumer stopped")
+
+
+def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> None:
+    """Run bluesky's 0MQ forwarder on explicit (loopback by default) addresses, in the foreground."""
+    from bluesky.callbacks.zmq import Proxy
+
+    logger.info("0MQ proxy: publishers -> %s, consumers <- %s", in_address, out_address)
+    Proxy(in_address, out_address).start()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from atomscale_bluesky.settings import add_callback_arguments
+
+    parser.add_argument(
+        "--zmq",
+        type=tcp_address,
+        default=DEFAULT_OUT,
+        help=f"the proxy's out-address to subscribe to (default {DEFAULT_OUT})",
+    )
+    parser.add_argument("--prefix", default="", help="only documents published with this prefix")
+    add_callback_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atomscale_bluesky.settings import callback_from_args
+
+    callback = callback_from_args(args)
+    run_consumer(args.zmq, callback, prefix=args.prefix.encode())
+    return 0
+
+
+def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--in-address", type=tcp_address, default=DEFAULT_IN)
+    parser.add_argument("--out-address", type=tcp_address, default=DEFAULT_OUT)
+
+
+def proxy_from_args(args: argparse.Namespace) -> int:
+    run_proxy(args.in_address, args.out_address)
+    return 0

@@ -1,0 +1,17 @@
+# Beamline session: imports and settings shared by the other startup files.
+import logging
+import os
+from pathlib import Path
+
+import numpy as np  # noqa: F401  (for interactive use)
+
+logging.getLogger("atomscale_bluesky").setLevel(logging.INFO)
+
+DATA_HOME = (
+    Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "atomscale-bluesky"
+)
+CAMERA_PREFIX = os.environ.get("ATOMSCALE_CAMERA_PREFIX", "RHEED:")
+SENSORS_PREFIX = os.environ.get("ATOMSCALE_SENSORS_PREFIX", "GROWTH:")
+CATALOG_DIR = Path(os.environ.get("ATOMSCALE_CATALOG_DIR", DATA_HOME / "catalog")).expanduser()
+MD_DIR = Path(os.environ.get("ATOMSCALE_MD_DIR", DATA_HOME / "md")).expanduser()
+os.environ.setdefault("OPHYD_CONTROL_LAYER", "pyepics")
