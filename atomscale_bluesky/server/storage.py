@@ -1,0 +1,604 @@
+"""Persistent state of the local server: SQLite for records, one Zarr array per RHEED stream.
+
+``<data_dir>/atomscale.sqlite`` holds streams (RHEED and tool-state) with their counters, samples,
+tags, links, project tracking, per-chunk capture times, and every time-series point;
+``<data_dir>/rheed/<data_id>/frames.zarr`` holds the frames (see frame_store). All methods are
+synchronous and thread-safe (one SQLite connection behind a lock, one lock per stream for frame
+writes); the ASGI layer calls them from worker threads so the event loop stays responsive.
+Raises StorageError subclasses that the HTTP layer maps to 4xx answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atomscale_bluesky.server.frame_store import FrameStore
+from atomscale_bluesky.server.shards import ShardError, decode_shard, repack
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    data_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                 -- 'rheed' or 'timeseries'
+    name TEXT,
+    fps REAL, rotations_per_min REAL, rotational_period REAL,
+    project_id TEXT, azimuth_label TEXT,
+    points_per_chunk INTEGER, synth_source_id INTEGER, processed_data_id TEXT,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL, finalized_at REAL,
+    chunk_size INTEGER, height INTEGER, width INTEGER,
+    chunks_received INTEGER NOT NULL DEFAULT 0,
+    bytes_received INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    late_chunks INTEGER NOT NULL DEFAULT 0,
+    last_activity REAL
+);
+CREATE TABLE IF NOT EXISTS rheed_chunks (
+    data_id TEXT NOT NULL, chunk_idx INTEGER NOT NULL,
+    n_frames INTEGER NOT NULL, height INTEGER NOT NULL, width INTEGER NOT NULL,
+    start_unix_ms_utc INTEGER, end_unix_ms_utc INTEGER,
+    clock_offset_ms INTEGER, clock_uncertainty_ms REAL,
+    metadata TEXT NOT NULL, nbytes INTEGER NOT NULL, received_at REAL NOT NULL,
+    uploads INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (data_id, chunk_idx)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, name_key TEXT NOT NULL UNIQUE, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sample_links (
+    data_id TEXT NOT NULL, sample_id TEXT NOT NULL, PRIMARY KEY (data_id, sample_id)
+);
+CREATE TABLE IF NOT EXISTS tag_links (
+    data_id TEXT NOT NULL, tag_id TEXT NOT NULL, PRIMARY KEY (data_id, tag_id)
+);
+CREATE TABLE IF NOT EXISTS project_tracking (
+    project_id TEXT NOT NULL, sample_id TEXT NOT NULL, active INTEGER NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (project_id, sample_id)
+);
+CREATE TABLE IF NOT EXISTS points (
+    data_id TEXT NOT NULL, channel TEXT NOT NULL, chunk_index INTEGER NOT NULL, seq INTEGER NOT NULL,
+    timestamp REAL NOT NULL, value REAL, units TEXT,
+    PRIMARY KEY (data_id, channel, chunk_index, seq)
+);
+"""
+
+
+class StorageError(Exception):
+    """A request that cannot be applied; ``status`` is the HTTP status the server answers with."""
+
+    status = 400
+
+    def __init__(self, message: str, *, data_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data_id = data_id
+
+
+class NotFound(StorageError):
+    status = 404
+
+
+class Conflict(StorageError):
+    status = 409
+
+
+class BadShard(StorageError):
+    status = 400
+
+
+@dataclass(frozen=True)
+class ChunkGrant:
+    """What one presigned URL allows: one shard key of one stream, with its presign metadata."""
+
+    data_id: str
+    chunk_idx: int
+    dims: tuple[int, int, int]
+    chunk_size: int
+    start_ms: int | None
+    end_ms: int | None
+    clock_offset_ms: int | None
+    clock_uncertainty_ms: float | None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Outcome of storing one shard."""
+
+    data_id: str
+    chunk_idx: int
+    n_frames: int
+    duplicate: bool
+    late: bool
+    n_total: int
+
+
+def name_key(name: str) -> str:
+    """Matching key for sample and tag names: trimmed, case-folded (ASCII case like the client)."""
+    return name.strip().lower()
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class Storage:
+    """All server state under one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "rheed").mkdir(exist_ok=True)
+        self._db = sqlite3.connect(
+            self.data_dir / "atomscale.sqlite", check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db_lock = threading.RLock()
+        self._stream_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        with self._db_lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._db.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction under the connection lock."""
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._db_lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _stream_lock(self, data_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._stream_locks.setdefault(data_id, threading.Lock())
+
+    def frame_store(self, data_id: str) -> FrameStore:
+        return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr")
+
+    def stream_row(self, data_id: str, kind: str | None = None) -> sqlite3.Row:
+        rows = self._query("SELECT * FROM streams WHERE data_id = ?", (data_id,))
+        if not rows or (kind is not None and rows[0]["kind"] != kind):
+            what = {"rheed": "RHEED stream", "timeseries": "tool-state stream"}.get(
+                kind or "", "stream"
+            )
+            raise NotFound(f"unknown {what} {data_id!r}")
+        return rows[0]
+
+    def count_rejected(self, data_id: str) -> None:
+        """Count a refused request against a known stream (unknown ids are ignored)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE streams SET rejected = rejected + 1, last_activity = ? WHERE data_id = ?",
+                (time.time(), data_id),
+            )
+
+    # -- samples, tags, links ---------------------------------------------------------------------
+
+    def list_samples(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT id, name, created_at FROM samples ORDER BY created_at")
+        return [dict(r) for r in rows]
+
+    def create_sample(self, name: str) -> tuple[str, bool]:
+        """Create a sample; returns (id, created). An existing name (trimmed, any case) is reused."""
+        return self._create_named("samples", name)
+
+    def list_tags(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT id, name, created_at FROM tags ORDER BY created_at")
+        return [dict(r) for r in rows]
+
+    def create_tag(self, name: str) -> tuple[str, bool]:
+        return self._create_named("tags", name)
+
+    def _create_named(self, table: str, name: str) -> tuple[str, bool]:
+        clean = name.strip()
+        if not clean:
+            raise StorageError("name must not be empty")
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT id FROM {table} WHERE name_key = ?", (name_key(clean),)
+            ).fetchone()
+            if row is not None:
+                return str(row["id"]), False
+            new_id = str(uuid.uuid4())
+            db.execute(
+                f"INSERT INTO {table} (id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
+                (new_id, clean, name_key(clean), time.time()),
+            )
+            return new_id, True
+
+    def _require(self, db: sqlite3.Connection, table: str, key: str, ids: Sequence[str]) -> None:
+        for one in ids:
+            if db.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", (one,)).fetchone() is None:
+                noun = {"samples": "physical sample", "tags": "tag", "streams": "data item"}[table]
+                raise NotFound(f"unknown {noun} {one!r}")
+
+    def link_sample(self, data_ids: Sequence[str], sample_id: str) -> None:
+        with self._tx() as db:
+            self._require(db, "samples", "id", [sample_id])
+            self._require(db, "streams", "data_id", data_ids)
+            for data_id in data_ids:
+                db.execute("DELETE FROM sample_links WHERE data_id = ?", (data_id,))
+                db.execute(
+                    "INSERT INTO sample_links (data_id, sample_id) VALUES (?, ?)",
+                    (data_id, sample_id),
+                )
+
+    def attach_tags(self, data_ids: Sequence[str], tag_ids: Sequence[str]) -> None:
+        with self._tx() as db:
+            self._require(db, "tags", "id", tag_ids)
+            self._require(db, "streams", "data_id", data_ids)
+            for data_id in data_ids:
+                for tag_id in tag_ids:
+                    db.execute(
+                        "INSERT OR IGNORE INTO tag_links (data_id, tag_id) VALUES (?, ?)",
+                        (data_id, tag_id),
+                    )
+
+    def track_sample(self, project_id: str, sample_id: str, set_active: bool) -> None:
+        with self._tx() as db:
+            self._require(db, "samples", "id", [sample_id])
+            if set_active:
+                db.execute(
+                    "UPDATE project_tracking SET active = 0 WHERE project_id = ?", (project_id,)
+                )
+            db.execute(
+                "INSERT INTO project_tracking (project_id, sample_id, active, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (project_id, sample_id) DO UPDATE SET "
+                "active = MAX(active, excluded.active), updated_at = excluded.updated_at",
+                (project_id, sample_id, int(set_active), time.time()),
+            )
+
+    def projects(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT project_id, sample_id, active FROM project_tracking ORDER BY updated_at"
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            entry = out.setdefault(
+                r["project_id"],
+                {"project_id": r["project_id"], "tracking_samples": [], "active_sample": None},
+            )
+            entry["tracking_samples"].append(r["sample_id"])
+            if r["active"]:
+                entry["active_sample"] = r["sample_id"]
+        return list(out.values())
+
+    # -- streams ----------------------------------------------------------------------------------
+
+    def create_rheed_stream(
+        self,
+        name: str,
+        fps: float,
+        rotations_per_min: float,
+        rotational_period: float | None,
+        project_id: str | None,
+        azimuth_label: str | None,
+    ) -> str:
+        data_id = str(uuid.uuid4())
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO streams (data_id, kind, name, fps, rotations_per_min, "
+                "rotational_period, project_id, azimuth_label, created_at, last_activity) "
+                "VALUES (?, 'rheed', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (data_id, name, fps, rotations_per_min, rotational_period, project_id,
+                 azimuth_label, now, now),
+            )  # fmt: skip
+        return data_id
+
+    def create_timeseries_stream(
+        self,
+        name: str | None,
+        synth_source_id: int | None,
+        points_per_chunk: int,
+        project_id: str | None,
+    ) -> tuple[str, str]:
+        data_id, processed = str(uuid.uuid4()), str(uuid.uuid4())
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO streams (data_id, kind, name, points_per_chunk, synth_source_id, "
+                "processed_data_id, project_id, created_at, last_activity) "
+                "VALUES (?, 'timeseries', ?, ?, ?, ?, ?, ?, ?)",
+                (data_id, name, points_per_chunk, synth_source_id, processed, project_id, now, now),
+            )
+        return data_id, processed
+
+    def finalize_stream(self, data_id: str, kind: str) -> dict[str, Any]:
+        """Mark a stream finalized (repeat calls are harmless) and return its summary."""
+        self.stream_row(data_id, kind)
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE streams SET status = 'finalized', finalized_at = COALESCE(finalized_at, ?), "
+                "last_activity = ? WHERE data_id = ?",
+                (now, now, data_id),
+            )
+        return self.stream_summary(data_id)
+
+    # -- RHEED chunks -----------------------------------------------------------------------------
+
+    def check_grant(self, grant: ChunkGrant) -> None:
+        """Refuse a presign early when the chunk cannot fit the stream (shape or chunk_size)."""
+        row = self.stream_row(grant.data_id, "rheed")
+        n, h, w = grant.dims
+        if n > grant.chunk_size:
+            raise StorageError(
+                f"dims N={n} exceeds chunk_size {grant.chunk_size}: a chunk may hold at most "
+                "chunk_size frames",
+                data_id=grant.data_id,
+            )
+        self._check_shape(row, grant)
+
+    @staticmethod
+    def _check_shape(row: sqlite3.Row, grant: ChunkGrant) -> None:
+        _, h, w = grant.dims
+        if row["height"] is not None and (row["height"], row["width"]) != (h, w):
+            raise Conflict(
+                f"frame shape {h}x{w} differs from this stream's {row['height']}x{row['width']} "
+                "(set by its first chunk); start a new stream for a new shape",
+                data_id=grant.data_id,
+            )
+        if row["chunk_size"] is not None and row["chunk_size"] != grant.chunk_size:
+            raise Conflict(
+                f"chunk_size {grant.chunk_size} differs from this stream's {row['chunk_size']}",
+                data_id=grant.data_id,
+            )
+
+    def store_chunk(self, grant: ChunkGrant, body: bytes) -> ChunkResult:
+        """Verify ``body`` against the grant's dims and store it as chunk ``grant.chunk_idx``.
+
+        Nothing is written unless the shard decodes and fits the stream. A repeated chunk
+        overwrites the earlier one (counted as a duplicate).
+        """
+        try:
+            decoded = decode_shard(body, grant.dims)
+            packed = repack(body, decoded, grant.chunk_size)
+        except ShardError as exc:
+            raise BadShard(f"shard does not decode with dims {grant.dims}: {exc}") from exc
+        n, h, w = grant.dims
+        with self._stream_lock(grant.data_id):
+            row = self.stream_row(grant.data_id, "rheed")
+            self._check_shape(row, grant)
+            store = self.frame_store(grant.data_id)
+            store.write_shard(grant.chunk_idx, packed)
+            now = time.time()
+            with self._tx() as db:
+                prev = db.execute(
+                    "SELECT uploads FROM rheed_chunks WHERE data_id = ? AND chunk_idx = ?",
+                    (grant.data_id, grant.chunk_idx),
+                ).fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO rheed_chunks (data_id, chunk_idx, n_frames, height, "
+                    "width, start_unix_ms_utc, end_unix_ms_utc, clock_offset_ms, "
+                    "clock_uncertainty_ms, metadata, nbytes, received_at, uploads) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (grant.data_id, grant.chunk_idx, n, h, w, grant.start_ms, grant.end_ms,
+                     grant.clock_offset_ms, grant.clock_uncertainty_ms,
+                     json.dumps(dict(grant.metadata)), len(body), now,
+                     1 if prev is None else prev["uploads"] + 1),
+                )  # fmt: skip
+                late = row["status"] == "finalized"
+                db.execute(
+                    "UPDATE streams SET chunk_size = ?, height = ?, width = ?, "
+                    "chunks_received = chunks_received + 1, bytes_received = bytes_received + ?, "
+                    "duplicates = duplicates + ?, late_chunks = late_chunks + ?, last_activity = ? "
+                    "WHERE data_id = ?",
+                    (grant.chunk_size, h, w, len(body), int(prev is not None), int(late), now,
+                     grant.data_id),
+                )  # fmt: skip
+                (n_total,) = db.execute(
+                    "SELECT MAX(chunk_idx * ? + n_frames) FROM rheed_chunks WHERE data_id = ?",
+                    (grant.chunk_size, grant.data_id),
+                ).fetchone()
+            attrs = {"data_id": grant.data_id, "chunk_size": grant.chunk_size}
+            store.write_metadata(int(n_total), grant.chunk_size, h, w, attrs)
+        return ChunkResult(grant.data_id, grant.chunk_idx, n, prev is not None, late, int(n_total))
+
+    def chunk_times(self, data_id: str) -> list[dict[str, Any]]:
+        self.stream_row(data_id, "rheed")
+        rows = self._query(
+            "SELECT * FROM rheed_chunks WHERE data_id = ? ORDER BY chunk_idx", (data_id,)
+        )
+        return [
+            {
+                "idx": r["chunk_idx"],
+                "n_frames": r["n_frames"],
+                "dims": [r["n_frames"], r["height"], r["width"]],
+                "start_unix_ms_utc": r["start_unix_ms_utc"],
+                "end_unix_ms_utc": r["end_unix_ms_utc"],
+                "clock_offset_ms": r["clock_offset_ms"],
+                "clock_uncertainty_ms": r["clock_uncertainty_ms"],
+                "uploads": r["uploads"],
+                "nbytes": r["nbytes"],
+                "metadata": json.loads(r["metadata"]),
+            }
+            for r in rows
+        ]
+
+    def n_frames(self, row: sqlite3.Row) -> int:
+        if row["chunk_size"] is None:
+            return 0
+        (n_total,) = self._query(
+            "SELECT COALESCE(MAX(chunk_idx * ? + n_frames), 0) FROM rheed_chunks WHERE data_id = ?",
+            (row["chunk_size"], row["data_id"]),
+        )[0]
+        return int(n_total)
+
+    def read_frames(self, data_id: str, start: int | None, stop: int | None) -> np.ndarray:
+        """Frames [start, stop) of a stream (Python slice rules for None/negatives; step 1)."""
+        row = self.stream_row(data_id, "rheed")
+        n_total = self.n_frames(row)
+        lo, hi, _ = slice(start, stop).indices(n_total)
+        if row["chunk_size"] is None:
+            return np.zeros((0, 0, 0), dtype=np.uint8)
+        return self.frame_store(data_id).read(
+            lo, max(hi, lo), row["chunk_size"], row["height"], row["width"]
+        )
+
+    # -- time series ------------------------------------------------------------------------------
+
+    def store_points(
+        self,
+        data_id: str,
+        chunk_index: int,
+        channels: Mapping[str, tuple[Sequence[float], Sequence[float | None], str | None]],
+    ) -> int:
+        """Store one chunk of points per channel, replacing an earlier copy of the same chunk."""
+        row = self.stream_row(data_id, "timeseries")
+        now = time.time()
+        stored = 0
+        duplicate = False
+        with self._tx() as db:
+            for channel, (timestamps, values, units) in channels.items():
+                cur = db.execute(
+                    "DELETE FROM points WHERE data_id = ? AND channel = ? AND chunk_index = ?",
+                    (data_id, channel, chunk_index),
+                )
+                duplicate = duplicate or cur.rowcount > 0
+                db.executemany(
+                    "INSERT INTO points (data_id, channel, chunk_index, seq, timestamp, value, "
+                    "units) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (data_id, channel, chunk_index, i, t, _finite_or_none(v), units)
+                        for i, (t, v) in enumerate(zip(timestamps, values, strict=True))
+                    ],
+                )
+                stored += len(timestamps)
+            db.execute(
+                "UPDATE streams SET chunks_received = chunks_received + 1, "
+                "duplicates = duplicates + ?, late_chunks = late_chunks + ?, last_activity = ? "
+                "WHERE data_id = ?",
+                (int(duplicate), int(row["status"] == "finalized"), now, data_id),
+            )
+        return stored
+
+    def channels(self, data_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._query(
+            "SELECT channel, COUNT(*) AS n, MIN(timestamp) AS t0, MAX(timestamp) AS t1, "
+            "(SELECT p2.units FROM points p2 WHERE p2.data_id = p.data_id AND p2.channel = p.channel "
+            " AND p2.units IS NOT NULL ORDER BY chunk_index DESC, seq DESC LIMIT 1) AS units "
+            "FROM points p WHERE data_id = ? GROUP BY channel ORDER BY channel",
+            (data_id,),
+        )
+        return {
+            r["channel"]: {"units": r["units"], "count": r["n"], "first": r["t0"], "last": r["t1"]}
+            for r in rows
+        }
+
+    def points(self, data_id: str, channel: str) -> dict[str, Any]:
+        self.stream_row(data_id, "timeseries")
+        rows = self._query(
+            "SELECT chunk_index, timestamp, value, units FROM points WHERE data_id = ? AND "
+            "channel = ? ORDER BY chunk_index, seq",
+            (data_id, channel),
+        )
+        if not rows:
+            raise NotFound(f"stream {data_id!r} has no channel {channel!r}")
+        units = [r["units"] for r in rows if r["units"] is not None]
+        return {
+            "data_id": data_id,
+            "channel": channel,
+            "units": units[-1] if units else None,
+            "timestamps": [r["timestamp"] for r in rows],
+            "values": [r["value"] for r in rows],
+            "chunk_indices": [r["chunk_index"] for r in rows],
+        }
+
+    # -- summaries for the read API ---------------------------------------------------------------
+
+    def _links(self, data_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        sample = self._query(
+            "SELECT s.id, s.name FROM sample_links l JOIN samples s ON s.id = l.sample_id "
+            "WHERE l.data_id = ?",
+            (data_id,),
+        )
+        tags = self._query(
+            "SELECT t.id, t.name FROM tag_links l JOIN tags t ON t.id = l.tag_id "
+            "WHERE l.data_id = ? ORDER BY t.created_at",
+            (data_id,),
+        )
+        return (dict(sample[0]) if sample else None), [dict(t) for t in tags]
+
+    def stream_summary(self, data_id: str) -> dict[str, Any]:
+        row = self.stream_row(data_id)
+        sample, tags = self._links(data_id)
+        out: dict[str, Any] = {
+            "data_id": data_id,
+            "kind": row["kind"],
+            "name": row["name"],
+            "status": row["status"],
+            "created_at": row["created_at"],
+            "finalized_at": row["finalized_at"],
+            "project_id": row["project_id"],
+            "sample": sample,
+            "tags": tags,
+            "counters": {
+                "chunks_received": row["chunks_received"],
+                "bytes_received": row["bytes_received"],
+                "duplicates": row["duplicates"],
+                "rejected": row["rejected"],
+                "late_chunks": row["late_chunks"],
+                "last_activity": row["last_activity"],
+            },
+        }
+        if row["kind"] == "rheed":
+            n_total = self.n_frames(row)
+            (stored,) = self._query(
+                "SELECT COALESCE(SUM(n_frames), 0) FROM rheed_chunks WHERE data_id = ?", (data_id,)
+            )[0]
+            out.update(
+                fps=row["fps"],
+                rotations_per_min=row["rotations_per_min"],
+                rotational_period=row["rotational_period"],
+                azimuth_label=row["azimuth_label"],
+                chunk_size=row["chunk_size"],
+                height=row["height"],
+                width=row["width"],
+                n_frames=n_total,
+            )
+            out["counters"]["frames_stored"] = int(stored)
+        else:
+            channels = self.channels(data_id)
+            out.update(
+                points_per_chunk=row["points_per_chunk"],
+                synth_source_id=row["synth_source_id"],
+                processed_data_id=row["processed_data_id"],
+                channels=channels,
+            )
+            out["counters"]["points_stored"] = sum(c["count"] for c in channels.values())
+        return out
+
+    def list_streams(self) -> list[dict[str, Any]]:
+        ids = [r["data_id"] for r in self._query("SELECT data_id FROM streams ORDER BY created_at")]
+        return [self.stream_summary(i) for i in ids]
