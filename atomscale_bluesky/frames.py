@@ -92,7 +92,7 @@ def _float_to_uint8(array: np.ndarray) -> np.ndarray:
     if not finite.all():
         bad = int(np.flatnonzero(~finite.ravel())[0])
         raise FrameError(
-            f"frames hold a non-finite value ({array.ravel()[bad]!r} at flat index {bad}); "
+            f"frames hold a non-finite value ({float(array.ravel()[bad])} at flat index {bad}); "
             "NaN and infinity cannot become pixels"
         )
     low, high = float(array.min()), float(array.max())

@@ -45,7 +45,7 @@ def _as_floats(channel: str, what: str, data: Any) -> list[float]:
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
         raise ValueError(
-            f"channel '{channel}': {what}[{bad}] is {arr[bad]!r}; NaN and infinity are not allowed"
+            f"channel '{channel}': {what}[{bad}] is {float(arr[bad])}; NaN and infinity are not allowed"
         )
     return [float(x) for x in arr]
 

@@ -1,0 +1,69 @@
+"""Fixtures for client tests: a real local server (uvicorn on loopback) and client factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from atomscale_bluesky.client import AtomscaleClient, Backoff
+
+#: Short retry delays for tests; the defaults (0.5 s doubling to 30 s) stay the reference's.
+FAST_BACKOFF = Backoff(first=0.05, max=0.5)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Any]:
+    from atomscale_bluesky.server.runner import running_server
+
+    with running_server(data_dir=tmp_path / "server-data") as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., AtomscaleClient]]:
+    made: list[AtomscaleClient] = []
+
+    def make(server: Any, **kwargs: Any) -> AtomscaleClient:
+        kwargs.setdefault("spool_dir", tmp_path / "spool")
+        kwargs.setdefault("spool_min_free_bytes", 0)
+        kwargs.setdefault("backoff", FAST_BACKOFF)
+        kwargs.setdefault("clock_sync", False)
+        client = AtomscaleClient(server.api_key, server.url, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def rheed_like(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Gaussian streaks plus noise: compresses like real RHEED frames."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(h)[:, None]
+    x = np.arange(w)[None, :]
+    out = np.empty((n, h, w), np.uint8)
+    for i in range(n):
+        img = np.zeros((h, w))
+        for cx in (0.3, 0.5, 0.7):
+            img += (
+                120
+                * np.exp(-((x - cx * w) ** 2) / (2 * (0.015 * w) ** 2))
+                * np.exp(-((y - 0.6 * h) ** 2) / (2 * (0.25 * h) ** 2))
+            )
+        img += 15 * np.sin(i / 7.0) + rng.normal(20, 6, (h, w))
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def stored_chunks(reader: Any, data_id: str, chunk_size: int) -> dict[int, np.ndarray]:
+    """Frames per chunk index as stored on the server (chunk k at k*chunk_size)."""
+    all_frames = reader.frames(data_id)
+    return {
+        c["idx"]: all_frames[c["idx"] * chunk_size : c["idx"] * chunk_size + c["n_frames"]]
+        for c in reader.chunk_times(data_id)
+    }
