@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
-import socket
 import threading
 import time
 import uuid
