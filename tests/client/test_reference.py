@@ -7,7 +7,6 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
