@@ -70,6 +70,11 @@ class RemoteFaults:
     def as_dict(self) -> dict[str, Any]:
         return self._reader.faults()
 
+    @property
+    def current(self) -> Faults:
+        names = {f.name for f in dataclasses.fields(Faults)}
+        return Faults.from_mapping({k: v for k, v in self.as_dict().items() if k in names})
+
 
 def _protocol_class() -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.h11_impl import H11Protocol

@@ -1,0 +1,43 @@
+"""The server's shard decoder and index re-packing, against shards built from the protocol recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from server_kit import make_shard, random_frames
+
+from atomscale_bluesky.server.shards import EMPTY, ShardError, decode_shard, read_index, repack
+
+
+def test_decode_round_trip_with_zero_frames() -> None:
+    frames = random_frames(5, 7, 3)
+    frames[[1, 4]] = 0
+    shard = make_shard(frames)
+    decoded = decode_shard(shard, (5, 7, 3))
+    np.testing.assert_array_equal(decoded.frames, frames)
+    assert decoded.entries[1] == (EMPTY, EMPTY)
+
+
+def test_repack_pads_the_index_and_keeps_the_frames() -> None:
+    frames = random_frames(3, 4, 4)
+    shard = make_shard(frames)
+    packed = repack(shard, decode_shard(shard, (3, 4, 4)), chunk_size=8)
+    assert len(packed) == len(shard) + 16 * 5
+    assert read_index(packed, 8)[3:] == ((EMPTY, EMPTY),) * 5
+    out = decode_shard(packed, (8, 4, 4)).frames
+    np.testing.assert_array_equal(out[:3], frames)
+    assert not out[3:].any()
+    assert repack(shard, decode_shard(shard, (3, 4, 4)), chunk_size=3) == shard
+    with pytest.raises(ShardError, match="more than"):
+        repack(shard, decode_shard(shard, (3, 4, 4)), chunk_size=2)
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [((4, 4, 4), "checksum"), ((3, 2, 4), "decoded to"), ((3, 8, 8), "decoded to"),
+     ((0, 4, 4), "positive"), ((400, 4, 4), "shorter")],
+)  # fmt: skip
+def test_wrong_dims_are_refused(dims: tuple[int, int, int], message: str) -> None:
+    shard = make_shard(random_frames(3, 4, 4))
+    with pytest.raises(ShardError, match=message):
+        decode_shard(shard, dims)
