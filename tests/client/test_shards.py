@@ -114,3 +114,16 @@ def test_zarr_python_reads_our_shard(tmp_path: Path) -> None:
     assert (zarr.open_array(str(root), mode="r")[:] == frames).all()
     (root / "c" / "0" / "0" / "0").write_bytes(encode_shard(np.zeros((n, h, w), np.uint8)))
     assert (zarr.open_array(str(root), mode="r")[:] == 0).all()
+
+
+def test_parallel_path_gives_the_same_bytes() -> None:
+    frames = _frames(6, 1024, 1024, seed=5) // 8  # >= 4 MiB: compressed on several cores
+    frames[1] = 0
+    shard = encode_shard(frames)
+    entries, _ = split_shard(shard, 6)
+    comp = zstandard.ZstdCompressor(level=3)
+    for i, (offset, size) in enumerate(entries):
+        if i == 1:
+            assert (offset, size) == (EMPTY_ENTRY, EMPTY_ENTRY)
+            continue
+        assert shard[offset : offset + size] == comp.compress(frames[i].tobytes())
