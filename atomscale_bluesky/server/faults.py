@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 TRANSPORT_STATE_KEY = "atomscale.transport"
+UNFAULTED_PREFIXES = ("/local/", "/openapi.json", "/docs", "/redoc")
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,14 @@ class FaultSwitch:
 
 
 class FaultMiddleware:
-    """ASGI middleware applying a FaultSwitch to every HTTP path not under ``/local/``."""
+    """ASGI middleware applying a FaultSwitch to every HTTP path but ``/local/`` and the API docs."""
 
     def __init__(self, app: ASGIApp, switch: FaultSwitch) -> None:
         self.app = app
         self.switch = switch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/local/"):
+        if scope["type"] != "http" or scope["path"].startswith(UNFAULTED_PREFIXES):
             await self.app(scope, receive, send)
             return
         decision = self.switch.decide(scope["path"])

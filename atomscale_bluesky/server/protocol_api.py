@@ -2,6 +2,12 @@
 
 Every endpoint but ``GET /gateway/time`` and the presigned ``PUT /upload/{token}`` needs the API key.
 Storage calls run in worker threads (``anyio.to_thread``) so decoding a shard never blocks the loop.
+
+Choices where the protocol leaves room: chunks (RHEED or tool-state) that arrive after their
+stream was finalized are stored and counted as ``late_chunks``; a repeated chunk overwrites the
+earlier copy (counted as ``duplicates``); a presign whose dims exceed the stream's chunk_size, or
+whose H, W or chunk_size differ from the stream's first stored chunk, is refused (400/409) so the
+official client marks the chunk failed instead of retrying it forever.
 """
 
 from __future__ import annotations

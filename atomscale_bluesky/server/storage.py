@@ -385,7 +385,9 @@ class Storage:
             decoded = decode_shard(body, grant.dims)
             packed = repack(body, decoded, grant.chunk_size)
         except ShardError as exc:
-            raise BadShard(f"shard does not decode with dims {grant.dims}: {exc}") from exc
+            raise BadShard(
+                f"shard does not decode with dims {grant.dims}: {exc}", data_id=grant.data_id
+            ) from exc
         n, h, w = grant.dims
         with self._stream_lock(grant.data_id):
             row = self.stream_row(grant.data_id, "rheed")

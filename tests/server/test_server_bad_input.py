@@ -419,6 +419,7 @@ def test_undecodable_shards_are_refused_and_nothing_stored(world: World) -> None
     assert world.snapshot() == before
     assert not (world.server.data_dir / "rheed" / world.rheed / "frames.zarr" / "c" / "1").exists()
     assert world.server.reader.health()["internal_errors"] == 0
+    assert world.server.reader.rheed_stream(world.rheed)["counters"]["rejected"] == len(cases)
 
 
 def test_shape_change_between_presign_and_put_is_refused(world: World) -> None:

@@ -296,3 +296,20 @@ def test_shard_key_echoed_and_key_must_match_chunk(proto: Proto) -> None:
     meta = proto.presign_metadata(data_id, (2, 2, 2), 20, 0)
     r = proto.presign(3, meta)
     assert r.json()["key"] == SHARD_KEY.format(3)
+
+
+def test_openapi_describes_every_protocol_endpoint(local_server: LocalServer) -> None:
+    doc = httpx.get(local_server.url + "/openapi.json").json()
+    expected = {
+        ("get", "/gateway/time"), ("post", "/rheed/stream/"), ("post", "/rheed/stream/{data_id}/end"),
+        ("post", "/data_entries/raw_data/staged/upload_urls/"), ("put", "/upload/{token}"),
+        ("get", "/physical_samples/"), ("post", "/physical_samples/"), ("get", "/tags/"),
+        ("post", "/tags/"), ("post", "/tags/data-items/"), ("post", "/data_entries/physical_sample"),
+        ("post", "/projects/{project_id}/configuration/tracking_samples"),
+        ("post", "/tool-state/stream/initialize"), ("post", "/tool-state/stream/chunk"),
+        ("post", "/tool-state/stream/chunk/multi"), ("post", "/tool-state/stream/{data_id}/finalize"),
+        ("get", "/rheed/timeseries/{data_id}/"), ("get", "/similarity/rheed/{data_id}/trajectory/"),
+        ("get", "/local/streams"), ("get", "/local/rheed/{data_id}/frames"), ("put", "/local/faults"),
+    }  # fmt: skip
+    present = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert expected <= present, expected - present
