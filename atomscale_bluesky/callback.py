@@ -867,6 +867,8 @@ class AtomscaleCallback:
         bit_depth = fkey.bit_depth or run.meta.bit_depth
         if declared and np.dtype(declared) != raw.dtype:
             bit_depth = None  # the declared depth describes another dtype
+        if bit_depth and (raw.dtype.kind not in "ui" or bit_depth > raw.dtype.itemsize * 8):
+            bit_depth = None  # a 12-bit declaration says nothing about uint8 or float frames
         try:
             stack = normalise_frames(
                 raw, frame_shape=shape if raw.ndim == 1 else None, bit_depth=bit_depth
@@ -899,7 +901,12 @@ class AtomscaleCallback:
     def _make_segment(self, run: _Run, camera: _Camera, fkey: FrameKey, part: int) -> _Segment:
         fps, source = self._fps(run, fkey)
         name = f"{run.meta.name} ({camera.key})" + (f" part {part}" if part > 1 else "")
-        chunker = CameraChunker(fps=fps, chunk_seconds=self.chunk_seconds, fps_source=source)
+        chunker = CameraChunker(
+            fps=fps,
+            chunk_seconds=self.chunk_seconds,
+            fps_source=source,
+            run_start=_positive(run.start.get("time")),
+        )
         return _Segment(chunker, RheedSummary(camera=camera.key, name=name))
 
     def _fps(self, run: _Run, fkey: FrameKey) -> tuple[float | None, str]:

@@ -86,8 +86,12 @@ class CameraChunker:
         chunk_seconds: float = 2.0,
         fps_source: str = "configured",
         measure_frames: int = 10,
+        pause_s: float = 2.0,
+        run_start: float | None = None,
     ) -> None:
         self.chunk_seconds = chunk_seconds
+        self.pause_s = pause_s
+        self.run_start = run_start  # frames before it (a monitor's stale first value) open no gap
         self.fps: float | None = fps if fps and fps > 0 else None
         self.fps_source = fps_source if self.fps else "measured"
         self.measure_frames = max(2, measure_frames)
@@ -212,7 +216,9 @@ class CameraChunker:
         for ts in stamps:
             if previous is not None:
                 periods = (ts - previous) * self.fps
-                if periods > 1.5:
+                # a longer silence is the camera stopped (or a monitor's stale first value)
+                stale = self.run_start is not None and previous < self.run_start
+                if periods > 1.5 and ts - previous <= self.pause_s and not stale:
                     self.stats.missing += int(round(periods)) - 1
                     self.stats.gap_events += 1
             previous = ts
