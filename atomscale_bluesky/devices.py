@@ -10,6 +10,7 @@ timestamp (see ecosystem-notes 4.5). Only standard areaDetector PV names are use
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,45 @@ def _strip_ctrl_limits(desc: dict[str, Any]) -> None:
         desc.pop(key, None)
 
 
-class RheedImageSignal(EpicsSignalRO):
+class CallbackConsistentRead:
+    """``read()`` inside a value callback returns the update that fired it, never a newer one.
+
+    bluesky's monitor callback ignores the value it is given and calls ``read()``; with the
+    pyepics layer the cached value may already belong to the next update (a frame counter then
+    shows repeats and gaps). Inside the callback this mixin answers with the firing update.
+    """
+
+    SUB_VALUE: str
+    name: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._firing = threading.local()
+        super().__init__(*args, **kwargs)
+
+    def _run_subs(self, *args: Any, sub_type: Any, **kwargs: Any) -> None:
+        if sub_type != self.SUB_VALUE or "value" not in kwargs:
+            super()._run_subs(*args, sub_type=sub_type, **kwargs)  # type: ignore[misc]
+            return
+        previous = getattr(self._firing, "reading", None)
+        self._firing.reading = (kwargs["value"], kwargs.get("timestamp"))
+        try:
+            super()._run_subs(*args, sub_type=sub_type, **kwargs)  # type: ignore[misc]
+        finally:
+            self._firing.reading = previous
+
+    def postprocess(self, value: Any) -> Any:
+        """Turn a raw CA value into what ``get()`` returns (identity here)."""
+        return value
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        firing = getattr(self._firing, "reading", None)
+        if firing is None or firing[1] is None:
+            return super().read()  # type: ignore[misc,no-any-return]
+        value, timestamp = firing
+        return {self.name: {"value": self.postprocess(value), "timestamp": timestamp}}
+
+
+class RheedImageSignal(CallbackConsistentRead, EpicsSignalRO):
     """``ArrayData`` as a 2-D ``(H, W)`` array of the camera's native type.
 
     The parent provides ``width``, ``height`` and ``data_type`` signals (monitored, so cheap to get).
@@ -64,6 +103,9 @@ class RheedImageSignal(EpicsSignalRO):
             return flat
         return self.shape_frame(flat)
 
+    def postprocess(self, value: Any) -> Any:
+        return None if value is None else self.shape_frame(value)
+
     def shape_frame(self, flat: Any) -> np.ndarray:
         """Cast a flat CA waveform to the native dtype and reshape it to ``(H, W)``."""
         array = np.asarray(flat).ravel().astype(self._native_dtype(), copy=False)
@@ -71,7 +113,8 @@ class RheedImageSignal(EpicsSignalRO):
         n = h * w
         if array.size != n:
             if array.size < n:
-                log.warning(
+                # CA clients drop trailing zero bytes of CHAR waveforms; the frame ends dark
+                log.debug(
                     "%s: %d elements for a %dx%d frame; zero-padding", self.name, array.size, w, h
                 )
                 array = np.concatenate([array, np.zeros(n - array.size, array.dtype)])
@@ -94,7 +137,7 @@ class RheedImageSignal(EpicsSignalRO):
         return {}
 
 
-class CounterSignal(EpicsSignalRO):
+class CounterSignal(CallbackConsistentRead, EpicsSignalRO):
     """A frame counter (``ArrayCounter_RBV``/``UniqueId_RBV``) without ctrl limits in its description."""
 
     def describe(self) -> dict[str, dict[str, Any]]:
@@ -176,7 +219,11 @@ def _units_signal(base: type[EpicsSignalRO] | type[EpicsSignal]) -> Any:
     return WithUnits
 
 
-Readback = _units_signal(EpicsSignalRO)
+class _ConsistentRO(CallbackConsistentRead, EpicsSignalRO):
+    """A read-only EPICS signal whose monitor events carry the update that fired them."""
+
+
+Readback = _units_signal(_ConsistentRO)
 Setpoint = _units_signal(EpicsSignal)
 
 

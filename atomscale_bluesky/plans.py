@@ -62,8 +62,10 @@ def stop_acquisition(camera: Any) -> Plan:
     yield from bps.mv(camera.cam.acquire, 0)
 
 
-def _monitoring(camera: Any, sensors: Any, body: Plan, *, acquire: bool, fps: float | None) -> Plan:
-    """Run ``body`` with camera + sensor monitors; start the camera first and stop it at the end."""
+def _monitored_run(
+    camera: Any, sensors: Any, body: Plan, *, md: dict[str, Any], acquire: bool, fps: float | None
+) -> Plan:
+    """One run of ``body`` with camera + sensor monitors; the camera starts first and stops last."""
 
     def inner() -> Plan:
         if acquire:
@@ -73,10 +75,12 @@ def _monitoring(camera: Any, sensors: Any, body: Plan, *, acquire: bool, fps: fl
     def cleanup() -> Plan:
         if acquire:
             yield from stop_acquisition(camera)
+            yield from bps.sleep(0.2)  # let the last frames' monitor events arrive
 
     signals = _monitored(camera) + (_monitored(sensors) if sensors is not None else [])
-    plan = bpp.finalize_wrapper(inner(), cleanup())
-    return (yield from bpp.monitor_during_wrapper(plan, signals))
+    run = bpp.run_wrapper(bpp.finalize_wrapper(inner(), cleanup()), md=md)
+    # monitors are inserted after open_run, so the monitor wrapper goes around the run
+    return (yield from bpp.monitor_during_wrapper(run, signals))
 
 
 def snapshots(sensors: Any, period: float, duration: float, *, step: float = 0.1) -> Plan:
@@ -107,15 +111,11 @@ def monitor_growth(
     devices = [camera] + ([sensors] if sensors is not None else [])
     run_md = _run_md("monitor_growth", devices, md, plan_args={"duration": duration, "fps": fps})
 
-    @bpp.run_decorator(md=run_md)
-    def run() -> Plan:
-        if snapshot_period is None or sensors is None:
-            body = wait(duration, step=step)
-        else:
-            body = snapshots(sensors, snapshot_period, duration, step=step)
-        return (yield from _monitoring(camera, sensors, body, acquire=acquire, fps=fps))
-
-    return (yield from run())
+    if snapshot_period is None or sensors is None:
+        body = wait(duration, step=step)
+    else:
+        body = snapshots(sensors, snapshot_period, duration, step=step)
+    return (yield from _monitored_run(camera, sensors, body, md=run_md, acquire=acquire, fps=fps))
 
 
 def count_growth(
@@ -191,9 +191,5 @@ def growth_recipe(
     def close_all() -> Plan:
         yield from bps.mv(*[arg for cmd in commands for arg in (cmd, SHUTTER_CLOSED)])
 
-    @bpp.run_decorator(md=run_md)
-    def run() -> Plan:
-        recipe = bpp.finalize_wrapper(body(), close_all())
-        return (yield from _monitoring(camera, sensors, recipe, acquire=acquire, fps=fps))
-
-    return (yield from run())
+    recipe = bpp.finalize_wrapper(body(), close_all())
+    return (yield from _monitored_run(camera, sensors, recipe, md=run_md, acquire=acquire, fps=fps))

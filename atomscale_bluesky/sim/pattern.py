@@ -93,7 +93,7 @@ class RheedPattern:
         self.rods = self._make_rods()
         self._background = self._make_background()
         self._kikuchi, self._kikuchi_period = self._make_kikuchi()
-        self._noise_pad = 24
+        self._noise_pad = 32
         self._noise = self._rng.standard_normal(
             (4, h + self._noise_pad, w + self._noise_pad), dtype=np.float32
         )
@@ -244,6 +244,7 @@ class RheedPattern:
         tmp += self._read_var
         np.sqrt(tmp, out=tmp)
         tmp *= self._noise[k, oy : oy + cfg.height, ox : ox + cfg.width]
+        tmp += float(self._rng.uniform(0.0, 1.0))  # dither: no two frames quantise alike
         buf += tmp
         np.clip(buf, 0.0, fs, out=buf)
         return buf

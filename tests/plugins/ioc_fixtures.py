@@ -1,1 +1,200 @@
-"""Fixtures for the simulated IOCs and the RunEngine (filled by the IOC work)."""
+"""Fixtures for the simulated IOCs, ophyd devices and the RunEngine.
+
+With Channel Access pinned to 127.0.0.1, two IOC processes on the session's server port would hide
+each other (unicast searches reach one socket), so the session's camera and sensors are served by one
+``growth_chamber`` process. ``ioc_factory`` starts extra IOCs on their own free port; talk to them
+inside ``ca_env(handle)`` (caproto clients read the environment on every call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from atomscale_bluesky.sim import epics_env
+from atomscale_bluesky.sim.launch import IocHandle, running_ioc
+
+CAMERA_PREFIX = "RHEED:"
+SENSORS_PREFIX = "GROWTH:"
+DEFAULT_FPS = 30.0
+
+
+def ca_read(pv: str, *, timeout: float = 2.0, data_type: Any = None) -> Any:
+    """Read one PV with caproto's sync client (no repeater registration); returns the response."""
+    from caproto.sync.client import read
+
+    kwargs = {"data_type": data_type} if data_type is not None else {}
+    return read(pv, timeout=timeout, repeater=False, **kwargs)
+
+
+def ca_value(pv: str, **kwargs: Any) -> Any:
+    """The scalar value of ``pv``; enums come back as their strings, CHAR waveforms as str."""
+    from caproto import ChannelType
+
+    response = ca_read(pv, **kwargs)
+    if response.data_type == ChannelType.CHAR:
+        return bytes(response.data).rstrip(b"\x00").decode()
+    value = response.data[0]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def ca_write(pv: str, value: Any, *, timeout: float = 2.0) -> None:
+    """Write with put-completion, so a refused write raises ``ErrorResponseReceived``."""
+    from caproto.sync.client import write
+
+    write(pv, value, notify=True, timeout=timeout, repeater=False)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@contextlib.contextmanager
+def ca_env(handle: IocHandle) -> Iterator[None]:
+    """Point this process's caproto clients at ``handle``'s server port for the block."""
+    keys = ("EPICS_CA_SERVER_PORT", "EPICS_CA_ADDR_LIST")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["EPICS_CA_SERVER_PORT"] = handle.env["EPICS_CAS_SERVER_PORT"]
+    os.environ["EPICS_CA_ADDR_LIST"] = "127.0.0.1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def reset_camera(prefix: str = CAMERA_PREFIX, fps: float = DEFAULT_FPS) -> None:
+    """Stop acquisition and put the camera and its growth simulation back to defaults."""
+    ca_write(prefix + "cam1:Acquire", 0)
+    wait_for(lambda: ca_value(prefix + "cam1:Acquire_RBV") == "Done", timeout=5.0)
+    for suffix, value in (
+        ("cam1:ImageMode", 2),
+        ("cam1:AcquirePeriod", 1.0 / fps),
+        ("cam1:NumImages", 1),
+        ("sim:FollowSensors", 0),
+        ("sim:ShutterOpen", 0),
+        ("sim:RotationRPM", 0.0),
+        ("sim:Azimuth", 0.0),
+        ("sim:MonolayerPeriod", 1.0),
+        ("sim:Damping", 20.0),
+    ):
+        ca_write(prefix + suffix, value)
+
+
+@pytest.fixture(scope="session")
+def growth_chamber() -> Iterator[IocHandle]:
+    """One IOC process serving the camera (RHEED:) and sensors (GROWTH:) on the session port."""
+    with running_ioc(
+        "growth_chamber",
+        CAMERA_PREFIX,
+        args=("--sensors-prefix", SENSORS_PREFIX, "--fps", str(DEFAULT_FPS), "--update-rate", "10"),
+    ) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def camera_ioc(growth_chamber: IocHandle) -> IocHandle:
+    """Handle on the session's RHEED camera IOC (prefix RHEED:, 640x480 8-bit, idle at start)."""
+    return growth_chamber.view("rheed_camera", CAMERA_PREFIX)
+
+
+@pytest.fixture(scope="session")
+def sensors_ioc(growth_chamber: IocHandle) -> IocHandle:
+    """Handle on the session's growth sensors IOC (prefix GROWTH:, 10 Hz readbacks)."""
+    return growth_chamber.view("growth_sensors", SENSORS_PREFIX)
+
+
+@pytest.fixture
+def ioc_factory() -> Iterator[Callable[..., IocHandle]]:
+    """Start extra IOCs, each on its own free CA port: ``ioc_factory("rheed_camera", fps=60, ...)``.
+
+    Options become command-line flags (``bit_depth=12`` -> ``--bit-depth 12``). Use ``ca_env(h)``
+    to reach them with caproto clients. Every IOC started is stopped at teardown.
+    """
+    stack = contextlib.ExitStack()
+
+    def start(kind: str = "rheed_camera", prefix: str | None = None, **options: Any) -> IocHandle:
+        port, _ = epics_env.free_port_pair()
+        env = {"EPICS_CAS_SERVER_PORT": str(port), "EPICS_CA_SERVER_PORT": str(port)}
+        args: list[str] = []
+        for key, value in options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value not in (None, False):
+                args += [flag, str(value)]
+        os_env = dict(os.environ, **env)
+        with ca_env_for_port(port):
+            return stack.enter_context(running_ioc(kind, prefix, env=os_env, args=args))
+
+    with stack:
+        yield start
+
+
+@contextlib.contextmanager
+def ca_env_for_port(port: int) -> Iterator[None]:
+    saved = os.environ.get("EPICS_CA_SERVER_PORT")
+    os.environ["EPICS_CA_SERVER_PORT"] = str(port)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("EPICS_CA_SERVER_PORT", None)
+        else:
+            os.environ["EPICS_CA_SERVER_PORT"] = saved
+
+
+@pytest.fixture
+def RE() -> Iterator[Any]:
+    """A fresh RunEngine per test; its event loop thread is stopped afterwards."""
+    from bluesky import RunEngine
+
+    engine = RunEngine({}, call_returns_result=False)
+    try:
+        yield engine
+    finally:
+        if engine.state != "idle":
+            with contextlib.suppress(Exception):
+                engine.halt()
+        loop = engine.loop
+        loop.call_soon_threadsafe(loop.stop)
+        thread = getattr(engine, "_th", None)
+        if thread is not None:
+            thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()
+
+
+@pytest.fixture
+def camera(camera_ioc: IocHandle) -> Iterator[Any]:
+    """A connected :class:`RheedCamera` (pyepics layer) on a reset, idle camera IOC at 30 fps."""
+    from atomscale_bluesky.devices import RheedCamera, connect_all
+
+    reset_camera(camera_ioc.prefix)
+    device = RheedCamera(camera_ioc.prefix, name="rheed")
+    connect_all(device)
+    yield device
+    reset_camera(camera_ioc.prefix)
+
+
+@pytest.fixture
+def sensors(sensors_ioc: IocHandle) -> Any:
+    """A connected :class:`GrowthSensors` (pyepics layer)."""
+    from atomscale_bluesky.devices import GrowthSensors, connect_all
+
+    device = GrowthSensors(sensors_ioc.prefix, name="growth")
+    connect_all(device)
+    return device

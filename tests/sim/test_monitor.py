@@ -1,0 +1,75 @@
+"""Monitoring every frame: counters continuous, image/counter timestamps equal (IOC capture time)."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from plugins.ioc_fixtures import ca_value
+
+from atomscale_bluesky.plans import monitor_growth
+
+
+class Collector:
+    """Keeps monitor events per stream, with frames reduced to a checksum to save memory."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, list] = defaultdict(list)
+        self.streams: dict[str, str] = {}
+
+    def __call__(self, name, doc):
+        if name == "descriptor":
+            self.streams[doc["uid"]] = doc["name"]
+            self.docs["descriptor"].append(doc)
+        elif name == "event":
+            stream = self.streams[doc["descriptor"]]
+            data = dict(doc["data"])
+            if "rheed_image" in data:
+                frame = data["rheed_image"]
+                data["rheed_image"] = (frame.shape, frame.dtype, zlib.crc32(frame.tobytes()))
+            self.docs[stream].append(
+                {"data": data, "timestamps": doc["timestamps"], "time": doc["time"]}
+            )
+        else:
+            self.docs[name].append(doc)
+
+
+@pytest.mark.parametrize("fps", [30, 120])
+def test_monitor_delivers_every_frame_with_capture_timestamps(RE, camera, sensors, camera_ioc, fps):
+    collector = Collector()
+    RE(monitor_growth(camera, sensors, 5.0, fps=fps, md={"sample": "S1"}), collector)
+    images = collector.docs["rheed_image_monitor"]
+    counters = collector.docs["rheed_array_counter_monitor"]
+    assert collector.docs["stop"][0]["exit_status"] == "success"
+    assert collector.docs["start"][0]["sample"] == "S1"
+    # first event of each monitor stream is the value at subscription time (before acquisition)
+    images, counters = images[1:], counters[1:]
+    n = [c["data"]["rheed_array_counter"] for c in counters]
+    assert len(n) >= 25  # the camera ran; the rate reached depends on machine load (see benchmarks)
+    assert camera.acquire_period.get() == pytest.approx(1 / fps)
+    assert n == list(range(n[0], n[0] + len(n))), "frame counter has gaps or repeats"
+    assert len(images) == len(counters)
+    image_ts = [e["timestamps"]["rheed_image"] for e in images]
+    counter_ts = [c["timestamps"]["rheed_array_counter"] for c in counters]
+    assert image_ts == counter_ts  # each frame carries the capture stamp its counter carries
+    assert all(np.diff(image_ts) > 0)
+    assert len({e["data"]["rheed_image"][2] for e in images}) == len(images)  # distinct frames
+    assert images[0]["data"]["rheed_image"][:2] == ((480, 640), np.dtype(np.uint8))
+    # the IOC's own counter ends where the monitored sequence ends
+    assert ca_value(camera_ioc.pv("image1:ArrayCounter_RBV")) == n[-1]
+    # sensor readbacks were monitored too, with units in their descriptors
+    desc = {d["name"]: d for d in collector.docs["descriptor"]}
+    assert (
+        desc["growth_substrate_temperature_monitor"]["data_keys"]["growth_substrate_temperature"][
+            "units"
+        ]
+        == "degC"
+    )
+    assert len(collector.docs["growth_pressure_monitor"]) >= 20
+    # no frame in a monitor descriptor's configuration
+    assert desc["rheed_image_monitor"]["configuration"] == {} or all(
+        "rheed_image" not in c.get("data", {})
+        for c in desc["rheed_image_monitor"]["configuration"].values()
+    )
