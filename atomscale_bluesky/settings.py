@@ -110,6 +110,16 @@ def make_callback(settings: CallbackSettings | None = None, **overrides: Any) ->
 
     kwargs = (settings or CallbackSettings.from_env()).callback_kwargs()
     kwargs.update(overrides)
+    spool_dir = kwargs.pop("spool_dir", None)
+    if spool_dir is not None and "client" not in kwargs:
+        endpoint = kwargs.get("endpoint")
+
+        def client_factory() -> Any:
+            from atomscale_bluesky.client import AtomscaleClient
+
+            return AtomscaleClient(endpoint=endpoint, spool_dir=spool_dir)
+
+        kwargs.setdefault("client_factory", client_factory)
     return AtomscaleCallback(**kwargs)
 
 
