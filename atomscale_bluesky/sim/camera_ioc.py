@@ -523,9 +523,10 @@ class RheedCameraIOC(PVGroup):
 
         state = self.growth.advance(t)
         frame = pattern.render(FrameInputs(state.specular, state.azimuth_deg, state.roughness))
-        if self.config.bit_depth == 8:
-            return frame.tobytes(), state.specular
-        return frame.view(np.int16).ravel(), state.specular
+        # a read-only flat array goes out as-is (bytes would be copied and lose trailing zeros)
+        flat = frame.ravel() if self.config.bit_depth == 8 else frame.view(np.int16).ravel()
+        flat.flags.writeable = False
+        return flat, state.specular
 
     async def _publish(self, data: Any, t: float) -> None:
         self.counter += 1
@@ -637,4 +638,8 @@ class RheedCameraIOC(PVGroup):
 def build_camera_ioc(prefix: str, config: CameraConfig) -> RheedCameraIOC:
     """Instantiate the camera PVGroup for ``config`` under ``prefix`` (e.g. ``"RHEED:"``)."""
     cls = make_camera_ioc_class(config)
-    return cls(prefix=prefix, config=replace(config))
+    ioc = cls(prefix=prefix, config=replace(config))
+    # queue up to ~1 s (<= 150 MB) of frames per slow client instead of caproto's 48
+    frame_bytes = config.width * config.height * (1 if config.bit_depth == 8 else 2)
+    ioc.image1.array_data.max_subscription_backlog = int(min(1000, max(48, 150e6 // frame_bytes)))
+    return ioc

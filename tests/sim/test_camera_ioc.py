@@ -117,6 +117,9 @@ def test_smaller_frames_at_runtime_and_sizes_published(cam):
     finally:
         ca_write(cam.pv("cam1:SizeX"), 640)
         ca_write(cam.pv("cam1:SizeY"), 480)
+        ca_write(cam.pv("cam1:ImageMode"), 0)
+        ca_write(cam.pv("cam1:Acquire"), 1)  # sizes are published with the next frame
+        assert wait_for(lambda: ca_value(cam.pv("image1:ArraySize0_RBV")) == 640, timeout=5)
 
 
 def test_sixteen_bit_camera_from_factory(ioc_factory):
