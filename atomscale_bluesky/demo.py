@@ -287,6 +287,7 @@ def _run_recipe(
 ) -> Any:
     """Start the IOC, connect the devices, run the growth recipe with the callback; the run summary."""
     from bluesky import RunEngine
+    from bluesky.utils import RunEngineInterrupted
 
     from atomscale_bluesky.callback import AtomscaleCallback
     from atomscale_bluesky.devices import GrowthSensors, RheedCamera, connect_all
@@ -304,7 +305,7 @@ def _run_recipe(
     sensors = GrowthSensors(SENSORS_PREFIX, name="growth")
     connect_all(camera, sensors)
 
-    callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
+    callback = AtomscaleCallback(client)
     stack.callback(callback.close)
     RE = RunEngine({})
     RE.subscribe(callback)
@@ -319,12 +320,18 @@ def _run_recipe(
         close_s=close_s,
         settle_s=settle,
         fps=options.fps,
-        md={"sample": SAMPLE, "tags": list(TAGS), "name": "demo growth"},
+        # fps and rotation from the recipe's settings (the rotation readback is still ramping up)
+        md={"sample": SAMPLE, "tags": list(TAGS), "name": "demo growth", "fps": options.fps},
     )
     print(f"running growth_recipe for about {options.duration:g} s: {options.shutter_cycles} "
           f"shutter cycles ({open_s:.1f} s open, {close_s:.1f} s closed), {options.rpm:g} rpm")  # fmt: skip
     with _progress(callback):
-        RE(plan)
+        try:
+            RE(plan)
+        except RunEngineInterrupted:
+            # Ctrl-C pauses a RunEngine; end the run properly so its streams are finalized
+            RE.abort("interrupted by the user")
+            raise KeyboardInterrupt from None
     print("run finished; finalizing streams (waiting for every chunk to be acknowledged)...")
     callback.close()
     return callback.summaries[-1]

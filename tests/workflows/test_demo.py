@@ -1,0 +1,86 @@
+"""``atomscale-bluesky demo`` end to end: IOC + local server + a growth recipe, then what was stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+ARGS = ["--fps", "20", "--width", "160", "--height", "120", "--shutter-cycles", "2"]
+
+
+def demo_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("ATOMSCALE_API_KEY", "AS_API_KEY", "AS_API_ENDPOINT"):
+        env.pop(name, None)
+    return env
+
+
+def demo_processes() -> list[str]:
+    """Command lines of IOC processes the demo starts (found by the demo's PV prefix)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "DEMO:RHEED:" in cmdline and str(os.getpid()) != proc.name:
+            found.append(cmdline)
+    return found
+
+
+def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--duration", "9", *ARGS, "--output-dir", str(out)],
+        env=demo_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = result.stdout
+    assert "local Atomscale-compatible server on http://127.0.0.1:" in text
+    assert "lost (frames/points/chunks not delivered): 0" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] > 100 and summary["points"] > 50
+    stored_frames = [line for line in text.splitlines() if "frames stored" in line]
+    assert stored_frames and f"{summary['frames']} frames stored" in stored_frames[0]
+    figure = out / "demo-summary.png"
+    assert figure.exists() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert demo_processes() == []
+
+
+def test_demo_stops_everything_on_ctrl_c(tmp_path):
+    out = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--duration", "60", *ARGS, "--output-dir", str(out)],
+        env=demo_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in process.stdout:
+        if "running growth_recipe" in line or time.monotonic() > deadline:
+            break
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    assert "interrupted" in rest
+    assert demo_processes() == []
+
+
+def test_demo_rejects_bad_options():
+    result = subprocess.run(
+        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--fps", "0"],
+        env=demo_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--fps must be between 1 and 240" in result.stderr
