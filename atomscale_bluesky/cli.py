@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,13 @@ def ioc_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(sub: Subcommand, attribute: str) -> Callable[..., object]:
+def _load(sub: Subcommand, attribute: str) -> Callable[..., Any]:
     """Import a subcommand's module only when it is used, so a light install still starts."""
     try:
         module = importlib.import_module(sub.module)
     except ImportError as exc:
+        if (exc.name or "").startswith("atomscale_bluesky"):
+            raise
         raise SystemExit(
             f"atomscale-bluesky {sub.name}: a dependency is missing ({exc.name}); "
             "install the matching extra, e.g. pip install 'atomscale-bluesky[sim,server,replay,zmq]'"

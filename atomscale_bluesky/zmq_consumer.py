@@ -62,9 +62,12 @@ def run_consumer(
                 loop.add_signal_handler(sig, dispatcher.stop)
     watcher: threading.Thread | None = None
     if stop_event is not None:
-        watcher = threading.Thread(
-            target=lambda: (stop_event.wait(), request_stop()), daemon=True, name="consume-stop"
-        )
+
+        def stop_when_set() -> None:
+            stop_event.wait()
+            request_stop()
+
+        watcher = threading.Thread(target=stop_when_set, daemon=True, name="consume-stop")
         watcher.start()
     logger.info("consuming documents from %s", address)
     try:
