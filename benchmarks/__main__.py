@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     found = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     chosen = [n for n in found if not names or n.removeprefix("bench_") in names or n in names]
     if not chosen:
-        print(f"no benchmark matches {names}; available: {[n.removeprefix('bench_') for n in found]}")
+        print(
+            f"no benchmark matches {names}; available: {[n.removeprefix('bench_') for n in found]}"
+        )
         return 2
     for name in chosen:
         print(f"\n=== {name} ===", flush=True)
