@@ -1,0 +1,144 @@
+"""Growth plans (responsive, metadata, recipe) and the ophyd-async devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from bluesky.utils import RunEngineInterrupted
+from plugins.ioc_fixtures import ca_value, ca_write
+
+from atomscale_bluesky.plans import growth_recipe, monitor_growth
+
+
+def test_monitor_growth_pauses_and_aborts_promptly_and_stops_the_camera(
+    RE, camera, sensors, camera_ioc
+):
+    docs = []
+    timer = threading.Timer(1.5, RE.request_pause)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(RunEngineInterrupted):
+        RE(
+            monitor_growth(camera, sensors, 30.0, md={"sample": "S2"}),
+            lambda n, d: docs.append((n, d)),
+        )
+    assert RE.state == "paused"
+    assert time.monotonic() - t0 < 10.0  # not the 30 s duration: the plan sleeps in short steps
+    RE.abort("test")
+    stop = [d for n, d in docs if n == "stop"][0]
+    assert stop["exit_status"] == "abort"
+    assert ca_value(camera_ioc.pv("cam1:Acquire_RBV")) == "Done"  # finalize stopped the camera
+
+
+def test_growth_recipe_cycles_shutters_and_produces_oscillations(
+    RE, camera, sensors, camera_ioc, sensors_ioc
+):
+    ca_write(camera_ioc.pv("sim:FollowSensors"), 1)  # the camera follows the sensors IOC
+    docs = []
+
+    def collect(name, doc):
+        docs.append((name, doc))
+
+    start_ml = ca_value(camera_ioc.pv("sim:Monolayers_RBV"))
+    RE(
+        growth_recipe(
+            camera,
+            sensors,
+            substrate_temperature=580.0,
+            rpm=0.0,
+            shutter_cycles=2,
+            open_s=2.5,
+            close_s=1.0,
+            md={"sample": "GaAs-42", "project_id": "proj"},
+        ),
+        collect,
+    )
+    start = docs[0][1]
+    assert start["plan_name"] == "growth_recipe" and start["sample"] == "GaAs-42"
+    assert start["project_id"] == "proj" and start["rotations_per_min"] == 0.0
+    assert [d for n, d in docs if n == "stop"][0]["exit_status"] == "success"
+    grown = ca_value(camera_ioc.pv("sim:Monolayers_RBV")) - start_ml
+    assert 3.0 < grown < 7.0  # about 5 s open at the sensors' ~1 ML/s
+    streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    shutter_values = [
+        d["data"]["growth_shutter_ga"]
+        for n, d in docs
+        if n == "event" and streams[d["descriptor"]] == "growth_shutter_ga_monitor"
+    ]
+    assert shutter_values.count(1) >= 2 and shutter_values[-1] == 0
+    assert ca_value(sensors_ioc.pv("substrate:TempSP")) == pytest.approx(580.0)
+
+
+def test_ophyd_async_devices_describe_and_monitor(RE, camera_ioc, sensors_ioc):
+    from bluesky import plan_stubs as bps
+    from bluesky import preprocessors as bpp
+    from ophyd_async.core import init_devices
+
+    from atomscale_bluesky.devices_async import GrowthSensorsAsync, ImageMode, RheedCameraAsync
+
+    with init_devices():  # after the RunEngine (fixture) exists
+        rheed = RheedCameraAsync(camera_ioc.prefix)
+        growth = GrowthSensorsAsync(sensors_ioc.prefix)
+    docs = []
+
+    def plan():
+        yield from bps.mv(
+            rheed.image_mode, ImageMode.CONTINUOUS, rheed.acquire_period_setpoint, 1 / 60
+        )
+        yield from bps.mv(rheed.acquire, "Acquire")
+        yield from bps.sleep(2.0)
+        yield from bps.mv(rheed.acquire, "Done")
+        yield from bps.sleep(0.2)
+
+    RE(
+        bpp.monitor_during_wrapper(bpp.run_wrapper(plan()), rheed.monitored + growth.monitored),
+        lambda n, d: docs.append((n, d)),
+    )
+    desc = {d["name"]: d for n, d in docs if n == "descriptor"}
+    image_key = desc["rheed-image_monitor"]["data_keys"]["rheed-image"]
+    assert image_key["dtype_numpy"] == "|u1" and image_key["shape"] == [640 * 480]
+    assert (
+        desc["growth-substrate_temperature_monitor"]["data_keys"]["growth-substrate_temperature"][
+            "units"
+        ]
+        == "degC"
+    )
+    streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+    events = [d for n, d in docs if n == "event"]
+    counters = [
+        e["data"]["rheed-array_counter"]
+        for e in events
+        if streams[e["descriptor"]] == "rheed-array_counter_monitor"
+    ][1:]
+    images = [e for e in events if streams[e["descriptor"]] == "rheed-image_monitor"][1:]
+    assert len(counters) > 20 and counters == list(range(counters[0], counters[0] + len(counters)))
+    assert len(images) == len(counters)
+    assert images[0]["data"]["rheed-image"].dtype == np.uint8
+    counter_ts = [
+        e["timestamps"]["rheed-array_counter"]
+        for e in events
+        if streams[e["descriptor"]] == "rheed-array_counter_monitor"
+    ][1:]
+    assert [e["timestamps"]["rheed-image"] for e in images] == counter_ts
+
+
+def test_ioc_launchers_run_as_modules_and_scripts():
+    import subprocess
+    import sys
+
+    for cmd in (
+        [sys.executable, "-m", "iocs.rheed_camera", "--help"],
+        [sys.executable, "iocs/growth_sensors.py", "--help"],
+    ):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+        assert "--prefix" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "iocs.rheed_camera", "--width", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "frame size" in bad.stderr
