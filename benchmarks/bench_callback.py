@@ -1,0 +1,249 @@
+"""What the AtomscaleCallback costs a run, and the frame rate it streams end to end.
+
+1. RunEngine wall time of a ``count`` of an in-memory 640x480 uint8 image detector (5000 events),
+   with the callback subscribed (streaming to a real local server) divided by the same run without
+   it. Target: at most 1.05. The drain after the run (the worker finishing uploads) is reported
+   separately: it does not hold the RunEngine.
+2. Simulated camera IOC -> ophyd (pyepics, monitors) -> RunEngine -> callback -> local server, for
+   increasing frame rates: the highest rate where every frame the IOC published (UniqueId range)
+   was stored, next to the highest rate the RunEngine alone delivers without loss.
+
+Run: ``.venv/bin/python -m benchmarks callback [--events N] [--rates 30,60,120] [--seconds S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+T0 = 1_700_000_000.0
+
+
+def _memory_camera(shape: tuple[int, int], fps: float) -> Any:
+    from ophyd import Component as Cpt
+    from ophyd import Device, Signal
+
+    pool = [np.random.default_rng(i).integers(0, 256, shape, dtype=np.uint8) for i in range(16)]
+
+    class FrameSignal(Signal):
+        """Each read is the next frame of a pool, stamped one frame period later."""
+
+        def get(self, **kwargs: Any) -> Any:
+            n = getattr(self, "_n", 0)
+            self._n = n + 1
+            self._readback = pool[n % len(pool)]
+            self._metadata["timestamp"] = T0 + n / fps
+            return self._readback
+
+        def describe(self) -> dict[str, Any]:
+            desc = super().describe()
+            desc[self.name].update(dtype="array", shape=list(shape), dtype_numpy="|u1")
+            return desc
+
+    class Camera(Device):
+        image = Cpt(FrameSignal, value=pool[0], kind="hinted")
+        temperature = Cpt(Signal, value=600.0, kind="normal")
+        acquire_period = Cpt(Signal, value=1.0 / fps, kind="config")
+
+    return Camera(name="cam")
+
+
+def overhead(events: int, spool: str) -> dict[str, float]:
+    """RunEngine wall time with / without the callback for one ``count`` of ``events`` frames."""
+    from bluesky import RunEngine
+    from bluesky.plans import count
+
+    from atomscale_bluesky.callback import AtomscaleCallback
+    from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.server.read_client import LocalServerClient
+    from atomscale_bluesky.server.runner import running_server_process
+
+    # the server runs in a child process, as the real service would: it must not share our GIL
+    with running_server_process(data_dir=spool + "-server") as server:
+        RE = RunEngine({}, call_returns_result=False)
+        RE(count([_memory_camera((480, 640), 100.0)], num=50))  # warm up
+        t = time.perf_counter()
+        RE(count([_memory_camera((480, 640), 100.0)], num=events))
+        bare = time.perf_counter() - t
+        with AtomscaleClient(
+            api_key=server.api_key, endpoint=server.url, spool_dir=spool
+        ) as client:
+            callback = AtomscaleCallback(client)
+            token = RE.subscribe(callback)
+            t = time.perf_counter()
+            RE(count([_memory_camera((480, 640), 100.0)], num=events))
+            with_cb = time.perf_counter() - t
+            t = time.perf_counter()
+            callback.flush(600)
+            drain = time.perf_counter() - t
+            RE.unsubscribe(token)
+            callback.close()
+            summary = callback.summaries[-1]
+            with LocalServerClient(server.url, server.api_key) as reader:
+                stored = reader.rheed_stream(summary.rheed[0].data_id or "")["n_frames"]
+    return {
+        "bare_s": bare,
+        "callback_s": with_cb,
+        "ratio": with_cb / bare,
+        "drain_s": drain,
+        "frames_stored": float(stored),
+        "dropped": float(summary.dropped_overflow),
+    }
+
+
+def _monitor_run(RE: Any, camera: Any, seconds: float, fps: float) -> Any:
+    import bluesky.preprocessors as bpp
+
+    from atomscale_bluesky.plans import start_acquisition, stop_acquisition, wait
+
+    @bpp.monitor_during_decorator(camera.monitored)
+    @bpp.run_decorator(md={"plan_name": "bench_monitor"})
+    def inner() -> Any:
+        def body() -> Any:
+            yield from start_acquisition(camera, fps=fps)
+            yield from wait(seconds)
+
+        return (yield from bpp.finalize_wrapper(body(), stop_acquisition(camera)))
+
+    events: list[dict[str, Any]] = []
+    token = RE.subscribe(lambda name, doc: events.append(doc), "event")
+    RE(inner())
+    RE.unsubscribe(token)
+    return events
+
+
+def _published(events: list[dict[str, Any]], run_first_ts: float) -> tuple[int, int]:
+    """(frames the IOC published after the first image event, image events delivered)."""
+    ids = [
+        (e["timestamps"]["rheed_unique_id"], e["data"]["rheed_unique_id"])
+        for e in events
+        if "rheed_unique_id" in e["data"]
+    ]
+    images = {e["timestamps"]["rheed_image"] for e in events if "rheed_image" in e["data"]}
+    after = [uid for ts, uid in ids if ts >= run_first_ts]
+    if not after:
+        return 0, 0
+    return max(after) - min(after) + 1, len({t for t in images if t >= run_first_ts})
+
+
+def end_to_end(rates: list[float], seconds: float, size: tuple[int, int], spool: str) -> list[dict]:
+    """Per rate: frames published / delivered without callback / stored with callback."""
+    from bluesky import RunEngine
+    from caproto.sync.client import write
+
+    from atomscale_bluesky.callback import AtomscaleCallback
+    from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.devices import RheedCamera, connect_all
+    from atomscale_bluesky.server.runner import running_server_process
+    from atomscale_bluesky.sim.launch import running_ioc
+
+    results = []
+    with (
+        running_ioc("rheed_camera", "RHEED:") as ioc,
+        running_server_process(data_dir=spool + "-server") as server,
+    ):
+        for suffix, value in (("cam1:SizeX", size[1]), ("cam1:SizeY", size[0])):
+            write(ioc.prefix + suffix, value, notify=True, repeater=False)
+        camera = RheedCamera(ioc.prefix, name="rheed")
+        connect_all(camera)
+        RE = RunEngine({}, call_returns_result=False)
+        _monitor_run(RE, camera, 1.0, 10.0)  # first acquisition applies the size
+        for fps in rates:
+            events = _monitor_run(RE, camera, seconds, fps)
+            first = min(
+                e["timestamps"]["rheed_image"] for e in events if "rheed_image" in e["data"]
+            )
+            published, delivered = _published(events, first + 0.5)
+            with AtomscaleClient(
+                api_key=server.api_key, endpoint=server.url, spool_dir=spool
+            ) as client:
+                callback = AtomscaleCallback(client)
+                token = RE.subscribe(callback)
+                events = _monitor_run(RE, camera, seconds, fps)
+                RE.unsubscribe(token)
+                callback.flush(600)
+                callback.close()
+            first = min(
+                e["timestamps"]["rheed_image"] for e in events if "rheed_image" in e["data"]
+            )
+            published_cb, delivered_cb = _published(events, first + 0.5)
+            summary = callback.summaries[-1]
+            stored = sum(r.frames for r in summary.rheed)
+            images_all = len(
+                {e["timestamps"]["rheed_image"] for e in events if "rheed_image" in e["data"]}
+            )
+            results.append(
+                {
+                    "fps": fps,
+                    "published_no_cb": published,
+                    "delivered_no_cb": delivered,
+                    "published_cb": published_cb,
+                    "delivered_cb": delivered_cb,
+                    "stored_cb": stored,
+                    "images_cb": images_all,
+                    "lost_cb": summary.lost + summary.dropped_overflow,
+                }
+            )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks callback", description=__doc__)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--rates", default="30,60,120,240")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size", default="480x640", help="camera frame HxW for the IOC part")
+    parser.add_argument("--skip-ioc", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from atomscale_bluesky.sim import epics_env
+
+    if epics_env.current() is None:  # loopback CA on free ports, before any CA library loads
+        epics_env.apply(epics_env.loopback_env())
+    with tempfile.TemporaryDirectory(prefix="bench-callback-") as spool:
+        o = overhead(args.events, spool + "/a")
+        print(
+            f"RunEngine count of {args.events} x 640x480 frames: {o['bare_s']:.2f} s without, "
+            f"{o['callback_s']:.2f} s with the callback -> ratio {o['ratio']:.3f} (target <= 1.05); "
+            f"drain after the run {o['drain_s']:.2f} s; stored {o['frames_stored']:.0f} frames, "
+            f"dropped {o['dropped']:.0f}",
+            flush=True,
+        )
+        if args.skip_ioc:
+            return 0
+        h, w = (int(x) for x in args.size.split("x"))
+        rates = [float(r) for r in args.rates.split(",")]
+        rows = end_to_end(rates, args.seconds, (h, w), spool + "/b")
+    best_cb = best_bare = 0.0
+    print(
+        f"IOC {h}x{w} monitor runs of {args.seconds:.0f} s (frames counted after the first 0.5 s):"
+    )
+    for r in rows:
+        ok_bare = r["delivered_no_cb"] >= r["published_no_cb"] > 0
+        ok_cb = (
+            r["delivered_cb"] >= r["published_cb"] > 0
+            and r["stored_cb"] == r["images_cb"]
+            and r["lost_cb"] == 0
+        )
+        best_bare = r["fps"] if ok_bare else best_bare
+        best_cb = r["fps"] if ok_cb else best_cb
+        print(
+            f"  {r['fps']:>6.0f} fps: no callback {r['delivered_no_cb']}/{r['published_no_cb']} "
+            f"delivered; with callback {r['delivered_cb']}/{r['published_cb']} delivered, "
+            f"{r['stored_cb']} of {r['images_cb']} image events stored ({r['lost_cb']} lost)",
+            flush=True,
+        )
+    print(
+        f"highest rate with no frame lost: {best_cb:.0f} fps with the callback, "
+        f"{best_bare:.0f} fps without it"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
