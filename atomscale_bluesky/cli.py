@@ -63,7 +63,11 @@ SUBCOMMANDS = (
 
 
 def add_ioc_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=("rheed_camera", "growth_sensors"), help="which IOC")
+    parser.add_argument(
+        "kind",
+        choices=("rheed_camera", "growth_sensors", "growth_chamber"),
+        help="which IOC (growth_chamber: camera and sensors in one process)",
+    )
     parser.add_argument(
         "ioc_args",
         nargs=argparse.REMAINDER,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from atomscale_bluesky.sim import epics_env
 from atomscale_bluesky.sim.launch import running_ioc
 
 pytest.importorskip("IPython")
@@ -38,11 +39,16 @@ print("RESULT " + json.dumps({
 """
 
 
-def test_profile_session_streams_a_run_and_stores_it_in_the_catalog(tmp_path, local_server):
+def test_profile_session_streams_a_run_and_stores_it_in_the_catalog(
+    tmp_path, local_server, monkeypatch
+):
     profile = tmp_path / "profile"
     shutil.copytree(PROFILE, profile)
+    # CA on ports of its own: an IOC on the session's port would hide this one (unicast searches)
+    ca = epics_env.loopback_env().variables
     env = {
         **os.environ,
+        **ca,
         "ATOMSCALE_API_KEY": local_server.api_key,
         "AS_API_ENDPOINT": local_server.url,
         "ATOMSCALE_SPOOL_DIR": str(tmp_path / "spool"),
@@ -53,7 +59,10 @@ def test_profile_session_streams_a_run_and_stores_it_in_the_catalog(tmp_path, lo
         "MPLBACKEND": "Agg",
     }
     args = ["--width", "64", "--height", "48", "--fps", "20", "--sensors-prefix", SENSORS]
-    with running_ioc("growth_chamber", CAMERA, args=args):
+    monkeypatch.setenv(
+        "EPICS_CA_SERVER_PORT", ca["EPICS_CA_SERVER_PORT"]
+    )  # for the readiness check
+    with running_ioc("growth_chamber", CAMERA, env=ca, args=args):
         result = subprocess.run(
             [sys.executable, "-m", "IPython", f"--profile-dir={profile}", "--no-banner",
              "--HistoryManager.enabled=False", "--colors=NoColor", "-c", SESSION],
