@@ -52,8 +52,12 @@ class RheedCameraAsync(StandardReadable):
 
     @property
     def monitored(self) -> list:
-        """Signals a monitor plan subscribes to."""
-        return [self.image, self.array_counter, self.unique_id]
+        """Signals a monitor plan subscribes to: the frame, its counters and its size.
+
+        Channel Access carries the frame flat, so its height and width travel as their own
+        readings for consumers (the Atomscale callback) to reshape it.
+        """
+        return [self.image, self.array_counter, self.unique_id, self.width, self.height]
 
 
 class GrowthSensorsAsync(StandardReadable):
