@@ -37,7 +37,16 @@ from atomscale_bluesky.external import (
     ExternalNotReady,
     ExternalStore,
 )
-from atomscale_bluesky.routing import FrameKey, Route, RoutingOptions, RunHints, route_descriptor
+from atomscale_bluesky.routing import (
+    CounterKey,
+    FrameKey,
+    Route,
+    RoutingOptions,
+    RunHints,
+    pick_counter,
+    route_descriptor,
+)
+from atomscale_bluesky.sequence import CounterFeed, FrameSequence
 from atomscale_bluesky.summary import (
     CallbackCounters,
     ChannelSummary,
@@ -148,6 +157,9 @@ class _Segment:
 @dataclass
 class _Camera:
     key: str
+    sequence: FrameSequence
+    fkey: FrameKey | None = None
+    counter_key: str | None = None  # the monitor stream's counter its frames are matched to
     segments: list[_Segment] = field(default_factory=list)
     frame_shape: tuple[int, int] | None = None
     dtype: str | None = None
@@ -195,6 +207,8 @@ class _Run:
     rotation: float | None = None
     seq_times: dict[str, dict[int, float]] = field(default_factory=dict)
     warned: set[str] = field(default_factory=set)
+    counter_keys: dict[str, CounterKey] = field(default_factory=dict)
+    counter_feeds: dict[str, CounterFeed] = field(default_factory=dict)
 
 
 @dataclass
@@ -731,6 +745,11 @@ class AtomscaleCallback:
                     )
             elif item.name == "stream_datum":
                 self._work_stream_datum(run, doc)
+            elif item.name == "descriptor" and item.route is not None and item.route.counters:
+                if item.route.continuous:
+                    run.counter_keys.update(item.route.counters)
+                    for camera in run.cameras.values():
+                        self._link_counter(run, camera)
             elif (
                 item.name == "descriptor"
                 and item.route is not None
@@ -769,7 +788,9 @@ class AtomscaleCallback:
             for i, seq in enumerate(item.seq_nums):
                 times[seq] = _row_time(item, i)
         self._work_points(run, route, item, n)
-        continuous = route.stream_name.endswith("_monitor")
+        if route.counters and route.continuous:
+            self._work_counters(run, route, item)
+        continuous = route.continuous
         for key, fkey in route.frames.items():
             if key in item.skip_keys or key not in item.data:
                 continue
@@ -777,6 +798,46 @@ class AtomscaleCallback:
                 self._work_frames(run, fkey, item, continuous)
             except Exception as exc:  # noqa: BLE001
                 self._error(run, f"{route.stream_name} event seq {item.seq_nums[0]} key {key}", exc)
+
+    def _work_counters(self, run: _Run, route: Route, item: _EventsItem) -> None:
+        """Keep a monitor stream's frame-counter readings by timestamp for its camera's frames."""
+        for key in route.counters:
+            if key not in item.data:
+                continue
+            values = item.data[key] if item.page else [item.data[key]]
+            stamps = item.timestamps.get(key)
+            stamps = stamps if item.page else [stamps]
+            feed = run.counter_feeds.get(key)
+            if feed is None:
+                feed = run.counter_feeds[key] = CounterFeed()
+            for i, value in enumerate(values):
+                ts = _float_or_nan(stamps[i] if stamps is not None and i < len(stamps) else None)
+                number = _int_or_none(value)
+                if number is not None and math.isfinite(ts):
+                    feed.add(ts, number)
+        for camera in run.cameras.values():
+            if camera.counter_key in route.counters and camera.segments:
+                camera.sequence.resolve(camera.current.chunker.fps)
+
+    def _link_counter(self, run: _Run, camera: _Camera) -> None:
+        """Match a monitored camera's frames to the counter stream of the same camera, if any."""
+        fkey = camera.fkey
+        if camera.counter_key is not None or fkey is None or fkey.counter_key is not None:
+            return
+        counter = pick_counter(fkey, run.counter_keys.values())
+        if counter is None:
+            return
+        camera.counter_key = counter.key
+        feed = run.counter_feeds.get(counter.key)
+        if feed is None:
+            feed = run.counter_feeds[counter.key] = CounterFeed()
+        camera.sequence.feed = feed
+        logger.debug(
+            "Atomscale: run %s: frames of %s are counted by %s",
+            run.uid[:8],
+            camera.key,
+            counter.key,
+        )
 
     def _learn_size(self, run: _Run, obj: str, keys: tuple[str, str], item: _EventsItem) -> None:
         width = _int_or_none(_last_value(item.data.get(keys[0]), item.page))
@@ -820,6 +881,10 @@ class AtomscaleCallback:
             raw = item.data[fkey.counter_key]
             counters = [_int_or_none(c) for c in (raw if item.page else [raw])]
         camera = self._camera(run, key)
+        if camera.fkey is None:
+            camera.fkey = fkey
+            if continuous:
+                self._link_counter(run, camera)
         for i, value in enumerate(values):
             ts = _float_or_nan(stamps[i] if stamps is not None and i < len(stamps) else None)
             counter = counters[i] if counters is not None and i < len(counters) else None
@@ -837,7 +902,8 @@ class AtomscaleCallback:
     def _camera(self, run: _Run, key: str) -> _Camera:
         camera = run.cameras.get(key)
         if camera is None:
-            camera = run.cameras[key] = _Camera(key)
+            sequence = FrameSequence(run_start=_positive(run.start.get("time")))
+            camera = run.cameras[key] = _Camera(key, sequence)
         return camera
 
     def _add_frames(
@@ -905,7 +971,8 @@ class AtomscaleCallback:
             fps=fps,
             chunk_seconds=self.chunk_seconds,
             fps_source=source,
-            run_start=_positive(run.start.get("time")),
+            run_start=camera.sequence.run_start,
+            sequence=camera.sequence,
         )
         return _Segment(chunker, RheedSummary(camera=camera.key, name=name))
 
@@ -1135,6 +1202,8 @@ class AtomscaleCallback:
                     self._push_chunks(run, camera, segment, segment.chunker.finish())
                 except Exception as exc:  # noqa: BLE001
                     self._error(run, f"flushing {camera.key}", exc)
+            fps = camera.current.chunker.fps if camera.segments else None
+            camera.sequence.resolve(fps, final=True)
         try:
             self._push_points(run)
         except Exception as exc:  # noqa: BLE001
@@ -1189,6 +1258,7 @@ class AtomscaleCallback:
         s = segment.summary
         s.duplicates, s.late, s.missing = stats.duplicates, stats.late, stats.missing
         s.gap_events, s.counter_resets = stats.gap_events, stats.counter_resets
+        s.stale = stats.stale
         if s.fps is None and segment.chunker.fps is not None:
             s.fps, s.fps_source = segment.chunker.fps, segment.chunker.fps_source
 

@@ -1,14 +1,22 @@
 """Turn one camera's frames into uint8 (N, H, W) chunks, and scalar readings into point batches.
 
 Every time is a hardware timestamp (the event's ``timestamps[key]``). A chunk's capture start is its
-first frame's timestamp. Frames are kept in timestamp order within what is not yet flushed;
-duplicates (same timestamp) and frames older than the last flushed one are dropped and counted.
-Missing frames are counted from the camera's frame counter, or from timestamp gaps on continuous
-(monitor) streams when there is no counter.
+first frame's timestamp and the protocol stamps its end as start + N/fps, so a chunk is cut at a
+time gap of more than ``cut_periods`` frame periods (a stale first frame, a paused acquisition) or a
+counter reset: each chunk's frames are evenly spaced, and every frame of the run is kept. (A cut
+chunk is shorter than chunk_size; the protocol's stacked layout then leaves the rest of its slots
+empty, which stand for the pause.) The one exception is a monitor's stale first value: frames
+stamped before the run started and followed by such a gap are left out and counted as ``stale``
+(they belong to an earlier acquisition; uploading them would leave chunk_size-1 empty slots at the
+start of every monitored stream). Frames are kept in
+timestamp order within what is not yet flushed; duplicates (same timestamp) and frames older than
+the last flushed one are dropped and counted. Missing frames are counted by
+:class:`~atomscale_bluesky.sequence.FrameSequence`.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Sequence
@@ -16,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from atomscale_bluesky.sequence import FrameSequence
 
 __all__ = [
     "CameraChunker",
@@ -66,14 +76,19 @@ class ChunkStats:
     gap_events: int = 0
     counter_resets: int = 0
     missing_timestamps: int = 0
+    stale: int = 0  # frames from before the run, separated from it by a pause: not uploaded
 
 
-@dataclass(order=True)
+@dataclass
 class _Pending:
     ts: float
     order: int
-    counter: int | None = field(compare=False)
-    frame: np.ndarray = field(compare=False, repr=False)
+    counter: int | None
+    frame: np.ndarray = field(repr=False)
+
+
+def _pending_key(item: _Pending) -> tuple[float, int]:
+    return (item.ts, item.order)
 
 
 class CameraChunker:
@@ -88,10 +103,15 @@ class CameraChunker:
         measure_frames: int = 10,
         pause_s: float = 2.0,
         run_start: float | None = None,
+        cut_periods: float = 4.0,
+        sequence: FrameSequence | None = None,
     ) -> None:
         self.chunk_seconds = chunk_seconds
-        self.pause_s = pause_s
-        self.run_start = run_start  # frames before it (a monitor's stale first value) open no gap
+        self.cut_periods = cut_periods
+        self.run_start = run_start
+        # gap accounting: shared by a camera's chunkers (one per frame shape), else our own
+        self._owns_sequence = sequence is None
+        self.sequence = sequence or FrameSequence(run_start=run_start, pause_s=pause_s)
         self.fps: float | None = fps if fps and fps > 0 else None
         self.fps_source = fps_source if self.fps else "measured"
         self.measure_frames = max(2, measure_frames)
@@ -102,9 +122,7 @@ class CameraChunker:
         self._order = 0
         self._last_flushed_ts: float | None = None
         self._recent_flushed: set[float] = set()
-        self._last_counter: int | None = None
-        self._uses_counter = False
-        self._continuous = False
+        self._clean = 0  # leading pending frames known to hold no cut
 
     @property
     def pending(self) -> int:
@@ -119,23 +137,41 @@ class CameraChunker:
         continuous: bool = False,
     ) -> list[Chunk]:
         """Add (N, H, W) uint8 frames with one timestamp each (or one for the whole stack)."""
-        self._continuous = self._continuous or continuous
         stamps = self._expand(len(stack), timestamps)
         for i, frame in enumerate(stack):
             counter = counters[i] if counters is not None and i < len(counters) else None
-            self._add_one(frame, stamps[i], counter)
+            self._add_one(frame, stamps[i], counter, continuous)
         if self.fps is None and len(self._pending) >= self.measure_frames:
             self._measure_fps()
+        self.sequence.resolve(self.fps)
         return self._full_chunks()
 
     def finish(self) -> list[Chunk]:
         """Flush everything left (at stop); measure fps from what there is when still unknown."""
         if self.fps is None and self._pending:
             self._measure_fps()
+        if self._owns_sequence:
+            self.sequence.resolve(self.fps, final=True)
         chunks = self._full_chunks()
-        if self._pending:
-            chunks.append(self._take(len(self._pending)))
+        while self._pending:
+            cut = self._cut_index()
+            if cut is not None and self._stale_before(cut):
+                self._drop_stale(cut)
+            else:
+                chunks.append(self._take(cut or len(self._pending)))
         return chunks
+
+    def _stale_before(self, cut: int) -> bool:
+        return self.run_start is not None and self._pending[cut - 1].ts < self.run_start
+
+    def _drop_stale(self, n: int) -> None:
+        """Leave out the first ``n`` pending frames: a stale value from before the run."""
+        dropped, self._pending = self._pending[:n], self._pending[n:]
+        self._clean = max(self._clean - n, 0)
+        for item in dropped:
+            self._pending_ts.discard(item.ts)
+        self._last_flushed_ts = dropped[-1].ts
+        self.stats.stale += n
 
     def _expand(self, n: int, timestamps: Sequence[float | None]) -> list[float]:
         stamps = [float(t) if t is not None and _finite(t) else math.nan for t in timestamps]
@@ -145,7 +181,7 @@ class CameraChunker:
         step = 1.0 / self.fps if self.fps else 1e-3
         return stamps + [base + step * (k + 1) for k in range(n - len(stamps))]
 
-    def _add_one(self, frame: np.ndarray, ts: float, counter: int | None) -> None:
+    def _add_one(self, frame: np.ndarray, ts: float, counter: int | None, continuous: bool) -> None:
         self.stats.frames_in += 1
         if math.isnan(ts):
             self.stats.missing_timestamps += 1
@@ -156,27 +192,19 @@ class CameraChunker:
         if self._last_flushed_ts is not None and ts < self._last_flushed_ts:
             self.stats.late += 1
             return
-        if counter is not None:
-            self._count_counter_gap(counter)
-        self._pending.append(_Pending(ts, self._order, counter, frame))
-        self._pending_ts.add(ts)
+        self.sequence.add(ts, counter, self.stats, continuous=continuous)
+        item = _Pending(ts, self._order, counter, frame)
         self._order += 1
-
-    def _count_counter_gap(self, counter: int) -> None:
-        self._uses_counter = True
-        last = self._last_counter
-        self._last_counter = counter
-        if last is None:
-            return
-        step = counter - last
-        if step > 1:
-            self.stats.missing += step - 1
-            self.stats.gap_events += 1
-        elif step < 0:
-            self.stats.counter_resets += 1
+        self._pending_ts.add(ts)
+        if not self._pending or ts >= self._pending[-1].ts:
+            self._pending.append(item)
+        else:  # out of hardware-time order: insert in place, re-check for cuts around it
+            at = bisect.bisect(self._pending, _pending_key(item), key=_pending_key)
+            self._pending.insert(at, item)
+            self._clean = min(self._clean, max(at - 1, 0))
 
     def _measure_fps(self) -> None:
-        stamps = sorted(p.ts for p in self._pending)
+        stamps = [p.ts for p in self._pending]
         diffs = np.diff(np.asarray(stamps, dtype=float))
         diffs = diffs[diffs > 0]
         # rounded: float noise in timestamps must not turn 25 fps into ceil(50.0000001) = 51 frames
@@ -187,17 +215,43 @@ class CameraChunker:
 
     def _full_chunks(self) -> list[Chunk]:
         chunks: list[Chunk] = []
-        while self.chunk_size is not None and len(self._pending) >= self.chunk_size:
-            chunks.append(self._take(self.chunk_size))
+        while self.chunk_size is not None and self._pending:
+            cut = self._cut_index()
+            if cut is not None and self._stale_before(cut):
+                self._drop_stale(cut)
+            elif cut is not None:
+                chunks.append(self._take(cut))
+            elif len(self._pending) >= self.chunk_size:
+                chunks.append(self._take(self.chunk_size))
+            else:
+                break
         return chunks
 
+    def _cut_index(self) -> int | None:
+        """Index of the first pending frame after a time gap or counter reset, within a chunk."""
+        if self.fps is None or self.chunk_size is None:
+            return None
+        pending = self._pending
+        limit = self.cut_periods / self.fps
+        end = min(len(pending), self.chunk_size + 1)
+        for i in range(max(self._clean, 1), end):
+            before, after = pending[i - 1], pending[i]
+            reset = (
+                before.counter is not None
+                and after.counter is not None
+                and after.counter < before.counter
+            )
+            if after.ts - before.ts > limit or reset:
+                self._clean = i
+                return i
+        self._clean = max(self._clean, end)
+        return None
+
     def _take(self, n: int) -> Chunk:
-        self._pending.sort()
         taken, self._pending = self._pending[:n], self._pending[n:]
+        self._clean = max(self._clean - n, 0)
         for item in taken:
             self._pending_ts.discard(item.ts)
-        if not self._uses_counter and self._continuous and self.fps:
-            self._count_time_gaps([p.ts for p in taken])
         self._last_flushed_ts = taken[-1].ts
         self._recent_flushed = {p.ts for p in taken}
         self.stats.frames_chunked += len(taken)
@@ -209,19 +263,6 @@ class CameraChunker:
             first_ts=taken[0].ts,
             last_ts=taken[-1].ts,
         )
-
-    def _count_time_gaps(self, stamps: list[float]) -> None:
-        assert self.fps is not None
-        previous = self._last_flushed_ts
-        for ts in stamps:
-            if previous is not None:
-                periods = (ts - previous) * self.fps
-                # a longer silence is the camera stopped (or a monitor's stale first value)
-                stale = self.run_start is not None and previous < self.run_start
-                if periods > 1.5 and ts - previous <= self.pause_s and not stale:
-                    self.stats.missing += int(round(periods)) - 1
-                    self.stats.gap_events += 1
-            previous = ts
 
 
 def _finite(value: Any) -> bool:

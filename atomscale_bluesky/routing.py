@@ -16,10 +16,12 @@ from typing import Any
 
 __all__ = [
     "ChannelKey",
+    "CounterKey",
     "FrameKey",
     "Route",
     "RoutingOptions",
     "RunHints",
+    "pick_counter",
     "route_descriptor",
 ]
 
@@ -84,6 +86,16 @@ class FrameKey:
     counter_key: str | None  # frame counter / UniqueId key in the same descriptor
     fps: float | None  # from the camera's AcquirePeriod configuration reading
     flat: bool  # declared as a flat (1-D) array that must be reshaped to frame_shape
+    source: str | None = None  # e.g. "PV:RHEED:image1:ArrayData"
+
+
+@dataclass(frozen=True)
+class CounterKey:
+    """A camera frame counter (ArrayCounter/UniqueId) read in a stream without the frames."""
+
+    key: str
+    object_name: str | None
+    source: str | None
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,12 @@ class Route:
     skipped: dict[str, str] = field(default_factory=dict)
     size_readings: dict[str, tuple[str, str]] = field(default_factory=dict)  # object -> (w, h) keys
     period_readings: dict[str, str] = field(default_factory=dict)  # object -> AcquirePeriod key
+    counters: dict[str, CounterKey] = field(default_factory=dict)  # frame counters, no frames
+
+    @property
+    def continuous(self) -> bool:
+        """A monitor stream: every update of a signal, as the hardware published it."""
+        return self.stream_name.endswith("_monitor")
 
 
 @dataclass
@@ -304,6 +322,13 @@ def route_descriptor(
         reason = _add_frame(route, key, dk, configuration, hints, data_keys, len(frame_objects))
         if reason:
             route.skipped[key] = reason
+    if not route.frames:
+        for key in route.channels:
+            dk = data_keys[key] or {}
+            if dk.get("dtype") in ("integer", "number") and _matches(
+                key, dk.get("source"), _COUNTER_PATTERNS
+            ):
+                route.counters[key] = CounterKey(key, dk.get("object_name"), dk.get("source"))
     for obj in {dk.get("object_name") for dk in data_keys.values() if dk}:
         keys = _size_reading_keys(data_keys, obj)
         if obj and keys:
@@ -393,5 +418,46 @@ def _add_frame(
         counter_key=_counter_for(data_keys, obj, n_frame_objects),
         fps=_config_fps(configuration, obj) or hints.fps_for(obj, key),
         flat=flat,
+        source=dk.get("source") or None,
     )
     return None
+
+
+def _pv_parts(source: str | None) -> list[str] | None:
+    """``"PV:13SIM1:image1:ArrayData"`` -> ``["13SIM1", "image1", "ArrayData"]``; None if no PV."""
+    if not source or ":" not in source:
+        return None
+    parts = source.split(":")
+    return parts[1:] if parts[0].upper() == "PV" else parts
+
+
+def _counter_score(fkey: FrameKey, counter: CounterKey) -> float | None:
+    """How surely ``counter`` counts ``fkey``'s frames (higher is surer); None: another camera."""
+    frame_pv, counter_pv = _pv_parts(fkey.source), _pv_parts(counter.source)
+    bonus = 0.5 if "arraycounter" in _norm(counter.key) else 0.0
+    if frame_pv and counter_pv and len(frame_pv) > 1 and len(counter_pv) > 1:
+        if frame_pv[:-1] == counter_pv[:-1]:
+            return 4.0 + bonus  # the same plugin (image1:ArrayData, image1:ArrayCounter_RBV)
+        if frame_pv[0] == counter_pv[0]:
+            return 3.0 + bonus  # the same IOC prefix (another plugin or the driver)
+        return None
+    if counter.object_name is not None and counter.object_name == fkey.object_name:
+        return 3.0 + bonus
+    # ophyd names: the frame "rheed_image" and the counter "rheed_array_counter" of device "rheed"
+    pieces = re.split(r"([_\-])", fkey.key)
+    for end in range(len(pieces) - 2, 0, -2):
+        device = "".join(pieces[:end])
+        if counter.key.startswith(device + pieces[end]):
+            return 1.0 + len(device) / 1000 + bonus
+    return None
+
+
+def pick_counter(fkey: FrameKey, counters: Iterable[CounterKey]) -> CounterKey | None:
+    """The counter stream of the same camera as ``fkey`` (same PV prefix or ophyd device)."""
+    best: CounterKey | None = None
+    best_score = 0.0
+    for counter in counters:
+        score = _counter_score(fkey, counter)
+        if score is not None and score > best_score:
+            best, best_score = counter, score
+    return best

@@ -87,7 +87,8 @@ class RheedSummary:
     late: int = 0
     missing: int = 0  # frames absent from the camera's sequence (counter/timestamp gaps)
     gap_events: int = 0
-    counter_resets: int = 0
+    counter_resets: int = 0  # acquisition restarts (the frame counter went back)
+    stale: int = 0  # a monitor's stale pre-run value, separated from the run by a pause: not sent
     rejected: int = 0  # bad frames (too big, not normalisable, wrong shape)
     dtype_changes: int = 0
     external_failed: int = 0
@@ -238,6 +239,8 @@ def _problems(r: RheedSummary) -> str:
         "duplicates": r.duplicates,
         "late": r.late,
         "missing": r.missing,
+        "counter resets": r.counter_resets,
+        "stale pre-run frames left out": r.stale,
         "rejected": r.rejected,
         "dtype changes": r.dtype_changes,
         "external failed": r.external_failed,
