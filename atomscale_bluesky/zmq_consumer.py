@@ -3,6 +3,11 @@
 The RunEngine process only publishes documents (``bluesky.callbacks.zmq.Publisher``); compression,
 spooling and upload happen here. Addresses are explicit ``tcp://host:port`` strings: bluesky's
 ``Proxy`` binds every interface when given bare port numbers.
+
+Crash recovery: the consume command opens its client (and so its spool) at start. Streams that an
+earlier consumer left unfinished in the same spool (it was killed mid-run) are uploaded again by the
+client and finalized in a background thread (:func:`finalize_resumed`), while new runs stream as
+usual. Frames that never reached the spool are recovered with ``atomscale-bluesky replay``.
 """
 
 from __future__ import annotations
@@ -82,6 +87,32 @@ def run_consumer(
     logger.info("consumer stopped")
 
 
+def finalize_resumed(client: Any, drain_timeout_s: float = 600.0) -> threading.Thread:
+    """Finalize, in a background thread, every stream ``client`` resumed from its spool.
+
+    Each resumed stream's spooled chunks are already uploading; finalize waits for them and then
+    ends the stream on the server. Outcomes are logged (one line per stream).
+    """
+
+    def work() -> None:
+        for data_id in client.resumed_streams():
+            try:
+                report = client.finalize(data_id, drain_timeout_s=drain_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the rest
+                logger.error("could not finalize resumed stream %s: %s", data_id, exc)
+                continue
+            logger.info(
+                "recovered stream %s from the spool: %d chunk(s) uploaded, %d not uploaded",
+                data_id,
+                report.uploaded,
+                report.not_uploaded,
+            )
+
+    thread = threading.Thread(target=work, name="consume-recover", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> None:
     """Run bluesky's 0MQ forwarder on explicit (loopback by default) addresses, in the foreground."""
     from bluesky.callbacks.zmq import Proxy
@@ -104,10 +135,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atomscale_bluesky.settings import callback_from_args
+    from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.settings import make_callback, settings_from_args
 
-    callback = callback_from_args(args)
-    run_consumer(args.zmq, callback, prefix=args.prefix.encode())
+    settings = settings_from_args(args)
+    client = AtomscaleClient(endpoint=settings.endpoint, spool_dir=settings.spool_dir)
+    recovery = finalize_resumed(client)
+    try:
+        callback = make_callback(settings, client=client)
+        run_consumer(args.zmq, callback, prefix=args.prefix.encode())
+    finally:
+        recovery.join(timeout=5.0)
+        client.close()
     return 0
 
 

@@ -3,6 +3,10 @@
 ``AtomscaleClient`` opens ``RheedStream`` and ``TimeseriesStream`` objects; ``push`` returns once a
 chunk is on the disk spool, upload workers send it with retries, ``finalize`` waits for the drain
 and returns a ``StreamReport``. See ``docs`` and the module docstrings for the wire details.
+
+TLS: certificates of ``https://`` endpoints are always verified (``verify=True`` reaches httpx and
+the clock). The only way to relax it is ``AtomscaleClient(..., verify=False)``, for a lab proxy
+you trust; a refused certificate fails stream set-up at once and is not retried.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,6 +32,11 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 #: Extra PUT time per byte: 60 s plus the shard at 100 kB/s (the reference's allowance).
 PUT_BASE_TIMEOUT_S = 60.0
 PUT_MIN_BYTES_PER_S = 100_000.0
+#: Attempts at each stream set-up request (lists, creates, links, initialize): a lost reply, 5xx,
+#: 429 or 408 is tried again 0.5, 1 and 2 s later, so one transient failure does not cost a run's
+#: whole stream (the reference tries once; a retried create may leave an empty extra stream).
+SETUP_ATTEMPTS = 4
+SETUP_FIRST_DELAY_S = 0.5
 
 
 def looks_like_uuid(text: str) -> bool:
@@ -90,6 +97,20 @@ def _json(response: httpx.Response, context: str) -> Any:
         raise BadResponseError(f"{context}: error decoding response body: {error}") from None
 
 
+def _is_certificate_failure(error: BaseException) -> bool:
+    """True when a TLS certificate was refused somewhere in ``error``'s chain (never transient)."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
@@ -123,11 +144,42 @@ class AtomscaleApi:
             f"{self.endpoint}{path}", content=_dumps(body), headers=headers, **kwargs
         )
 
+    def _setup_request(self, what: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+        """Send a stream set-up request, retrying transport errors, 5xx, 429 and 408."""
+        delay = SETUP_FIRST_DELAY_S
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            try:
+                response = send()
+            except httpx.TransportError as error:
+                if attempt == SETUP_ATTEMPTS or _is_certificate_failure(error):
+                    raise
+                log.info(
+                    "%s failed (attempt %d), retrying in %.1f s: %s", what, attempt, delay, error
+                )
+            else:
+                code = response.status_code
+                transient = code >= 500 or code in (408, 429)
+                if not transient or attempt == SETUP_ATTEMPTS:
+                    return response
+                log.info(
+                    "%s answered HTTP %d (attempt %d), retrying in %.1f s",
+                    what,
+                    code,
+                    attempt,
+                    delay,
+                )
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     # ---- physical samples and tags (initialize, §2.2 A) ----
 
     def _list(self, path: str, what: str) -> list[dict[str, Any]]:
         try:
-            response = self.http.get(f"{self.endpoint}{path}", headers=self._headers())
+            response = self._setup_request(
+                f"list {what}s",
+                lambda: self.http.get(f"{self.endpoint}{path}", headers=self._headers()),
+            )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to request {what}s: {error}") from None
         _check(response, f"{what} list returned error status")
@@ -141,7 +193,9 @@ class AtomscaleApi:
 
     def _create(self, path: str, what: str, name: str) -> str:
         try:
-            response = self._post_json(path, {"name": name})
+            response = self._setup_request(
+                f"create {what}", lambda: self._post_json(path, {"name": name})
+            )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to create {what}: {error}") from None
         if what == "physical sample" and response.status_code == 409:
@@ -245,7 +299,11 @@ class AtomscaleApi:
 
     def create_rheed_stream(self, settings: Mapping[str, Any]) -> str:
         """``POST /rheed/stream/``; the reply is a bare JSON string, the data_id."""
-        response = _check(self._post_json("/rheed/stream/", settings))
+        response = _check(
+            self._setup_request(
+                "create RHEED stream", lambda: self._post_json("/rheed/stream/", settings)
+            )
+        )
         data_id = _json(response, "error decoding response body")
         if not isinstance(data_id, str):
             raise BadResponseError("error decoding response body")
@@ -256,7 +314,10 @@ class AtomscaleApi:
             return
         body = {"data_ids": [data_id], "physical_sample_id": links.physical_sample_id}
         try:
-            response = self._post_json("/data_entries/physical_sample", body)
+            response = self._setup_request(
+                "link physical sample",
+                lambda: self._post_json("/data_entries/physical_sample", body),
+            )
         except httpx.TransportError as error:
             raise AtomscaleClientError(
                 f"failed to link physical sample to data item: {error}"
@@ -266,7 +327,9 @@ class AtomscaleApi:
             path = f"/projects/{links.project_id}/configuration/tracking_samples"
             body2 = {"physical_sample_id": links.physical_sample_id, "set_active": True}
             try:
-                response = self._post_json(path, body2)
+                response = self._setup_request(
+                    "track sample in project", lambda: self._post_json(path, body2)
+                )
             except httpx.TransportError as error:
                 raise AtomscaleClientError(
                     f"failed to add tracking sample to project: {error}"
@@ -278,7 +341,9 @@ class AtomscaleApi:
             return
         body = {"data_ids": [data_id], "tag_ids": tag_ids}
         try:
-            response = self._post_json("/tags/data-items/", body)
+            response = self._setup_request(
+                "attach tags", lambda: self._post_json("/tags/data-items/", body)
+            )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to attach tags to data item: {error}") from None
         _check(response, "tag attach returned error status")
@@ -365,7 +430,10 @@ class AtomscaleApi:
             body["synth_source_id"] = instrument_id
         body["points_per_chunk"] = points_per_chunk
         body["project_id"] = project_id
-        response = self._post_json("/tool-state/stream/initialize", body, timeout=30.0)
+        response = self._setup_request(
+            "initialize time-series stream",
+            lambda: self._post_json("/tool-state/stream/initialize", body, timeout=30.0),
+        )
         if not response.is_success:
             code = response.status_code
             raise HttpStatusError(

@@ -46,7 +46,14 @@ def resolve_api_key(api_key: str | None) -> ApiKey:
         raise ValueError(
             "no Atomscale API key: pass api_key=... or set ATOMSCALE_API_KEY (or AS_API_KEY)"
         )
-    return ApiKey(value.strip())
+    value = value.strip()
+    if not all(" " < c <= "~" for c in value):
+        # httpx would refuse the header and quote the key in its error; say why without it
+        raise ValueError(
+            "the Atomscale API key holds whitespace, control or non-ASCII characters, which an "
+            "HTTP header cannot carry; check the value you set (it is not shown here)"
+        )
+    return ApiKey(value)
 
 
 def resolve_endpoint(endpoint: str | None) -> str:

@@ -1,0 +1,154 @@
+"""Shared pieces of the reliability tests: figures every scenario reports, RSS, clients, frames.
+
+Every fault scenario prints a ``FIGURES`` line (frames the IOC counted, frames the RunEngine
+delivered, frames the server stored, lost) so a run with ``-s`` shows what each test proved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from atomscale_bluesky.client import AtomscaleClient, Backoff
+
+#: Upload retries short enough for test time; the defaults (0.5 s doubling to 30 s) stay.
+TEST_BACKOFF = Backoff(first=0.1, max=2.0)
+PRESIGN = "/data_entries/raw_data/staged/upload_urls/"
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux ``/proc``)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+class RssSampler:
+    """Samples this process's RSS every ``interval`` s in a thread; ``peak`` and ``start``."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.start = rss_bytes()
+        self.samples: list[int] = [self.start]
+        self.times: list[float] = [time.monotonic()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.samples.append(rss_bytes())
+            self.times.append(time.monotonic())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.samples.append(rss_bytes())
+        self.times.append(time.monotonic())
+
+    def growth_between(self, t0: float, t1: float) -> int:
+        """Largest RSS rise within monotonic times [t0, t1] over the RSS at ``t0``."""
+        inside = [s for s, ts in zip(self.samples, self.times, strict=True) if t0 <= ts <= t1]
+        return max(inside) - inside[0] if inside else 0
+
+    @property
+    def peak_growth(self) -> int:
+        return max(self.samples) - self.start
+
+
+def frame_hash(frame: Any) -> str:
+    return hashlib.sha1(np.ascontiguousarray(frame, dtype=np.uint8).tobytes()).hexdigest()
+
+
+@dataclass
+class Figures:
+    """What a scenario moved: IOC frames, RunEngine deliveries, server storage, and losses."""
+
+    scenario: str
+    sent: int = 0  # frames the IOC published (its ArrayCounter), or the publisher emitted
+    delivered: int = 0  # image events the RunEngine emitted to the callback
+    stored: int = 0  # frames the server holds
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return self.delivered - self.stored
+
+    def report(self) -> str:
+        text = (
+            f"FIGURES {self.scenario}: sent {self.sent} (IOC), delivered {self.delivered} (RE), "
+            f"stored {self.stored}, lost {self.lost}"
+        )
+        if self.extra:
+            text += " | " + ", ".join(f"{k} {v}" for k, v in self.extra.items())
+        print(text)
+        return text
+
+
+class EventFrames:
+    """Hashes and hardware timestamps of every frame the RunEngine emits for ``key``."""
+
+    def __init__(self, key: str = "rheed_image") -> None:
+        self.key = key
+        self.rows: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "event" and self.key in doc["data"]:
+            row = (float(doc["timestamps"][self.key]), frame_hash(doc["data"][self.key]))
+            with self._lock:
+                self.rows.append(row)
+
+    def hashes_in_time_order(self) -> list[str]:
+        with self._lock:
+            rows = sorted(self.rows)
+        unique: dict[float, str] = {}
+        for ts, digest in rows:
+            unique.setdefault(ts, digest)  # the chunker drops a repeated timestamp
+        return list(unique.values())
+
+
+def stored_hashes(reader: Any, data_id: str, block: int = 2000) -> list[str]:
+    """Hashes of every frame a RHEED stream holds on the server, in frame order."""
+    n = int(reader.rheed_stream(data_id)["n_frames"])
+    out: list[str] = []
+    for start in range(0, n, block):
+        out += [frame_hash(f) for f in reader.frames(data_id, start, min(n, start + block))]
+    return out
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., AtomscaleClient]]:
+    """Clients on the test's spool without clock correction (stored times = hardware times)."""
+    made: list[AtomscaleClient] = []
+
+    def make(server: Any, **kwargs: Any) -> AtomscaleClient:
+        kwargs.setdefault("spool_dir", tmp_path / "spool")
+        kwargs.setdefault("spool_min_free_bytes", 0)
+        kwargs.setdefault("backoff", TEST_BACKOFF)
+        kwargs.setdefault("clock_sync", False)
+        client = AtomscaleClient(server.api_key, server.url, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -1,0 +1,292 @@
+"""Faults end to end: simulated IOC -> ophyd -> RunEngine -> AtomscaleCallback -> local server.
+
+Each scenario runs ``monitor_growth`` against the session's simulated camera and sensors, injects
+a fault into the local server (or the spool), and prints its figures: frames the IOC counted,
+frames the RunEngine delivered, frames the server stored, and the loss, which must be zero (or,
+for the full spool, exactly the chunks the spool dropped, with the documented reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from plugins.ioc_fixtures import ca_value, ca_write
+
+from atomscale_bluesky.callback import AtomscaleCallback
+from atomscale_bluesky.client.shards import encode_shard
+from atomscale_bluesky.plans import monitor_growth
+
+from .conftest import (
+    PRESIGN,
+    EventFrames,
+    Figures,
+    RssSampler,
+    stored_hashes,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+SMALL = (120, 160)  # (H, W): modest frames where size is not the point
+
+
+def _set_size(prefix: str, h: int, w: int, fps: float) -> None:
+    """Resize the camera and publish a few frames so its last frame (a monitor's first) fits."""
+    ca_write(prefix + "cam1:SizeX", w)
+    ca_write(prefix + "cam1:SizeY", h)
+    ca_write(prefix + "cam1:AcquirePeriod", 1.0 / fps)
+    ca_write(prefix + "cam1:ImageMode", 2)
+    ca_write(prefix + "cam1:Acquire", 1)
+    time.sleep(0.3)
+    ca_write(prefix + "cam1:Acquire", 0)
+    time.sleep(0.2)
+
+
+@pytest.fixture
+def small_camera(camera: Any) -> Iterator[Any]:
+    """The session camera at 160x120 for the test; back to 640x480 afterwards."""
+    _set_size(camera.prefix, *SMALL, fps=30.0)
+    wait_until(lambda: (camera.height.get(), camera.width.get()) == SMALL, 5)
+    try:
+        yield camera
+    finally:
+        ca_write(camera.prefix + "cam1:SizeX", 640)
+        ca_write(camera.prefix + "cam1:SizeY", 480)
+
+
+def _ioc_counter(camera: Any) -> int:
+    return int(ca_value(camera.prefix + "cam1:ArrayCounter_RBV"))
+
+
+def _run(
+    RE: Any,
+    camera: Any,
+    sensors: Any,
+    callback: AtomscaleCallback,
+    *,
+    duration: float,
+    fps: float,
+    scenario: str,
+) -> tuple[Figures, Any, float, EventFrames]:
+    """Run monitor_growth with the callback; the figures, the run summary and the plan wall time."""
+    events = EventFrames()
+    RE.subscribe(callback)
+    RE.subscribe(events)
+    before = _ioc_counter(camera)
+    t0 = time.monotonic()
+    RE(monitor_growth(camera, sensors, duration, fps=fps, md={"sample": f"reliability {scenario}"}))
+    wall = time.monotonic() - t0
+    sent = _ioc_counter(camera) - before
+    assert callback.flush(300), "the callback did not finish within 300 s"
+    (summary,) = callback.summaries
+    figures = Figures(scenario, sent=sent, delivered=len(events.hashes_in_time_order()))
+    return figures, summary, wall, events
+
+
+def _stored_rheed(server: Any, summary: Any) -> tuple[list[str], Any]:
+    (rheed,) = [r for r in summary.rheed if r.frame_shape == SMALL]
+    return stored_hashes(server.reader, rheed.data_id), rheed
+
+
+def _assert_points_complete(server: Any, summary: Any) -> int:
+    """Every sensor point the callback batched is on the server; returns the total."""
+    ts = summary.timeseries
+    assert ts is not None and ts.data_id and ts.not_sent == 0
+    stored = server.reader.timeseries(ts.data_id)["channels"]
+    for name, channel in ts.channels.items():
+        assert stored[name]["count"] == channel.points, name
+    return sum(c.points for c in ts.channels.values())
+
+
+def test_server_down_30s_mid_run_at_120fps_loses_nothing_and_does_not_slow_the_run(
+    local_server: Any, make_client: Any, RE: Any, small_camera: Any, sensors: Any
+) -> None:
+    duration, fps, outage_s = 42.0, 120.0, 30.0
+    client = make_client(local_server)
+    callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
+    outage: dict[str, float] = {}
+
+    def start_outage() -> None:  # once both streams are open, 6 s into the run
+        t0 = time.monotonic()
+        wait_until(lambda: callback.counters.streams_opened >= 2, 20, 0.05)
+        time.sleep(max(0.0, 6.0 - (time.monotonic() - t0)))
+        local_server.faults.set(outage_s=outage_s, outage_mode="drop")
+        outage["at"] = time.monotonic()
+
+    threading.Thread(target=start_outage, daemon=True).start()
+    figures, summary, wall, events = _run(
+        RE, small_camera, sensors, callback, duration=duration, fps=fps, scenario="outage-30s"
+    )
+    stored, rheed = _stored_rheed(local_server, summary)
+    figures.stored = len(stored)
+    injected = local_server.reader.faults()["injected"]
+    figures.extra.update(
+        plan_wall_s=round(wall, 1), outage_s=outage_s, refused_requests=sum(injected.values()),
+        points=_assert_points_complete(local_server, summary),
+    )  # fmt: skip
+    figures.report()
+    assert "at" in outage and injected.get("outage_drop", 0) > 0  # the outage did happen
+    assert stored == events.hashes_in_time_order()  # every delivered frame, in order
+    assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
+    assert rheed.report["uploaded"] == rheed.chunks and not rheed.report["lost"]
+    assert figures.delivered >= 0.5 * fps * duration  # the camera really ran at speed
+    # not slowed: the plan took its requested duration plus set-up, not the outage's 30 s
+    assert wall < duration + 0.5 * outage_s, wall
+
+
+def test_20_percent_failed_requests_for_a_whole_run_lose_nothing(
+    local_server: Any, make_client: Any, RE: Any, small_camera: Any, sensors: Any
+) -> None:
+    # ~10% dropped connections + ~10% answered 500/503/429: every protocol endpoint, all run long
+    local_server.faults.set(
+        drop_rate=0.1, error_rate=0.112, error_statuses=[500, 503, 429], seed=11
+    )
+    client = make_client(local_server)
+    callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
+    figures, summary, _, events = _run(
+        RE, small_camera, sensors, callback, duration=12.0, fps=60.0, scenario="20pct-failures"
+    )
+    injected = local_server.reader.faults()["injected"]
+    local_server.faults.clear()
+    stored, rheed = _stored_rheed(local_server, summary)
+    figures.stored = len(stored)
+    figures.extra.update(injected=injected, points=_assert_points_complete(local_server, summary))
+    figures.report()
+    assert sum(v for k, v in injected.items() if k.startswith("drop")) > 0
+    assert sum(v for k, v in injected.items() if k.startswith("error")) > 0
+    assert stored == events.hashes_in_time_order()
+    assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
+
+
+def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
+    make_client: Any, RE: Any, camera: Any, sensors: Any, tmp_path: Any
+) -> None:
+    """320x240 at 60 fps; the server (a child process, so RSS is the callback's and client's
+    alone) adds 2 s to every request; 2 upload workers take 4 s per chunk, so a backlog builds
+    up and must wait on disk in the spool, not in memory."""
+    from atomscale_bluesky.server.runner import running_server_process
+
+    queue_bound = 128 * 1024 * 1024
+    _set_size(camera.prefix, 240, 320, fps=60.0)
+    try:
+        with running_server_process(data_dir=tmp_path / "server") as server:
+            server.faults.set(latency_s=2.0)
+            client = make_client(server, upload_workers=2)
+            callback = AtomscaleCallback(
+                client, rotation_key="growth_rotation_rpm", queue_max_bytes=queue_bound
+            )
+            spool_peak = {"bytes": 0}
+            opened = {"at": math.inf}
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(0.25):
+                    spool_peak["bytes"] = max(spool_peak["bytes"], client.status()["bytes"])
+                    if callback.counters.streams_opened >= 2 and opened["at"] == math.inf:
+                        opened["at"] = time.monotonic()
+
+            threading.Thread(target=watch, daemon=True).start()
+            rss = RssSampler()
+            t_start = time.monotonic()
+            figures, summary, wall, events = _run(
+                RE, camera, sensors, callback, duration=24.0, fps=60.0, scenario="2s-latency"
+            )
+            run_end = t_start + wall
+            rss.stop()
+            done.set()
+            server.faults.clear()
+            (rheed,) = [r for r in summary.rheed if r.frame_shape == (240, 320)]
+            stored = stored_hashes(server.reader, rheed.data_id)
+            points = _assert_points_complete(server, summary)
+    finally:
+        ca_write(camera.prefix + "cam1:SizeX", 640)
+        ca_write(camera.prefix + "cam1:SizeY", 480)
+    figures.stored = len(stored)
+    raw_mb = figures.delivered * 240 * 320 / 1e6
+    # once the streams are open and the worker caught up (5 s), memory must stay flat while the
+    # upload backlog grows on disk
+    steady_from = opened["at"] + 5.0
+    figures.extra.update(
+        rss_peak_growth_mb=round(rss.peak_growth / 1e6, 1),
+        rss_growth_steady_mb=round(rss.growth_between(steady_from, run_end) / 1e6, 1),
+        raw_frames_mb=round(raw_mb, 1), spool_peak_mb=round(spool_peak["bytes"] / 1e6, 2),
+        streams_open_after_s=round(opened["at"] - t_start, 1), points=points,
+    )  # fmt: skip
+    figures.report()
+    assert stored == events.hashes_in_time_order()
+    assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
+    assert spool_peak["bytes"] > 0  # the backlog sat on disk
+    assert steady_from < run_end - 4.0, "the streams opened too late to judge the steady state"
+    # bounded: by the callback's queue while the streams open (set-up requests take 2 s each),
+    # and flat afterwards
+    assert rss.peak_growth < queue_bound + 64e6, rss.samples
+    assert rss.growth_between(steady_from, run_end) < 32e6, rss.samples
+
+
+def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_breaks(
+    local_server: Any,
+    make_client: Any,
+    RE: Any,
+    small_camera: Any,
+    sensors: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="atomscale_bluesky")
+    fps = 30.0
+    frame = small_camera.image.get()
+    chunk_bytes = len(encode_shard(frame[None].repeat(int(2 * fps), axis=0)))
+    max_bytes = int(2.5 * chunk_bytes)  # room for two RHEED chunks (and the sensor batches)
+    client = make_client(local_server, spool_max_bytes=max_bytes)
+    local_server.faults.set(outage=True, paths=[PRESIGN])  # RHEED chunks stay in the spool
+    callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
+    released = threading.Event()
+
+    def release_when_full() -> None:  # let uploads through once the spool has dropped chunks
+        wait_until(lambda: client.status()["chunks_dropped"] >= 2, 60)
+        local_server.faults.clear()
+        released.set()
+
+    threading.Thread(target=release_when_full, daemon=True).start()
+    with pytest.warns(RuntimeWarning, match="were not uploaded"):
+        figures, summary, _, events = _run(
+            RE, small_camera, sensors, callback, duration=12.0, fps=fps, scenario="spool-full"
+        )
+    assert released.is_set()
+    stored, rheed = _stored_rheed(local_server, summary)
+    chunks = local_server.reader.chunk_times(rheed.data_id)
+    figures.stored = sum(c["n_frames"] for c in chunks)  # dropped chunks read back as zeros
+    report = rheed.report
+    reasons = [reason for _, reason in report["lost"]]
+    figures.extra.update(
+        spool_max_bytes=max_bytes, chunks_dropped=report["dropped"],
+        chunks_uploaded=report["uploaded"], points=_assert_points_complete(local_server, summary),
+    )  # fmt: skip
+    figures.report()
+    assert report["dropped"] >= 2 and report["uploaded"] >= 1
+    assert report["dropped"] == len(reasons) == rheed.lost_chunks
+    for reason in reasons:
+        assert re.fullmatch(
+            rf"dropped: spool is full \(\d+ of {max_bytes} bytes waiting to upload\)", reason
+        ), reason
+    # the summary and the log say so
+    assert f"{report['dropped']} lost chunks" in summary.text()
+    assert any("spool is full" in m for m in summary.error_messages)
+    assert re.search(r"dropped chunk \d+ of stream .*: spool is full", caplog.text)
+    # nothing else broke: every uploaded chunk holds exactly its frames, the run succeeded
+    dropped = {idx for idx, _ in report["lost"]}
+    chunk_size = local_server.reader.rheed_stream(rheed.data_id)["chunk_size"]
+    delivered = events.hashes_in_time_order()
+    for chunk in chunks:
+        lo = chunk["idx"] * chunk_size
+        assert chunk["idx"] not in dropped
+        assert stored[lo : lo + chunk["n_frames"]] == delivered[lo : lo + chunk["n_frames"]]
+    assert {c["idx"] for c in chunks} | dropped == set(range(len(chunks) + len(dropped)))
+    assert 0 < figures.lost <= len(dropped) * chunk_size  # exactly the dropped chunks' frames
+    assert summary.exit_status == "success"
