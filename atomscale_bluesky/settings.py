@@ -41,10 +41,10 @@ def _renames(text: str | None) -> dict[str, str] | None:
 
 ENVIRONMENT = {
     "endpoint": "AS_API_ENDPOINT (or ATOMSCALE_ENDPOINT): Atomscale API URL; the local server's URL for tests",
-    "spool_dir": "ATOMSCALE_SPOOL_DIR: where chunks wait for upload",
-    "sample": "ATOMSCALE_SAMPLE: physical sample name or UUID when the run's metadata has none",
-    "project_id": "ATOMSCALE_PROJECT_ID: project to link and track samples in",
-    "tags": "ATOMSCALE_TAGS: comma-separated tags for every stream",
+    "spool_dir": "ATOMSCALE_BLUESKY_SPOOL_DIR: where chunks wait for upload (read by the client)",
+    "sample": "ATOMSCALE_SAMPLE: physical sample name or UUID for every run (overrides the run's sample)",
+    "project_id": "ATOMSCALE_PROJECT_ID: project for every run (overrides the run's project_id)",
+    "tags": "ATOMSCALE_TAGS: comma-separated tags for every stream (override the run's tags)",
     "include": "ATOMSCALE_INCLUDE: comma-separated data keys to stream (default: all)",
     "exclude": "ATOMSCALE_EXCLUDE: comma-separated data keys never to stream",
     "rename": "ATOMSCALE_RENAME: data_key=channel,... channel names",
@@ -74,7 +74,6 @@ class CallbackSettings:
         env = os.environ if environ is None else environ
         return cls(
             endpoint=env.get("AS_API_ENDPOINT") or env.get("ATOMSCALE_ENDPOINT") or None,
-            spool_dir=env.get("ATOMSCALE_SPOOL_DIR") or None,
             sample=env.get("ATOMSCALE_SAMPLE") or None,
             project_id=env.get("ATOMSCALE_PROJECT_ID") or None,
             tags=_split(env.get("ATOMSCALE_TAGS")),
@@ -127,16 +126,37 @@ def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options shared by ``consume`` and ``replay`` (each overrides its variable)."""
     group = parser.add_argument_group("Atomscale streaming (each option overrides its variable)")
     group.add_argument("--endpoint", help="Atomscale API URL (AS_API_ENDPOINT)")
-    group.add_argument("--spool-dir", help="spool directory (ATOMSCALE_SPOOL_DIR)")
+    group.add_argument("--spool-dir", help="spool directory (ATOMSCALE_BLUESKY_SPOOL_DIR)")
     group.add_argument("--sample", help="physical sample name or UUID (ATOMSCALE_SAMPLE)")
     group.add_argument("--project-id", help="project id (ATOMSCALE_PROJECT_ID)")
     group.add_argument(
         "--tag", action="append", dest="tags", help="a tag; repeatable (ATOMSCALE_TAGS)"
     )
-    group.add_argument("--include", action="append", help="a data key to stream; repeatable")
-    group.add_argument("--exclude", action="append", help="a data key never to stream; repeatable")
-    group.add_argument("--rotation-key", help="data key of the rotation speed in rpm")
-    group.add_argument("--strict", action="store_true", default=None, help="abort runs on failure")
+    group.add_argument(
+        "--include",
+        action="append",
+        help="a data key (glob) to stream; repeatable (ATOMSCALE_INCLUDE)",
+    )
+    group.add_argument(
+        "--exclude",
+        action="append",
+        help="a data key (glob) never to stream; repeatable (ATOMSCALE_EXCLUDE)",
+    )
+    group.add_argument(
+        "--rename",
+        action="append",
+        metavar="KEY=CHANNEL",
+        help="channel name for a data key; repeatable (ATOMSCALE_RENAME)",
+    )
+    group.add_argument(
+        "--rotation-key", help="data key of the rotation speed in rpm (ATOMSCALE_ROTATION_KEY)"
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="abort runs on failure (ATOMSCALE_STRICT)",
+    )
 
 
 def settings_from_args(
@@ -158,6 +178,9 @@ def settings_from_args(
         value = getattr(args, name, None)
         if value is not None:
             setattr(settings, name, value)
+    renames = getattr(args, "rename", None)
+    if renames:
+        settings.rename = _renames(",".join(renames))
     return settings
 
 

@@ -45,3 +45,12 @@ def test_command_line_overrides_environment():
     assert settings.tags == ["a", "b"]
     assert settings.project_id == "p1"
     assert settings.strict is False
+
+
+def test_rename_option_and_spool_dir_option():
+    parser = argparse.ArgumentParser()
+    add_callback_arguments(parser)
+    args = parser.parse_args(["--rename", "a=A", "--rename", "b=B", "--spool-dir", "/tmp/x"])
+    settings = settings_from_args(args, {})
+    assert settings.rename == {"a": "A", "b": "B"}
+    assert settings.callback_kwargs()["spool_dir"] == "/tmp/x"

@@ -51,7 +51,7 @@ def test_profile_session_streams_a_run_and_stores_it_in_the_catalog(
         **ca,
         "ATOMSCALE_API_KEY": local_server.api_key,
         "AS_API_ENDPOINT": local_server.url,
-        "ATOMSCALE_SPOOL_DIR": str(tmp_path / "spool"),
+        "ATOMSCALE_BLUESKY_SPOOL_DIR": str(tmp_path / "spool"),
         "ATOMSCALE_CAMERA_PREFIX": CAMERA,
         "ATOMSCALE_SENSORS_PREFIX": SENSORS,
         "ATOMSCALE_CATALOG_DIR": str(tmp_path / "catalog"),

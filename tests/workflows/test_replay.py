@@ -73,7 +73,7 @@ def test_replay_streams_a_stored_run_with_its_hardware_timestamps(tmp_path, loca
             [sys.executable, "-m", "atomscale_bluesky.cli", "replay", "--catalog", catalog.uri,
              "--catalog-api-key", catalog.api_key, "--endpoint", local_server.url, uid],
             env={**__import__("os").environ, "ATOMSCALE_API_KEY": local_server.api_key,
-                 "ATOMSCALE_SPOOL_DIR": str(tmp_path / "spool"),
+                 "ATOMSCALE_BLUESKY_SPOOL_DIR": str(tmp_path / "spool"),
                  "ATOMSCALE_SKIP_CLOCK_SYNC": "1"},  # exact comparison of stamps below
             capture_output=True, text=True, timeout=240,
         )  # fmt: skip
@@ -107,7 +107,7 @@ def test_replay_of_an_unknown_run_fails_clearly(tmp_path, local_server):
             [sys.executable, "-m", "atomscale_bluesky.cli", "replay", "--catalog", catalog.uri,
              "--catalog-api-key", catalog.api_key, "--endpoint", local_server.url, "no-such-run"],
             env={**__import__("os").environ, "ATOMSCALE_API_KEY": local_server.api_key,
-                 "ATOMSCALE_SPOOL_DIR": str(tmp_path / "spool")},
+                 "ATOMSCALE_BLUESKY_SPOOL_DIR": str(tmp_path / "spool")},
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert result.returncode == 1
