@@ -62,6 +62,7 @@ __all__ = ["AtomscaleCallback", "AtomscaleCallbackError"]
 logger = logging.getLogger("atomscale_bluesky.callback")
 
 _MiB = 1024 * 1024
+_SEEN_WINDOW = 65536  # seq_nums remembered per descriptor for duplicate detection
 
 
 class AtomscaleCallbackError(RuntimeError):
@@ -547,6 +548,8 @@ class AtomscaleCallback:
             fresh.append(i)
         if last is not None:
             run.last_seq[desc_uid] = last
+            if len(seen) > _SEEN_WINDOW:  # amortised O(1): forget seq_nums far behind
+                run.seen_seq[desc_uid] = {s for s in seen if s > last - _SEEN_WINDOW // 2}
         return fresh
 
     def _frame_bytes(

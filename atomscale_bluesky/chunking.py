@@ -55,9 +55,13 @@ def normalise_frames(
 
 @dataclass
 class Chunk:
-    """One chunk ready to push: frames in capture order and the first frame's time (ms UTC)."""
+    """One chunk ready to push: frames in capture order and the first frame's time (ms UTC).
 
-    frames: np.ndarray
+    ``frames`` are the (H, W) uint8 frames as they arrived (views, never stacked into a copy: the
+    client encodes a list of frames directly).
+    """
+
+    frames: list[np.ndarray]
     capture_start_ms: int
     first_ts: float
     last_ts: float
@@ -256,9 +260,8 @@ class CameraChunker:
         self._recent_flushed = {p.ts for p in taken}
         self.stats.frames_chunked += len(taken)
         self.stats.chunks += 1
-        stack = np.stack([p.frame for p in taken])
         return Chunk(
-            frames=stack,
+            frames=[p.frame for p in taken],
             capture_start_ms=int(round(taken[0].ts * 1000.0)),
             first_ts=taken[0].ts,
             last_ts=taken[-1].ts,

@@ -22,22 +22,36 @@ from typing import Any
 import numpy as np
 
 T0 = 1_700_000_000.0
+SHAPE = (480, 640)
 
 
-def _memory_camera(shape: tuple[int, int], fps: float) -> Any:
+def rheed_pool(shape: tuple[int, int] = SHAPE, n: int = 32) -> list[np.ndarray]:
+    """Realistic RHEED frames (the simulator's pattern and noise), rendered once before timing."""
+    from atomscale_bluesky.sim.pattern import FrameInputs, PatternConfig, RheedPattern
+
+    pattern = RheedPattern(PatternConfig(width=shape[1], height=shape[0], seed=3))
+    return [
+        pattern.render(FrameInputs(0.5 + 0.4 * np.cos(i / 3), 4.0 * i, 0.2)).copy()
+        for i in range(n)
+    ]
+
+
+def _memory_camera(pool: list[np.ndarray], fps: float) -> Any:
+    """An in-memory 640x480 detector: cycles precomputed frames, a frame counter, fps config."""
     from ophyd import Component as Cpt
     from ophyd import Device, Signal
 
-    pool = [np.random.default_rng(i).integers(0, 256, shape, dtype=np.uint8) for i in range(16)]
+    shape = pool[0].shape
 
     class FrameSignal(Signal):
-        """Each read is the next frame of a pool, stamped one frame period later."""
+        """Each read is the next frame of the pool, stamped one frame period later."""
 
         def get(self, **kwargs: Any) -> Any:
             n = getattr(self, "_n", 0)
             self._n = n + 1
             self._readback = pool[n % len(pool)]
             self._metadata["timestamp"] = T0 + n / fps
+            self.parent.array_counter.put(n + 1, timestamp=T0 + n / fps)
             return self._readback
 
         def describe(self) -> dict[str, Any]:
@@ -47,14 +61,31 @@ def _memory_camera(shape: tuple[int, int], fps: float) -> Any:
 
     class Camera(Device):
         image = Cpt(FrameSignal, value=pool[0], kind="hinted")
+        array_counter = Cpt(Signal, value=0, kind="normal")
         temperature = Cpt(Signal, value=600.0, kind="normal")
         acquire_period = Cpt(Signal, value=1.0 / fps, kind="config")
 
     return Camera(name="cam")
 
 
-def overhead(events: int, spool: str) -> dict[str, float]:
-    """RunEngine wall time with / without the callback for one ``count`` of ``events`` frames."""
+def compression_rate(pool: list[np.ndarray], seconds: float = 2.0) -> float:
+    """MB/s of zstd level 3 on one core for these frames (the worker's floor per frame)."""
+    import zstandard
+
+    comp = zstandard.ZstdCompressor(level=3, write_checksum=False)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        comp.compress(pool[n % len(pool)].data)
+        n += 1
+    return n * pool[0].nbytes / (time.perf_counter() - t0) / 1e6
+
+
+def overhead(events: int, spool: str, *, paced_fps: float | None = None) -> dict[str, float]:
+    """RunEngine wall time with / without the callback for one ``count`` of ``events`` frames.
+
+    ``paced_fps`` None: as fast as the RunEngine reads (the issue's number); else ``count`` with
+    ``delay=1/paced_fps`` so the detector produces frames at a camera's rate.
+    """
     from bluesky import RunEngine
     from bluesky.plans import count
 
@@ -63,12 +94,15 @@ def overhead(events: int, spool: str) -> dict[str, float]:
     from atomscale_bluesky.server.read_client import LocalServerClient
     from atomscale_bluesky.server.runner import running_server_process
 
+    pool = rheed_pool()
+    fps = paced_fps or 120.0
+    paced: dict[str, Any] = {"delay": 1.0 / paced_fps} if paced_fps else {}
     # the server runs in a child process, as the real service would: it must not share our GIL
     with running_server_process(data_dir=spool + "-server") as server:
         RE = RunEngine({}, call_returns_result=False)
-        RE(count([_memory_camera((480, 640), 100.0)], num=50))  # warm up
+        RE(count([_memory_camera(pool, fps)], num=50))  # warm up
         t = time.perf_counter()
-        RE(count([_memory_camera((480, 640), 100.0)], num=events))
+        RE(count([_memory_camera(pool, fps)], num=events, **paced))
         bare = time.perf_counter() - t
         with AtomscaleClient(
             api_key=server.api_key, endpoint=server.url, spool_dir=spool
@@ -76,7 +110,7 @@ def overhead(events: int, spool: str) -> dict[str, float]:
             callback = AtomscaleCallback(client)
             token = RE.subscribe(callback)
             t = time.perf_counter()
-            RE(count([_memory_camera((480, 640), 100.0)], num=events))
+            RE(count([_memory_camera(pool, fps)], num=events, **paced))
             with_cb = time.perf_counter() - t
             t = time.perf_counter()
             callback.flush(600)
@@ -92,8 +126,22 @@ def overhead(events: int, spool: str) -> dict[str, float]:
         "ratio": with_cb / bare,
         "drain_s": drain,
         "frames_stored": float(stored),
+        "lost": float(summary.lost),
+        "missing": float(summary.missing),
         "dropped": float(summary.dropped_overflow),
+        "mb_per_s": events * pool[0].nbytes / bare / 1e6,
     }
+
+
+def _print_overhead(label: str, events: int, o: dict[str, float]) -> None:
+    print(
+        f"{label}: {events} x 640x480 frames: {o['bare_s']:.2f} s without, "
+        f"{o['callback_s']:.2f} s with the callback -> ratio {o['ratio']:.3f} (target <= 1.05); "
+        f"{events / o['bare_s']:.0f} frames/s = {o['mb_per_s']:.0f} MB/s offered; "
+        f"drain after the run {o['drain_s']:.2f} s; server stored {o['frames_stored']:.0f} "
+        f"frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, missing {o['missing']:.0f}",
+        flush=True,
+    )
 
 
 def _monitor_run(RE: Any, camera: Any, seconds: float, fps: float) -> Any:
@@ -198,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="30,60,120,240")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", default="480x640", help="camera frame HxW for the IOC part")
+    parser.add_argument("--paced-fps", type=float, default=120.0)
     parser.add_argument("--skip-ioc", action="store_true")
+    parser.add_argument("--skip-unpaced", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from atomscale_bluesky.sim import epics_env
@@ -206,14 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     if epics_env.current() is None:  # loopback CA on free ports, before any CA library loads
         epics_env.apply(epics_env.loopback_env())
     with tempfile.TemporaryDirectory(prefix="bench-callback-") as spool:
-        o = overhead(args.events, spool + "/a")
+        mbps = compression_rate(rheed_pool())
         print(
-            f"RunEngine count of {args.events} x 640x480 frames: {o['bare_s']:.2f} s without, "
-            f"{o['callback_s']:.2f} s with the callback -> ratio {o['ratio']:.3f} (target <= 1.05); "
-            f"drain after the run {o['drain_s']:.2f} s; stored {o['frames_stored']:.0f} frames, "
-            f"dropped {o['dropped']:.0f}",
+            f"zstd-3 on one core, these RHEED frames: {mbps:.0f} MB/s = "
+            f"{mbps * 1e6 / (SHAPE[0] * SHAPE[1]):.0f} frames/s",
             flush=True,
         )
+        if not args.skip_unpaced:
+            o = overhead(args.events, spool + "/a")
+            _print_overhead("(a) unpaced RunEngine count", args.events, o)
+        o = overhead(args.events, spool + "/p", paced_fps=args.paced_fps)
+        _print_overhead(f"(b) count paced at {args.paced_fps:.0f} fps", args.events, o)
         if args.skip_ioc:
             return 0
         h, w = (int(x) for x in args.size.split("x"))

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..frames import FrameError, as_frame_stack
 from .errors import StreamClosedError
 from .report import StreamReport
@@ -33,6 +35,21 @@ def _capture_start(value: Any) -> int | None:
         raise ValueError(
             f"capture_start_ms_utc must be an int (ms since the Unix epoch); got {value!r}"
         ) from None
+
+
+def _uint8_planes(frames: Any, bit_depth: int | None) -> list[np.ndarray] | None:
+    """A list/tuple of equal 2-D uint8 frames as is (encoded without a stacking copy), else None."""
+    if not isinstance(frames, (list, tuple)) or not frames or bit_depth not in (None, 8):
+        return None
+    first = frames[0]
+    if not isinstance(first, np.ndarray) or first.ndim != 2:
+        return None
+    for frame in frames:
+        if not (
+            isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.shape == first.shape
+        ):
+            return None
+    return list(frames)
 
 
 class RheedStream:
@@ -77,7 +94,8 @@ class RheedStream:
     ) -> int:
         """Stamp, encode and spool one chunk; returns its index once it is on disk.
 
-        ``frames``: ``(H,W)`` or ``(N,H,W)`` (any dtype the frame rule accepts);
+        ``frames``: ``(H,W)`` or ``(N,H,W)`` (any dtype the frame rule accepts), or a list of
+        equal ``(H,W)`` uint8 frames (encoded as they are, without a stacking copy);
         ``capture_start_ms_utc``: host-clock ms of the first frame (default: arrival minus the
         chunk's span); ``chunk_idx``: default the next index. Never waits on the network; a chunk
         the spool drops is counted in the report, not raised.
@@ -88,8 +106,14 @@ class RheedStream:
                 f"stream {self.data_id} was finalized; no more chunks can be pushed to it"
             )
         start_ms = _capture_start(capture_start_ms_utc)
-        stack = as_frame_stack(frames, bit_depth=bit_depth)
-        n, h, w = stack.shape
+        planes = _uint8_planes(frames, bit_depth)
+        stack: np.ndarray | list[np.ndarray]
+        if planes is None:
+            stack = as_frame_stack(frames, bit_depth=bit_depth)
+            n, h, w = stack.shape
+        else:
+            stack = planes
+            n, (h, w) = len(planes), planes[0].shape
         if n > self.chunk_size:
             raise FrameError(
                 f"a chunk of {n} frames exceeds stream {self.data_id}'s chunk_size "

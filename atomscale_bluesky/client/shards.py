@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -63,21 +65,28 @@ def shard_key(chunk_idx: int) -> str:
     return f"frames.zarr/frames/c/{chunk_idx}/0/0"
 
 
-def encode_shard(frames: np.ndarray) -> bytes:
-    """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring)."""
-    if frames.dtype != np.uint8 or frames.ndim != 3:
-        raise ShardError(f"a shard holds uint8 (N,H,W) frames; got {frames.dtype} {frames.shape}")
-    frames = np.ascontiguousarray(frames)
+def encode_shard(frames: np.ndarray | Sequence[np.ndarray]) -> bytes:
+    """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring).
+
+    ``frames`` may also be a sequence of equal ``(H, W)`` uint8 arrays (a chunk's frames as they
+    arrived): no stacking copy is made. zstd reads each frame's buffer directly and releases the
+    GIL while compressing; compressed frames are joined once, without intermediate copies.
+    """
+    planes = _planes(frames)
     comp = _compressor()
-    nonzero = [bool(frame.any()) for frame in frames]
-    todo = [frame.data for frame, keep in zip(frames, nonzero, strict=True) if keep]
-    if len(todo) > 1 and frames.nbytes >= PARALLEL_MIN_BYTES and _THREADS > 1:
+    nonzero = [bool(plane.any()) for plane in planes]
+    todo: list[bytes | bytearray | memoryview] = [
+        plane.data for plane, keep in zip(planes, nonzero, strict=True) if keep
+    ]
+    nbytes = sum(p.nbytes for p, keep in zip(planes, nonzero, strict=True) if keep)
+    blobs: Iterator[Any]
+    if len(todo) > 1 and nbytes >= PARALLEL_MIN_BYTES and _THREADS > 1:
         # Same parameters, one zstd frame per input, compressed on several cores: same bytes.
         result = comp.multi_compress_to_buffer(todo, threads=_THREADS)
-        blobs = iter([result[i].tobytes() for i in range(len(result))])
+        blobs = (result[i] for i in range(len(result)))  # buffer segments, not copied
     else:
-        blobs = (comp.compress(data) for data in todo)
-    body: list[bytes] = []
+        blobs = (comp.compress(view) for view in todo)
+    body: list[Any] = []
     index: list[int] = []
     offset = 0
     for keep in nonzero:
@@ -85,13 +94,36 @@ def encode_shard(frames: np.ndarray) -> bytes:
             index += (EMPTY_ENTRY, EMPTY_ENTRY)
             continue
         blob = next(blobs)
+        size = memoryview(blob).nbytes
         body.append(blob)
-        index += (offset, len(blob))
-        offset += len(blob)
+        index += (offset, size)
+        offset += size
     index_bytes = struct.pack(f"<{len(index)}Q", *index)
     body.append(index_bytes)
     body.append(struct.pack("<I", crc32c.crc32c(index_bytes)))
     return b"".join(body)
+
+
+def _planes(frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The frames as C-contiguous (H, W) uint8 arrays (views when they already are)."""
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8 or frames.ndim != 3:
+            raise ShardError(
+                f"a shard holds uint8 (N,H,W) frames; got {frames.dtype} {frames.shape}"
+            )
+        frames = np.ascontiguousarray(frames)
+        return list(frames)
+    planes = [np.ascontiguousarray(f) for f in frames]
+    if not planes:
+        raise ShardError("a shard holds at least one frame")
+    shape = planes[0].shape
+    for plane in planes:
+        if plane.dtype != np.uint8 or plane.ndim != 2 or plane.shape != shape:
+            raise ShardError(
+                f"a shard holds equal uint8 (H,W) frames; got {plane.dtype} {plane.shape} "
+                f"next to {shape}"
+            )
+    return planes
 
 
 def split_shard(shard: bytes, n: int) -> tuple[list[tuple[int, int]], bytes]:

@@ -33,7 +33,7 @@ def test_chunks_carry_first_frame_hardware_time_and_keep_timestamp_order():
     assert [len(c.frames) for c in chunks] == [4, 3]
     assert chunks[0].capture_start_ms == int(round(T0 * 1000))
     assert chunks[1].capture_start_ms == int(round((T0 + 2.0) * 1000))
-    got = np.concatenate([c.frames[:, 0, 0] for c in chunks])
+    got = np.concatenate([np.stack(c.frames)[:, 0, 0] for c in chunks])
     assert got.tolist() == list(range(7))
 
 
@@ -47,7 +47,7 @@ def test_duplicates_and_late_frames_are_dropped_and_counted():
     chunker.add(_frames([2]), [T0 + 2])  # duplicate within the pending frames
     rest = chunker.finish()
     assert chunker.stats.duplicates == 2 and chunker.stats.late == 1
-    assert [c.frames[:, 0, 0].tolist() for c in rest] == [[2]]
+    assert [np.stack(c.frames)[:, 0, 0].tolist() for c in rest] == [[2]]
 
 
 def test_counter_jumps_count_missing_frames_and_resets():

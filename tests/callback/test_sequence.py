@@ -93,7 +93,7 @@ def test_chunks_are_cut_at_time_gaps_and_resets_so_frames_are_evenly_spaced():
     for chunk in chunks:
         span = chunk.last_ts - chunk.first_ts
         assert abs(span - (len(chunk.frames) - 1) / FPS) < 1e-6
-    got = np.concatenate([c.frames[:, 0, 0] for c in chunks])
+    got = np.concatenate([np.stack(c.frames)[:, 0, 0] for c in chunks])
     assert got.tolist() == list(range(len(stamps)))
     # in a run, the stale pre-run value before the pause is left out and counted
     chunker = CameraChunker(fps=FPS, chunk_seconds=2.0, run_start=T0 - 0.01)

@@ -127,3 +127,14 @@ def test_parallel_path_gives_the_same_bytes() -> None:
             assert (offset, size) == (EMPTY_ENTRY, EMPTY_ENTRY)
             continue
         assert shard[offset : offset + size] == comp.compress(frames[i].tobytes())
+
+
+@pytest.mark.parametrize("shape", [(5, 30, 50), (6, 1024, 1024)], ids=["serial", "parallel"])
+def test_a_list_of_frames_encodes_to_the_same_bytes_without_stacking(shape) -> None:
+    frames = _frames(*shape, seed=7) // 4
+    frames[2] = 0
+    assert encode_shard(list(frames)) == encode_shard(frames)
+    with pytest.raises(ShardError, match="equal uint8"):
+        encode_shard([frames[0], frames[1][:-1]])
+    with pytest.raises(ShardError, match="at least one"):
+        encode_shard([])
