@@ -23,6 +23,9 @@ from atomscale_bluesky.server.storage import ChunkGrant
 DATA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 SHARD_KEY_RE = re.compile(r"^frames\.zarr/frames/c/(0|[1-9][0-9]{0,8})/0/0$")
 MAX_DIM = 1 << 16
+#: Largest capture time or clock offset accepted, in ms (2**53: exact in a float, fits SQLite's
+#: 64-bit INTEGER; about 285,000 years after 1970).
+MAX_TIME_MS = 1 << 53
 
 
 class PresignError(ValueError):
@@ -66,6 +69,16 @@ def _float(meta: Mapping[str, Any], key: str) -> float | None:
     return number
 
 
+def _time_ms(
+    meta: Mapping[str, Any], key: str, required: bool = True, signed: bool = False
+) -> int | None:
+    """A time in ms within what storage holds exactly (|value| < 2**53; >= 0 unless signed)."""
+    value = _int(meta, key, required)
+    if value is not None and not ((-MAX_TIME_MS if signed else 0) <= value < MAX_TIME_MS):
+        raise PresignError(f"metadata field {key!r} is out of range (ms since 1970), got {value}")
+    return value
+
+
 def parse_dims(text: str) -> tuple[int, int, int]:
     parts = text.split(",")
     if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
@@ -102,9 +115,9 @@ def parse_grant(
             f"chunk of dims {dims} is {dims[0] * dims[1] * dims[2]} bytes decoded, more than "
             f"the server's limit of {max_frame_bytes}"
         )
-    start_ms = _int(metadata, "start_unix_ms_utc")
-    end_ms = _int(metadata, "end_unix_ms_utc")
-    offset = _int(metadata, "clock_offset_ms", required=False)
+    start_ms = _time_ms(metadata, "start_unix_ms_utc")
+    end_ms = _time_ms(metadata, "end_unix_ms_utc")
+    offset = _time_ms(metadata, "clock_offset_ms", required=False, signed=True)
     uncertainty = _float(metadata, "clock_uncertainty_ms")
     return ChunkGrant(
         data_id=data_id,
