@@ -1,4 +1,8 @@
-"""Run every benchmark (``make bench``) or the ones named: ``python -m benchmarks client ioc``."""
+"""Run every benchmark (``make bench``) or the ones named: ``python -m benchmarks client ioc``.
+
+Options after the names go to each named benchmark: ``python -m benchmarks soak --minutes 1``.
+Long benchmarks (``soak``) run only when named.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,17 @@ import pkgutil
 import sys
 from pathlib import Path
 
+ONLY_WHEN_NAMED = {"bench_soak"}
+
 
 def main(argv: list[str] | None = None) -> int:
-    names = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else argv
+    split = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, options = args[:split], [a for a in args[split:] if a != "--"]
     here = Path(__file__).parent
     found = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    if not names:
+        found = [n for n in found if n not in ONLY_WHEN_NAMED]
     chosen = [n for n in found if not names or n.removeprefix("bench_") in names or n in names]
     if not chosen:
         print(
@@ -21,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
-        module.main([])
+        module.main(list(options))
     return 0
 
 

@@ -4,7 +4,8 @@
 |---|---|
 | GET /local/health | ``{"status": "ok", "internal_errors": int, "presigns_live": int}`` |
 | GET /local/streams | list of stream summaries (RHEED and tool-state) with ``counters`` |
-| GET /local/rheed/{id} | RHEED summary + ``chunks`` (idx, n_frames, dims, start/end ms, clock) |
+| GET /local/rheed/{id} | RHEED summary + ``chunks`` (idx, n_frames, dims, start/end ms, clock,
+  received_at) |
 | GET /local/rheed/{id}/chunks | the ``chunks`` list alone |
 | GET /local/rheed/{id}/frames?start=&stop=&format=raw|npy | frames [start, stop) as bytes |
 | GET /local/timeseries/{id} | tool-state summary with ``channels`` {name: {units, count, ...}} |

@@ -443,6 +443,7 @@ class Storage:
                 "clock_uncertainty_ms": r["clock_uncertainty_ms"],
                 "uploads": r["uploads"],
                 "nbytes": r["nbytes"],
+                "received_at": r["received_at"],  # server time (Unix s) the chunk was stored
                 "metadata": json.loads(r["metadata"]),
             }
             for r in rows

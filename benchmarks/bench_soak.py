@@ -1,0 +1,242 @@
+"""Soak: a long monitored run through IOC -> RunEngine -> AtomscaleCallback -> local server.
+
+120 fps 640x480 frames from the simulated camera IOC and 20 channels at 10 Hz (the 12 readbacks
+of the simulated growth sensors IOC at 10 Hz, plus 8 soft ophyd signals updated at 10 Hz in this
+process) for N minutes (default 10). The server runs in a child process so it does not share the
+GIL. Reports frames lost (target 0), RSS growth of this process (target < 50 MB, measured after a
+one-minute warm-up, or a fifth of the run when shorter), the spool's size, and end-to-end latency
+percentiles from each frame's hardware timestamp to the server's storage of its chunk.
+
+Not part of ``make bench`` by default: ``.venv/bin/python -m benchmarks soak --minutes 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CAMERA_PREFIX = "SOAK:RHEED:"
+SENSORS_PREFIX = "SOAK:GROWTH:"
+SOFT_CHANNELS = 8
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Samples:
+    """RSS and spool size over the run, sampled every few seconds."""
+
+    times: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+    spool: list[int] = field(default_factory=list)
+
+
+class SoftChannels:
+    """``n`` soft ophyd signals ticking at ``rate_hz`` (a stand-in for more sensor PVs)."""
+
+    def __init__(self, n: int, rate_hz: float) -> None:
+        from ophyd import Signal
+
+        self.name = "aux"
+        self.signals = [Signal(name=f"aux_ch{i:02d}", value=0.0) for i in range(n)]
+        self._period = 1.0 / rate_hz
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True, name="soak-aux")
+
+    def _tick(self) -> None:
+        k = 0
+        while not self._stop.wait(self._period):
+            k += 1
+            now = time.time()
+            for i, sig in enumerate(self.signals):
+                sig.put(float(np.sin(k / 50.0 + i)), timestamp=now)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+class Sensors:
+    """The growth sensors plus the soft channels, as one object a plan can monitor."""
+
+    def __init__(self, sensors: Any, soft: SoftChannels) -> None:
+        self.name = sensors.name
+        self._sensors = sensors
+        self._soft = soft
+
+    @property
+    def monitored(self) -> list[Any]:
+        return list(self._sensors.monitored) + list(self._soft.signals)
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
+    return {f"p{p}": float(np.percentile(values, p)) for p in (50, 90, 99)} | {
+        "max": float(values.max())
+    }
+
+
+def _latencies(reader: Any, data_id: str) -> np.ndarray:
+    """Per frame: server storage time of its chunk minus the frame's capture time (s)."""
+    out = []
+    for chunk in reader.chunk_times(data_id):
+        n = int(chunk["n_frames"])
+        start, end = chunk["start_unix_ms_utc"] / 1000.0, chunk["end_unix_ms_utc"] / 1000.0
+        captured = start + (end - start) * np.arange(n) / max(n, 1)
+        out.append(float(chunk["received_at"]) - captured)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def run(minutes: float, fps: float, width: int, height: int, rate_hz: float) -> dict[str, Any]:
+    from atomscale_bluesky.sim import epics_env
+
+    epics_env.apply(epics_env.loopback_env())  # before any CA library creates its context
+    os.environ.setdefault("OPHYD_CONTROL_LAYER", "pyepics")
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+
+    from bluesky import RunEngine
+    from caproto.sync.client import read
+
+    from atomscale_bluesky.callback import AtomscaleCallback
+    from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.devices import GrowthSensors, RheedCamera, connect_all
+    from atomscale_bluesky.plans import monitor_growth
+    from atomscale_bluesky.server.runner import running_server_process
+    from atomscale_bluesky.sim.launch import running_ioc
+
+    duration = minutes * 60.0
+    warmup = min(60.0, duration / 5)
+    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    ioc_args = ["--fps", str(fps), "--width", str(width), "--height", str(height),
+                "--sensors-prefix", SENSORS_PREFIX, "--update-rate", str(rate_hz)]  # fmt: skip
+    with (
+        running_server_process(data_dir=tmp / "server") as server,
+        running_ioc("growth_chamber", CAMERA_PREFIX, args=ioc_args),
+    ):
+        camera = RheedCamera(CAMERA_PREFIX, name="rheed")
+        sensors = GrowthSensors(SENSORS_PREFIX, name="growth")
+        connect_all(camera, sensors)
+        soft = SoftChannels(SOFT_CHANNELS, rate_hz)
+        soft.start()
+        client = AtomscaleClient(
+            server.api_key, server.url, spool_dir=tmp / "spool", clock_sync=False,
+            spool_min_free_bytes=0,
+        )  # fmt: skip
+        callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
+        RE = RunEngine({})
+        RE.subscribe(callback)
+        delivered = {"frames": 0}
+
+        def count_frames(name: str, doc: dict[str, Any]) -> None:
+            if "rheed_image" in doc["data"]:
+                delivered["frames"] += 1
+
+        RE.subscribe(count_frames, "event")
+        samples = Samples()
+        done = threading.Event()
+        t0 = time.monotonic()
+
+        def sample() -> None:
+            while not done.wait(2.0):
+                samples.times.append(time.monotonic() - t0)
+                samples.rss.append(rss_bytes())
+                samples.spool.append(int(client.status()["bytes"]))
+
+        threading.Thread(target=sample, daemon=True, name="soak-sample").start()
+        counter = CAMERA_PREFIX + "cam1:ArrayCounter_RBV"
+        before = int(read(counter, timeout=2, repeater=False).data[0])
+        rss_start = rss_bytes()
+        plan_t0 = time.monotonic()
+        RE(monitor_growth(camera, Sensors(sensors, soft), duration, fps=fps,
+                          md={"sample": "soak wafer"}))  # fmt: skip
+        plan_wall = time.monotonic() - plan_t0
+        sent = int(read(counter, timeout=2, repeater=False).data[0]) - before
+        soft.stop()
+        flush_t0 = time.monotonic()
+        callback.flush(1800)
+        drain_s = time.monotonic() - flush_t0
+        done.set()
+        callback.close()
+        client.close()
+        (summary,) = callback.summaries
+        ids = [r.data_id for r in summary.rheed if r.frame_shape == (height, width) and r.data_id]
+        stored = sum(sum(c["n_frames"] for c in server.reader.chunk_times(i)) for i in ids)
+        latency = np.concatenate([_latencies(server.reader, i) for i in ids] or [np.zeros(0)])
+        channels = summary.timeseries.channels if summary.timeseries else {}
+    after_warmup = [r for t, r in zip(samples.times, samples.rss, strict=True) if t >= warmup]
+    during_run = [r for t, r in zip(samples.times, samples.rss, strict=True) if t <= plan_wall]
+    return {
+        "minutes": minutes,
+        "fps": fps,
+        "frame": f"{width}x{height}",
+        "plan_wall_s": plan_wall,
+        "drain_after_run_s": drain_s,
+        "frames_sent_ioc": sent,
+        "frames_delivered_re": delivered["frames"],
+        "frames_stored": stored,
+        "frames_stale_pre_run": sum(r.stale for r in summary.rheed),  # the monitor's old value
+        "frames_lost": delivered["frames"] - stored - sum(r.stale for r in summary.rheed),
+        "frames_missing_from_camera_sequence": summary.missing,
+        "achieved_fps": delivered["frames"] / plan_wall,
+        "channels": len(channels),
+        "points": summary.points,
+        "rss_start_mb": rss_start / 1e6,
+        "rss_growth_after_warmup_mb": (
+            (max(after_warmup) - after_warmup[0]) / 1e6 if after_warmup else float("nan")
+        ),
+        "rss_peak_growth_mb": (max(during_run or [rss_start]) - rss_start) / 1e6,
+        "spool_peak_mb": max(samples.spool or [0]) / 1e6,
+        "spool_end_mb": (samples.spool[-1] if samples.spool else 0) / 1e6,
+        "rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.rss[::5]),
+        "latency_s": _percentiles(latency),
+        "errors": summary.errors,
+        "summary": summary.text(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks soak", description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10.0, help="run length (default 10)")
+    parser.add_argument("--fps", type=float, default=120.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--rate", type=float, default=10.0, help="sensor update rate, Hz")
+    args = parser.parse_args(argv)
+    result = run(args.minutes, args.fps, args.width, args.height, args.rate)
+    print(result.pop("summary"))
+    lat = result.pop("latency_s")
+    for key, value in result.items():
+        print(f"{key:38s} {value:.6g}" if isinstance(value, float) else f"{key:38s} {value}")
+    print(
+        "latency capture -> stored (s)          "
+        + ", ".join(f"{k} {v:.2f}" for k, v in lat.items())
+    )
+    verdict = [
+        ("frames lost = 0", result["frames_lost"] == 0),
+        ("RSS growth after warm-up < 50 MB", result["rss_growth_after_warmup_mb"] < 50),
+    ]
+    for what, ok in verdict:
+        print(f"{'PASS' if ok else 'FAIL'}: {what}")
+    return result | {"latency_s": lat}
+
+
+if __name__ == "__main__":
+    main()
