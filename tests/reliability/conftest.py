@@ -77,16 +77,18 @@ class Figures:
     sent: int = 0  # frames the IOC published (its ArrayCounter), or the publisher emitted
     delivered: int = 0  # image events the RunEngine emitted to the callback
     stored: int = 0  # frames the server holds
+    stale: int = 0  # a monitor's pre-run value the callback leaves out by design (counted)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
-        return self.delivered - self.stored
+        return self.delivered - self.stale - self.stored
 
     def report(self) -> str:
         text = (
             f"FIGURES {self.scenario}: sent {self.sent} (IOC), delivered {self.delivered} (RE), "
             f"stored {self.stored}, lost {self.lost}"
+            + (f" (+{self.stale} stale pre-run frame left out)" if self.stale else "")
         )
         if self.extra:
             text += " | " + ", ".join(f"{k} {v}" for k, v in self.extra.items())
@@ -117,13 +119,20 @@ class EventFrames:
         return list(unique.values())
 
 
-def stored_hashes(reader: Any, data_id: str, block: int = 2000) -> list[str]:
-    """Hashes of every frame a RHEED stream holds on the server, in frame order."""
-    n = int(reader.rheed_stream(data_id)["n_frames"])
-    out: list[str] = []
-    for start in range(0, n, block):
-        out += [frame_hash(f) for f in reader.frames(data_id, start, min(n, start + block))]
+def stored_chunk_hashes(reader: Any, data_id: str) -> list[list[str]]:
+    """Hashes of the frames of each stored chunk, in chunk order (gaps of absent chunks skipped)."""
+    info = reader.rheed_stream(data_id)
+    size = int(info["chunk_size"])
+    out = []
+    for chunk in sorted(info["chunks"], key=lambda c: c["idx"]):
+        lo = chunk["idx"] * size
+        out.append([frame_hash(f) for f in reader.frames(data_id, lo, lo + chunk["n_frames"])])
     return out
+
+
+def stored_hashes(reader: Any, data_id: str) -> list[str]:
+    """Hashes of every frame a RHEED stream holds on the server, in frame order."""
+    return [h for chunk in stored_chunk_hashes(reader, data_id) for h in chunk]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -28,6 +28,7 @@ from .conftest import (
     EventFrames,
     Figures,
     RssSampler,
+    stored_chunk_hashes,
     stored_hashes,
     wait_until,
 )
@@ -87,7 +88,13 @@ def _run(
     assert callback.flush(300), "the callback did not finish within 300 s"
     (summary,) = callback.summaries
     figures = Figures(scenario, sent=sent, delivered=len(events.hashes_in_time_order()))
+    figures.stale = sum(r.stale for r in summary.rheed)
     return figures, summary, wall, events
+
+
+def _expected(events: EventFrames, figures: Figures) -> list[str]:
+    """The delivered frames the server must hold: all but the stale pre-run value (the earliest)."""
+    return events.hashes_in_time_order()[figures.stale :]
 
 
 def _stored_rheed(server: Any, summary: Any) -> tuple[list[str], Any]:
@@ -133,7 +140,7 @@ def test_server_down_30s_mid_run_at_120fps_loses_nothing_and_does_not_slow_the_r
     )  # fmt: skip
     figures.report()
     assert "at" in outage and injected.get("outage_drop", 0) > 0  # the outage did happen
-    assert stored == events.hashes_in_time_order()  # every delivered frame, in order
+    assert stored == _expected(events, figures)  # every delivered frame, in order
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
     assert rheed.report["uploaded"] == rheed.chunks and not rheed.report["lost"]
     assert figures.delivered >= 0.5 * fps * duration  # the camera really ran at speed
@@ -161,7 +168,7 @@ def test_20_percent_failed_requests_for_a_whole_run_lose_nothing(
     figures.report()
     assert sum(v for k, v in injected.items() if k.startswith("drop")) > 0
     assert sum(v for k, v in injected.items() if k.startswith("error")) > 0
-    assert stored == events.hashes_in_time_order()
+    assert stored == _expected(events, figures)
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
 
 
@@ -220,7 +227,7 @@ def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
         streams_open_after_s=round(opened["at"] - t_start, 1), points=points,
     )  # fmt: skip
     figures.report()
-    assert stored == events.hashes_in_time_order()
+    assert stored == _expected(events, figures)
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
     assert spool_peak["bytes"] > 0  # the backlog sat on disk
     assert steady_from < run_end - 4.0, "the streams opened too late to judge the steady state"
@@ -259,9 +266,9 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
             RE, small_camera, sensors, callback, duration=12.0, fps=fps, scenario="spool-full"
         )
     assert released.is_set()
-    stored, rheed = _stored_rheed(local_server, summary)
-    chunks = local_server.reader.chunk_times(rheed.data_id)
-    figures.stored = sum(c["n_frames"] for c in chunks)  # dropped chunks read back as zeros
+    (rheed,) = [r for r in summary.rheed if r.frame_shape == SMALL]
+    chunks = stored_chunk_hashes(local_server.reader, rheed.data_id)
+    figures.stored = sum(len(c) for c in chunks)
     report = rheed.report
     reasons = [reason for _, reason in report["lost"]]
     figures.extra.update(
@@ -279,14 +286,17 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
     assert f"{report['dropped']} lost chunks" in summary.text()
     assert any("spool is full" in m for m in summary.error_messages)
     assert re.search(r"dropped chunk \d+ of stream .*: spool is full", caplog.text)
-    # nothing else broke: every uploaded chunk holds exactly its frames, the run succeeded
+    # nothing else broke: every uploaded chunk holds exactly a run of delivered frames, in order
     dropped = {idx for idx, _ in report["lost"]}
+    stored_idx = {c["idx"] for c in local_server.reader.chunk_times(rheed.data_id)}
+    assert not stored_idx & dropped
+    assert stored_idx | dropped == set(range(len(stored_idx) + len(dropped)))
+    delivered = _expected(events, figures)
+    last = -1
+    for hashes in chunks:
+        at = delivered.index(hashes[0])
+        assert delivered[at : at + len(hashes)] == hashes and at > last
+        last = at
     chunk_size = local_server.reader.rheed_stream(rheed.data_id)["chunk_size"]
-    delivered = events.hashes_in_time_order()
-    for chunk in chunks:
-        lo = chunk["idx"] * chunk_size
-        assert chunk["idx"] not in dropped
-        assert stored[lo : lo + chunk["n_frames"]] == delivered[lo : lo + chunk["n_frames"]]
-    assert {c["idx"] for c in chunks} | dropped == set(range(len(chunks) + len(dropped)))
-    assert 0 < figures.lost <= len(dropped) * chunk_size  # exactly the dropped chunks' frames
+    assert 0 < figures.lost <= len(dropped) * chunk_size  # only the dropped chunks' frames
     assert summary.exit_status == "success"
