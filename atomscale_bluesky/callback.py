@@ -455,20 +455,39 @@ class AtomscaleCallback:
         # bulk_datum (no datum_kwargs) and unknown names are not data
 
     def _on_start(self, doc: Mapping[str, Any]) -> None:
+        uid = doc.get("uid")
         with self._lock:
+            if not isinstance(uid, str) or not uid.strip():
+                # checked before anything changes: a malformed start must not end the running run
+                self._error(
+                    self._latest_run(),
+                    "start document",
+                    f"no valid uid ({uid!r}); ignored, the running run goes on",
+                )
+                return
+            running = self._runs.get(uid)
+            if running is not None:
+                running.summary.duplicate_starts += 1
+                self._counters.add(duplicate_starts=1)
+                self._warn(
+                    running,
+                    "dupstart",
+                    "start document repeated for the running run; ignored (counted)",
+                )
+                return
             self._failure = None
             for run in list(self._runs.values()):
                 self._warn(run, "nostop", "run ended without a stop document; finalizing it now")
                 self._end_run(run, None)
             meta = self._meta(doc)
             summary = RunSummary(
-                run_uid=doc["uid"],
+                run_uid=uid,
                 name=meta.name,
                 plan_name=doc.get("plan_name"),
                 scan_id=doc.get("scan_id"),
                 endpoint=self._endpoint,
             )
-            run = _Run(uid=doc["uid"], start=doc, meta=meta, summary=summary)
+            run = _Run(uid=uid, start=doc, meta=meta, summary=summary)
             run.batcher = PointBatcher(
                 points_per_chunk=self.points_per_chunk, max_age_s=self.point_flush_s
             )

@@ -38,6 +38,7 @@ class CallbackCounters:
     rejected_frames: int = 0
     skipped_points: int = 0
     duplicate_events: int = 0
+    duplicate_starts: int = 0  # start documents repeated for the running run (ignored)
     orphan_events: int = 0
     external_failed: int = 0
     queue_bytes: int = 0
@@ -138,6 +139,7 @@ class RunSummary:
     skipped_keys: dict[str, str] = field(default_factory=dict)
     events: int = 0
     duplicate_events: int = 0
+    duplicate_starts: int = 0
     out_of_order_events: int = 0
     orphan_events: int = 0
     dropped_overflow: int = 0
@@ -213,6 +215,7 @@ class RunSummary:
             )
         extra = {
             "duplicate events": self.duplicate_events,
+            "repeated start documents": self.duplicate_starts,
             "out-of-order events": self.out_of_order_events,
             "events before their descriptor": self.orphan_events,
             "dropped (queue full)": self.dropped_overflow,

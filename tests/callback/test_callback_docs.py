@@ -275,3 +275,23 @@ def test_missing_resource_is_counted(server, client, tmp_path):
     assert summary.orphan_events == 10  # every datum points at a resource never announced
     assert _rheed(summary, "cam_image").external_failed == 10
     assert summary.lost == 10
+
+
+def test_repeated_or_malformed_start_leaves_the_running_run_intact(server, client, caplog):
+    cam = make_camera("cam_image", 30, fps=10.0, seed=18)
+    rd = RunDocs.start()
+    camera_stream(rd, [cam])
+    rd.stop()
+    start = rd.docs[0][1]
+    rd.docs.insert(10, ("start", dict(start)))  # the same run's start again: ignored, counted
+    rd.docs.insert(20, ("start", {"time": T0}))  # no uid: rejected as an error
+    callback = AtomscaleCallback(client)
+    summary = _run_and_flush(callback, rd)
+    callback.close()
+    assert len(callback.summaries) == 1 and summary.exit_status == "success"
+    assert summary.duplicate_starts == 1 and callback.counters.duplicate_starts == 1
+    assert summary.errors == 1 and summary.orphan_events == 0
+    assert "no valid uid" in summary.error_messages[0]
+    assert "start document repeated" in caplog.text
+    assert "repeated start document" in summary.text()
+    _assert_frames_stored(server, _rheed(summary, "cam_image"), cam, 20)
