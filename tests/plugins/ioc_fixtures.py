@@ -76,6 +76,20 @@ def ca_env(handle: IocHandle) -> Iterator[None]:
                 os.environ[key] = value
 
 
+DEFAULT_SIZE = (480, 640)  # (H, W) of the session camera
+
+
+def acquire_one(pv: Callable[[str], str], timeout: float = 5.0) -> int:
+    """Take one frame in Single mode and wait for it (not just for Acquire_RBV, which may still
+    read the previous "Done" right after the put); returns the new ArrayCounter_RBV."""
+    counter = ca_value(pv("image1:ArrayCounter_RBV"))
+    ca_write(pv("cam1:ImageMode"), 0)
+    ca_write(pv("cam1:Acquire"), 1)
+    assert wait_for(lambda: ca_value(pv("image1:ArrayCounter_RBV")) > counter, timeout=timeout)
+    assert wait_for(lambda: ca_value(pv("cam1:Acquire_RBV")) == "Done", timeout=timeout)
+    return int(ca_value(pv("image1:ArrayCounter_RBV")))
+
+
 def reset_camera(prefix: str = CAMERA_PREFIX, fps: float = DEFAULT_FPS) -> None:
     """Stop acquisition and put the camera and its growth simulation back to defaults."""
     ca_write(prefix + "cam1:Acquire", 0)
@@ -90,8 +104,21 @@ def reset_camera(prefix: str = CAMERA_PREFIX, fps: float = DEFAULT_FPS) -> None:
         ("sim:Azimuth", 0.0),
         ("sim:MonolayerPeriod", 1.0),
         ("sim:Damping", 20.0),
+        ("cam1:SizeX", DEFAULT_SIZE[1]),
+        ("cam1:SizeY", DEFAULT_SIZE[0]),
     ):
         ca_write(prefix + suffix, value)
+    # the image plugin reports a new size only with the next frame: publish one at the default size
+    if (
+        ca_value(prefix + "image1:ArraySize1_RBV"),
+        ca_value(prefix + "image1:ArraySize0_RBV"),
+    ) != DEFAULT_SIZE:
+        counter = ca_value(prefix + "image1:ArrayCounter_RBV")
+        ca_write(prefix + "cam1:ImageMode", 0)
+        ca_write(prefix + "cam1:Acquire", 1)
+        wait_for(lambda: ca_value(prefix + "image1:ArrayCounter_RBV") > counter, timeout=5.0)
+        wait_for(lambda: ca_value(prefix + "cam1:Acquire_RBV") == "Done", timeout=5.0)
+        ca_write(prefix + "cam1:ImageMode", 2)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from caproto import ChannelType
 from caproto.sync.client import ErrorResponseReceived
-from plugins.ioc_fixtures import ca_env, ca_read, ca_value, ca_write, reset_camera, wait_for
+from plugins.ioc_fixtures import (
+    acquire_one,
+    ca_env,
+    ca_read,
+    ca_value,
+    ca_write,
+    reset_camera,
+    wait_for,
+)
 
 AD_PVS = [
     "cam1:Acquire", "cam1:Acquire_RBV", "cam1:AcquireTime_RBV", "cam1:AcquirePeriod_RBV",
@@ -44,12 +52,15 @@ def test_single_and_multiple_modes_publish_counted_frames_then_acquire_done(cam)
     start = ca_value(cam.pv("image1:ArrayCounter_RBV"))
     ca_write(cam.pv("cam1:ImageMode"), 0)  # Single
     ca_write(cam.pv("cam1:Acquire"), 1)
+    # wait for the frame itself: right after the put, Acquire_RBV may still read the old "Done"
+    assert wait_for(lambda: ca_value(cam.pv("image1:ArrayCounter_RBV")) >= start + 1, timeout=5)
     assert wait_for(lambda: ca_value(cam.pv("cam1:Acquire_RBV")) == "Done", timeout=5)
     assert ca_value(cam.pv("image1:ArrayCounter_RBV")) == start + 1
     ca_write(cam.pv("cam1:ImageMode"), 1)  # Multiple
     ca_write(cam.pv("cam1:NumImages"), 5)
     ca_write(cam.pv("cam1:AcquirePeriod"), 0.01)
     ca_write(cam.pv("cam1:Acquire"), 1)
+    assert wait_for(lambda: ca_value(cam.pv("image1:ArrayCounter_RBV")) >= start + 6, timeout=5)
     assert wait_for(lambda: ca_value(cam.pv("cam1:Acquire_RBV")) == "Done", timeout=5)
     assert ca_value(cam.pv("image1:ArrayCounter_RBV")) == start + 6
     assert ca_value(cam.pv("image1:UniqueId_RBV")) == start + 6
@@ -58,9 +69,7 @@ def test_single_and_multiple_modes_publish_counted_frames_then_acquire_done(cam)
 
 
 def test_frame_and_counters_share_the_capture_timestamp(cam):
-    ca_write(cam.pv("cam1:ImageMode"), 0)
-    ca_write(cam.pv("cam1:Acquire"), 1)
-    assert wait_for(lambda: ca_value(cam.pv("cam1:Acquire_RBV")) == "Done", timeout=5)
+    acquire_one(cam.pv)
     stamps = {
         s: ca_read(cam.pv(s), data_type="time").metadata.timestamp
         for s in (
@@ -90,7 +99,9 @@ def test_invalid_configuration_is_refused_with_error_state_and_ioc_keeps_serving
     # a good acquisition clears the error state
     ca_write(cam.pv("cam1:AcquirePeriod"), 1 / 30)
     ca_write(cam.pv("cam1:ImageMode"), 0)
+    counter = ca_value(cam.pv("image1:ArrayCounter_RBV"))
     ca_write(cam.pv("cam1:Acquire"), 1)
+    assert wait_for(lambda: ca_value(cam.pv("image1:ArrayCounter_RBV")) > counter, timeout=5)
     assert wait_for(lambda: ca_value(cam.pv("cam1:Acquire_RBV")) == "Done", timeout=5)
     assert ca_value(cam.pv("cam1:DetectorState_RBV")) == "Idle"
 
@@ -126,9 +137,7 @@ def test_sixteen_bit_camera_from_factory(ioc_factory):
     handle = ioc_factory("rheed_camera", "DEEP:", width=64, height=48, bit_depth=12, fps=50)
     with ca_env(handle):
         assert ca_value(handle.pv("image1:DataType_RBV")) == "UInt16"
-        ca_write(handle.pv("cam1:ImageMode"), 0)
-        ca_write(handle.pv("cam1:Acquire"), 1)
-        assert wait_for(lambda: ca_value(handle.pv("cam1:Acquire_RBV")) == "Done", timeout=5)
+        acquire_one(handle.pv)
         data = (
             np.asarray(ca_read(handle.pv("image1:ArrayData")).data).astype(np.int16).view(np.uint16)
         )
