@@ -13,7 +13,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -404,8 +404,9 @@ class AtomscaleApi:
     def put_shard(self, url: str, shard: bytes) -> None:
         """PUT the raw shard to a presigned URL: no key, empty Content-Type, sized timeout."""
         timeout = PUT_BASE_TIMEOUT_S + len(shard) / PUT_MIN_BYTES_PER_S
+        headers = {"Content-Type": "", "Content-Length": str(len(shard))}
         response = self.http.put(
-            url, content=shard, headers={"Content-Type": ""}, timeout=httpx.Timeout(timeout)
+            url, content=_pieces(shard), headers=headers, timeout=httpx.Timeout(timeout)
         )
         if not response.is_success:
             code = response.status_code
@@ -481,3 +482,14 @@ def rotational_period(fps: float, rotations_per_min: float) -> float | None:
     except ZeroDivisionError:
         return None
     return value if math.isfinite(value) else None
+
+
+PUT_PIECE_BYTES = 1 << 20
+
+
+def _pieces(data: bytes) -> Iterator[bytes]:
+    """The body in 1 MiB pieces: the HTTP layer re-slices what it has left after every socket
+    send, which for one multi-megabyte body means copying the rest again and again."""
+    view = memoryview(data)
+    for start in range(0, len(view), PUT_PIECE_BYTES):
+        yield bytes(view[start : start + PUT_PIECE_BYTES])
