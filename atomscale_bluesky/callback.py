@@ -43,7 +43,9 @@ from atomscale_bluesky.routing import (
     Route,
     RoutingOptions,
     RunHints,
+    SizeKey,
     pick_counter,
+    pick_size,
     route_descriptor,
 )
 from atomscale_bluesky.sequence import CounterFeed, FrameSequence
@@ -63,6 +65,7 @@ logger = logging.getLogger("atomscale_bluesky.callback")
 
 _MiB = 1024 * 1024
 _SEEN_WINDOW = 65536  # seq_nums remembered per descriptor for duplicate detection
+_HELD_MAX_BYTES = 64 * _MiB  # flat frames held per camera until their height and width are known
 
 
 class AtomscaleCallbackError(RuntimeError):
@@ -166,10 +169,24 @@ class _Camera:
     dtype: str | None = None
     external: collections.deque[_ExternalRef] = field(default_factory=collections.deque)
     last_external_try: float = 0.0
+    held: collections.deque[_Held] = field(default_factory=collections.deque)
+    held_bytes: int = 0
+    size_keys: tuple[str, str] | None = None  # (width, height) readings matched to this camera
 
     @property
     def current(self) -> _Segment:
         return self.segments[-1]
+
+
+@dataclass
+class _Held:
+    """A flat frame waiting for its camera's height and width (``ArraySize0/1`` readings)."""
+
+    fkey: FrameKey
+    raw: np.ndarray
+    stamps: list[float]
+    counters: list[int | None] | None
+    continuous: bool
 
 
 @dataclass
@@ -210,6 +227,8 @@ class _Run:
     warned: set[str] = field(default_factory=set)
     counter_keys: dict[str, CounterKey] = field(default_factory=dict)
     counter_feeds: dict[str, CounterFeed] = field(default_factory=dict)
+    size_keys: dict[str, SizeKey] = field(default_factory=dict)  # width/height readings, any stream
+    size_values: dict[str, int] = field(default_factory=dict)  # their latest values
 
 
 @dataclass
@@ -319,6 +338,7 @@ class AtomscaleCallback:
         progress: str | None = None,
         progress_interval_s: float = 5.0,
         client_factory: Callable[[], Any] | None = None,
+        frame_shapes: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         if chunk_seconds <= 0:
             raise ValueError("chunk_seconds must be positive")
@@ -328,7 +348,7 @@ class AtomscaleCallback:
         self._owns_client = client is None
         self._client_factory = client_factory or (lambda: _make_client(api_key, endpoint))
         self._endpoint = endpoint
-        self.options = RoutingOptions.build(include, exclude, rename, rotation_key)
+        self.options = RoutingOptions.build(include, exclude, rename, rotation_key, frame_shapes)
         self._overrides: dict[str, Any] = {
             "sample": sample,
             "project_id": project_id,
@@ -752,6 +772,8 @@ class AtomscaleCallback:
 
     def _work_doc(self, item: _DocItem) -> None:
         run, doc = item.run, item.doc
+        if item.route is not None and item.route.sizes:
+            run.size_keys.update(item.route.sizes)
         try:
             if item.name == "resource":
                 run.store.add_resource(doc)
@@ -801,6 +823,8 @@ class AtomscaleCallback:
         n = len(item.seq_nums)
         for key, size_keys in route.size_readings.items():
             self._learn_size(run, key, size_keys, item)
+        if route.sizes:
+            self._learn_size_readings(run, route, item)
         for obj, key in route.period_readings.items():
             period = _last_value(item.data.get(key), item.page)
             if _positive(period):
@@ -866,6 +890,75 @@ class AtomscaleCallback:
         height = _int_or_none(_last_value(item.data.get(keys[1]), item.page))
         if width and height and width > 0 and height > 0:
             run.hints.sizes[obj] = (height, width)
+
+    def _learn_size_readings(self, run: _Run, route: Route, item: _EventsItem) -> None:
+        """Note the latest width/height readings; release flat frames that waited for them."""
+        for key in route.sizes:
+            value = _int_or_none(_last_value(item.data.get(key), item.page))
+            if value is not None and value > 0:
+                run.size_values[key] = value
+        for camera in run.cameras.values():
+            if camera.held and self._flat_shape(run, camera, camera.held[0].fkey) is not None:
+                self._release_held(run, camera)
+
+    def _flat_shape(self, run: _Run, camera: _Camera, fkey: FrameKey) -> tuple[int, int] | None:
+        """(H, W) of a flat frame: the descriptor's, the run's hints, else the camera's readings."""
+        shape = fkey.frame_shape or run.hints.size_for(fkey.object_name, fkey.key)
+        if shape is not None:
+            return shape
+        if camera.size_keys is None:
+            picked = pick_size(fkey, run.size_keys.values())
+            if picked is None:
+                return None
+            camera.size_keys = (picked[0].key, picked[1].key)
+            logger.info(
+                "Atomscale: run %s: flat frames of %s are shaped by %s x %s",
+                run.uid[:8],
+                camera.key,
+                picked[1].key,
+                picked[0].key,
+            )
+        width = run.size_values.get(camera.size_keys[0])
+        height = run.size_values.get(camera.size_keys[1])
+        return (height, width) if width and height else None
+
+    def _hold(self, run: _Run, camera: _Camera, held: _Held) -> None:
+        """Keep a flat frame until its size is known; beyond the bound the oldest is rejected."""
+        camera.held.append(held)
+        camera.held_bytes += held.raw.nbytes
+        if f"hold:{camera.key}" not in run.warned:
+            run.warned.add(f"hold:{camera.key}")
+            logger.info(
+                "Atomscale: run %s: %s: flat frames held until the camera's height and width "
+                "are known",
+                run.uid[:8],
+                camera.key,
+            )
+        while camera.held_bytes > _HELD_MAX_BYTES and len(camera.held) > 1:
+            oldest = camera.held.popleft()
+            camera.held_bytes -= oldest.raw.nbytes
+            self._reject(
+                run,
+                camera,
+                1,
+                f"flat frame whose height and width are unknown (more than "
+                f"{_HELD_MAX_BYTES // _MiB} MiB waiting)",
+            )
+
+    def _release_held(self, run: _Run, camera: _Camera) -> None:
+        """Feed the held flat frames, in order, now that their size may be known."""
+        held = list(camera.held)
+        camera.held.clear()
+        camera.held_bytes = 0
+        for h in held:
+            self._add_frames(run, camera, h.fkey, h.raw, h.stamps, h.counters, h.continuous)
+
+    def _reject_held(self, run: _Run, camera: _Camera) -> None:
+        if camera.held:
+            n = len(camera.held)
+            camera.held.clear()
+            camera.held_bytes = 0
+            self._reject(run, camera, n, "flat frame whose height and width are unknown")
 
     def _work_points(self, run: _Run, route: Route, item: _EventsItem, n: int) -> None:
         batcher = run.batcher
@@ -940,10 +1033,24 @@ class AtomscaleCallback:
     ) -> None:
         """Normalise one event's array and feed the camera's chunker; push full chunks."""
         raw = np.asarray(value)
-        shape = fkey.frame_shape or run.hints.size_for(fkey.object_name, fkey.key)
-        if raw.ndim == 1 and shape is None:
-            self._reject(run, camera, 1, "flat frame whose height and width are unknown")
+        if raw.ndim == 1 and raw.size == 0:
+            # an empty waveform: the camera published no image yet (NORD 0), so nothing is lost
+            run.summary.empty_frames += 1
+            self._counters.add(empty_frames=1)
+            if f"empty:{camera.key}" not in run.warned:
+                run.warned.add(f"empty:{camera.key}")
+                logger.info(
+                    "Atomscale: run %s: %s: empty image reading skipped", run.uid[:8], camera.key
+                )
             return
+        shape = fkey.frame_shape or run.hints.size_for(fkey.object_name, fkey.key)
+        if raw.ndim == 1 and raw.dtype.kind in "uif":
+            shape = self._flat_shape(run, camera, fkey)
+            if shape is None:
+                self._hold(run, camera, _Held(fkey, raw, stamps, counters, continuous))
+                return
+        if camera.held and self._flat_shape(run, camera, camera.held[0].fkey) is not None:
+            self._release_held(run, camera)  # frames that waited come first
         declared = fkey.dtype_numpy
         dtype = raw.dtype.str
         if camera.dtype is not None and dtype != camera.dtype:
@@ -1219,6 +1326,7 @@ class AtomscaleCallback:
                     time.sleep(0.05)
             self._drain_external(run, camera, final=True)
         for camera in run.cameras.values():
+            self._reject_held(run, camera)
             for segment in camera.segments:
                 try:
                     self._push_chunks(run, camera, segment, segment.chunker.finish())

@@ -1,7 +1,8 @@
 """Decide, from one event descriptor, which data keys are RHEED frames and which are channels.
 
-Frames are 2-D/3-D arrays (or flat arrays whose H and W are known from the descriptor shape or the
-camera's ``ArraySize0_RBV``/``ArraySize1_RBV``-like configuration readings); channels are numeric,
+Frames are 2-D/3-D arrays (or flat arrays whose H and W are known from the user's ``frame_shapes``,
+the descriptor shape, the camera's ``ArraySize0_RBV``/``ArraySize1_RBV``-like configuration, or
+later from those readings in any stream of the run: :func:`pick_size`); channels are numeric,
 boolean and enum scalars. Everything else is skipped with a reason the callback reports once.
 """
 
@@ -21,7 +22,9 @@ __all__ = [
     "Route",
     "RoutingOptions",
     "RunHints",
+    "SizeKey",
     "pick_counter",
+    "pick_size",
     "route_descriptor",
 ]
 
@@ -45,6 +48,7 @@ class RoutingOptions:
     exclude: tuple[str, ...] = ()
     rename: Mapping[str, str] = field(default_factory=dict)
     rotation_key: str | None = None
+    frame_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # key/glob -> (H, W)
 
     @classmethod
     def build(
@@ -53,13 +57,24 @@ class RoutingOptions:
         exclude: Iterable[str] | str | None = None,
         rename: Mapping[str, str] | None = None,
         rotation_key: str | None = None,
+        frame_shapes: Mapping[str, tuple[int, int]] | None = None,
     ) -> RoutingOptions:
         return cls(
             include=None if include is None else _as_tuple(include),
             exclude=() if exclude is None else _as_tuple(exclude),
             rename=dict(rename or {}),
             rotation_key=rotation_key,
+            frame_shapes=_checked_shapes(frame_shapes or {}),
         )
+
+    def frame_shape_for(self, key: str) -> tuple[int, int] | None:
+        """The user's (H, W) for a flat frame key: an exact entry, else the first matching glob."""
+        if key in self.frame_shapes:
+            return self.frame_shapes[key]
+        for pattern, shape in self.frame_shapes.items():
+            if fnmatch.fnmatchcase(key, pattern):
+                return shape
+        return None
 
     def wants(self, key: str) -> bool:
         """True when ``key`` passes the include and exclude patterns."""
@@ -70,6 +85,19 @@ class RoutingOptions:
 
 def _as_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _checked_shapes(shapes: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """``frame_shapes`` as {key: (H, W)}; a clear ValueError for anything else."""
+    checked: dict[str, tuple[int, int]] = {}
+    for key, shape in shapes.items():
+        dims = _int_dims(shape)
+        if not isinstance(key, str) or dims is None or len(dims) != 2:
+            raise ValueError(
+                f"frame_shapes[{key!r}] must be (height, width) as two positive ints, not {shape!r}"
+            )
+        checked[key] = (dims[0], dims[1])
+    return checked
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,16 @@ class CounterKey:
 
 
 @dataclass(frozen=True)
+class SizeKey:
+    """A scalar reading of one side of a camera's frames (``ArraySize0_RBV`` = width ...)."""
+
+    key: str
+    object_name: str | None
+    source: str | None
+    axis: str  # "width" or "height"
+
+
+@dataclass(frozen=True)
 class ChannelKey:
     """A scalar data key that becomes one time-series channel."""
 
@@ -120,6 +158,7 @@ class Route:
     size_readings: dict[str, tuple[str, str]] = field(default_factory=dict)  # object -> (w, h) keys
     period_readings: dict[str, str] = field(default_factory=dict)  # object -> AcquirePeriod key
     counters: dict[str, CounterKey] = field(default_factory=dict)  # frame counters, no frames
+    sizes: dict[str, SizeKey] = field(default_factory=dict)  # width/height readings, any object
 
     @property
     def continuous(self) -> bool:
@@ -319,7 +358,9 @@ def route_descriptor(
 
     frame_objects = {dk.get("object_name") for dk in frame_candidates.values()}
     for key, dk in frame_candidates.items():
-        reason = _add_frame(route, key, dk, configuration, hints, data_keys, len(frame_objects))
+        reason = _add_frame(
+            route, key, dk, configuration, hints, data_keys, len(frame_objects), options
+        )
         if reason:
             route.skipped[key] = reason
     if not route.frames:
@@ -329,6 +370,10 @@ def route_descriptor(
                 key, dk.get("source"), _COUNTER_PATTERNS
             ):
                 route.counters[key] = CounterKey(key, dk.get("object_name"), dk.get("source"))
+    for key in route.channels:
+        size_key = _size_key(key, data_keys[key] or {})
+        if size_key is not None:
+            route.sizes[key] = size_key
     for obj in {dk.get("object_name") for dk in data_keys.values() if dk}:
         keys = _size_reading_keys(data_keys, obj)
         if obj and keys:
@@ -337,6 +382,16 @@ def route_descriptor(
         if obj and period:
             route.period_readings[obj] = period
     return route
+
+
+def _size_key(key: str, dk: Mapping[str, Any]) -> SizeKey | None:
+    """``key`` as a camera's width or height reading, when its name or PV says so."""
+    if dk.get("dtype") not in ("integer", "number"):
+        return None
+    for axis, patterns in (("width", _WIDTH_PATTERNS), ("height", _HEIGHT_PATTERNS)):
+        if _matches(key, dk.get("source"), patterns):
+            return SizeKey(key, dk.get("object_name"), dk.get("source"), axis)
+    return None
 
 
 def _size_reading_keys(data_keys: Mapping[str, Any], obj: str | None) -> tuple[str, str] | None:
@@ -382,6 +437,7 @@ def _add_frame(
     hints: RunHints,
     data_keys: Mapping[str, Any],
     n_frame_objects: int,
+    options: RoutingOptions,
 ) -> str | None:
     """Register ``key`` as a frame key of ``route``; return a skip reason when it is not one."""
     obj = dk.get("object_name")
@@ -396,7 +452,11 @@ def _add_frame(
             return reason
     elif dims is not None and len(dims) == 1:
         flat = True
-        size = _config_size(configuration, obj) or hints.size_for(obj, key)
+        size = (
+            options.frame_shape_for(key)
+            or _config_size(configuration, obj)
+            or hints.size_for(obj, key)
+        )
         if size is not None and size[0] * size[1] == dims[0]:
             frame_shape, per_event = size, 1
         elif size is not None and dims[0] % (size[0] * size[1]) == 0:
@@ -423,33 +483,48 @@ def _add_frame(
     return None
 
 
+_SCHEME = re.compile(r"^(?:pv:|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+
+
 def _pv_parts(source: str | None) -> list[str] | None:
-    """``"PV:13SIM1:image1:ArrayData"`` -> ``["13SIM1", "image1", "ArrayData"]``; None if no PV."""
-    if not source or ":" not in source:
+    """``"PV:13SIM1:image1:ArrayData"`` or ``"ca://13SIM1:image1:ArrayData"`` ->
+    ``["13SIM1", "image1", "ArrayData"]``; None when the source is not a PV name."""
+    if not source:
         return None
-    parts = source.split(":")
-    return parts[1:] if parts[0].upper() == "PV" else parts
+    name = _SCHEME.sub("", source.strip())
+    if ":" not in name:
+        return None
+    return name.split(":")
 
 
-def _counter_score(fkey: FrameKey, counter: CounterKey) -> float | None:
-    """How surely ``counter`` counts ``fkey``'s frames (higher is surer); None: another camera."""
-    frame_pv, counter_pv = _pv_parts(fkey.source), _pv_parts(counter.source)
-    bonus = 0.5 if "arraycounter" in _norm(counter.key) else 0.0
-    if frame_pv and counter_pv and len(frame_pv) > 1 and len(counter_pv) > 1:
-        if frame_pv[:-1] == counter_pv[:-1]:
-            return 4.0 + bonus  # the same plugin (image1:ArrayData, image1:ArrayCounter_RBV)
-        if frame_pv[0] == counter_pv[0]:
-            return 3.0 + bonus  # the same IOC prefix (another plugin or the driver)
+def _camera_score(
+    fkey: FrameKey, key: str, object_name: str | None, source: str | None
+) -> float | None:
+    """How surely the reading ``key`` belongs to ``fkey``'s camera; None: another camera."""
+    frame_pv, other_pv = _pv_parts(fkey.source), _pv_parts(source)
+    if frame_pv and other_pv and len(frame_pv) > 1 and len(other_pv) > 1:
+        if frame_pv[:-1] == other_pv[:-1]:
+            return 4.0  # the same plugin (image1:ArrayData, image1:ArrayCounter_RBV)
+        if frame_pv[0] == other_pv[0]:
+            return 3.0  # the same IOC prefix (another plugin or the driver)
         return None
-    if counter.object_name is not None and counter.object_name == fkey.object_name:
-        return 3.0 + bonus
+    if object_name is not None and object_name == fkey.object_name:
+        return 3.0
     # ophyd names: the frame "rheed_image" and the counter "rheed_array_counter" of device "rheed"
     pieces = re.split(r"([_\-])", fkey.key)
     for end in range(len(pieces) - 2, 0, -2):
         device = "".join(pieces[:end])
-        if counter.key.startswith(device + pieces[end]):
-            return 1.0 + len(device) / 1000 + bonus
+        if key.startswith(device + pieces[end]):
+            return 1.0 + len(device) / 1000
     return None
+
+
+def _counter_score(fkey: FrameKey, counter: CounterKey) -> float | None:
+    """How surely ``counter`` counts ``fkey``'s frames (higher is surer); None: another camera."""
+    score = _camera_score(fkey, counter.key, counter.object_name, counter.source)
+    if score is None:
+        return None
+    return score + (0.5 if "arraycounter" in _norm(counter.key) else 0.0)
 
 
 def pick_counter(fkey: FrameKey, counters: Iterable[CounterKey]) -> CounterKey | None:
@@ -461,3 +536,19 @@ def pick_counter(fkey: FrameKey, counters: Iterable[CounterKey]) -> CounterKey |
         if score is not None and score > best_score:
             best, best_score = counter, score
     return best
+
+
+def pick_size(fkey: FrameKey, sizes: Iterable[SizeKey]) -> tuple[SizeKey, SizeKey] | None:
+    """The (width, height) readings of ``fkey``'s camera (same PV prefix or ophyd device)."""
+    best: dict[str, tuple[float, SizeKey]] = {}
+    for size in sizes:
+        score = _camera_score(fkey, size.key, size.object_name, size.source)
+        if score is None:
+            continue
+        # a plugin's own ArraySize beats the driver's (binning/ROI change the plugin's size)
+        score += 0.5 if "arraysize" in _norm(size.key + (size.source or "")) else 0.0
+        if size.axis not in best or score > best[size.axis][0]:
+            best[size.axis] = (score, size)
+    if "width" in best and "height" in best:
+        return best["width"][1], best["height"][1]
+    return None

@@ -36,6 +36,7 @@ class CallbackCounters:
     errors: int = 0
     dropped_overflow: int = 0
     rejected_frames: int = 0
+    empty_frames: int = 0  # empty image waveforms (no image published yet): not frames
     skipped_points: int = 0
     duplicate_events: int = 0
     duplicate_starts: int = 0  # start documents repeated for the running run (ignored)
@@ -144,6 +145,7 @@ class RunSummary:
     orphan_events: int = 0
     dropped_overflow: int = 0
     rejected_frames: int = 0
+    empty_frames: int = 0
     shape_changes: int = 0
     errors: int = 0
     error_messages: list[str] = field(default_factory=list)
@@ -220,6 +222,7 @@ class RunSummary:
             "events before their descriptor": self.orphan_events,
             "dropped (queue full)": self.dropped_overflow,
             "rejected frames": self.rejected_frames,
+            "empty image readings skipped": self.empty_frames,
             "shape changes": self.shape_changes,
         }
         noted = [f"{v} {k}" for k, v in extra.items() if v]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import event_model
 import pytest
 
-from atomscale_bluesky.routing import RoutingOptions, RunHints, route_descriptor
+from atomscale_bluesky.routing import (
+    CounterKey,
+    RoutingOptions,
+    RunHints,
+    SizeKey,
+    pick_counter,
+    pick_size,
+    route_descriptor,
+)
 
 
 def _descriptor(data_keys, configuration=None, name="primary", object_keys=None):
@@ -256,3 +264,59 @@ def test_size_and_period_readings_are_found_for_runtime_learning():
     assert route.size_readings["cam"] == ("cam_size_x", "cam_size_y")
     assert route.period_readings["cam"] == "cam_acquire_period"
     assert route.frames["cam_image"].frame_shape is None
+
+
+def _async_monitor(key, source, dtype="integer", shape=None):
+    """An ophyd-async monitor stream's descriptor: one signal, its own object."""
+    dk = {"dtype": dtype, "shape": shape or [], "source": source, "object_name": key}
+    if dtype == "array":
+        dk["dtype_numpy"] = "|u1"
+    return _descriptor({key: dk}, name=f"{key}_monitor", object_keys={key: [key]})
+
+
+def test_ophyd_async_size_monitors_are_matched_to_their_camera_by_pv_prefix():
+    image = route_descriptor(
+        _async_monitor("eco-image", "ca://ECO:image1:ArrayData", "array", [150000]),
+        RoutingOptions(),
+    ).frames["eco-image"]
+    sizes: list[SizeKey] = []
+    for key, pv in [
+        ("other-width", "ca://OTHER:image1:ArraySize0_RBV"),  # another camera's
+        ("other-height", "ca://OTHER:image1:ArraySize1_RBV"),
+        ("eco-width", "ca://ECO:image1:ArraySize0_RBV"),
+        ("eco-height", "ca://ECO:image1:ArraySize1_RBV"),
+    ]:
+        route = route_descriptor(_async_monitor(key, pv), RoutingOptions())
+        assert key in route.channels  # still a channel as well
+        sizes += route.sizes.values()
+    assert [(s.key, s.axis) for s in sizes[2:]] == [
+        ("eco-width", "width"),
+        ("eco-height", "height"),
+    ]
+    assert pick_size(image, sizes) == (sizes[2], sizes[3])
+    assert pick_size(image, sizes[:3]) is None  # no height of this camera yet
+    # the scheme ("ca://", "pva://", "PV:") is not part of the IOC prefix
+    counters = [
+        CounterKey("x-array_counter", "x-array_counter", "ca://OTHER:cam1:ArrayCounter_RBV")
+    ]
+    assert pick_counter(image, counters) is None
+
+
+def test_frame_shapes_option_shapes_flat_keys_by_name_or_glob():
+    flat = {"dtype": "array", "shape": [1200], "dtype_numpy": "|u1", "source": "ca://T:image1:A"}
+    desc = _descriptor({"small-image": flat, "cam2-image": {**flat, "shape": [6000]}})
+    route = route_descriptor(desc, RoutingOptions())
+    assert "small-image" in route.skipped  # 1200 values: a waveform without a known size
+    options = RoutingOptions.build(frame_shapes={"small-image": (30, 40), "cam*": (60, 100)})
+    route = route_descriptor(desc, options)
+    assert route.frames["small-image"].frame_shape == (30, 40)
+    assert route.frames["cam2-image"].frame_shape == (60, 100)
+    assert options.frame_shape_for("nothing") is None
+    wrong = route_descriptor(desc, RoutingOptions.build(frame_shapes={"cam2-image": (70, 70)}))
+    assert "does not match" in wrong.skipped["cam2-image"]
+
+
+@pytest.mark.parametrize("shape", [(480,), (0, 640), (480.0, 640), "480x640", (480, 640, 3)])
+def test_frame_shapes_option_rejects_what_is_not_height_and_width(shape):
+    with pytest.raises(ValueError, match="frame_shapes"):
+        RoutingOptions.build(frame_shapes={"cam": shape})
