@@ -168,10 +168,16 @@ class RunSummary:
 
     @property
     def lost(self) -> int:
-        """Frames and points that should have reached the server and did not."""
+        """Frames and points that should have reached the server and did not.
+
+        The sum of frames never sent (stream not opened, push failed), unreadable external
+        frames, events dropped when the queue was full, rejected frames (undecodable, wrong shape,
+        size unknown, too big) and points not sent; each count is kept separately as well.
+        Stale pre-run frames and empty image readings are not frames of the run, so not lost.
+        """
         frames_lost = sum(r.not_sent + r.external_failed for r in self.rheed)
         points_lost = self.timeseries.not_sent if self.timeseries else 0
-        return frames_lost + points_lost + self.dropped_overflow
+        return frames_lost + points_lost + self.dropped_overflow + self.rejected_frames
 
     @property
     def data_ids(self) -> list[str]:
@@ -194,44 +200,49 @@ class RunSummary:
 
     def text(self) -> str:
         """A few human lines: totals, each stream with its data id, and every problem counted."""
+        channels = (
+            f" in {_count(len(self.timeseries.channels), 'channel')}" if self.timeseries else ""
+        )
         head = (
             f"Atomscale run {self.run_uid[:8]} '{self.name}' ({self.exit_status or 'open'}): "
-            f"{self.frames} frames in {self.chunks} chunks, {self.points} points"
-            f"{' in ' + str(len(self.timeseries.channels)) + ' channels' if self.timeseries else ''}, "
-            f"{self.missing} missing from camera sequence, {self.lost} lost, {self.errors} errors"
+            f"{_count(self.frames, 'frame')} in {_count(self.chunks, 'chunk')}, "
+            f"{_count(self.points, 'point')}{channels}, "
+            f"{self.missing} missing from camera sequence, {self.lost} lost, "
+            f"{_count(self.errors, 'error')}"
         )
         lines = [head]
         for r in self.rheed:
             lines.append(
-                f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {r.frames} frames/"
-                f"{r.chunks} chunks, {r.frame_shape}, {_fmt(r.fps)} fps ({r.fps_source}), "
-                f"{_fmt(r.rotations_per_min)} rpm" + _problems(r)
+                f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {_count(r.frames, 'frame')}/"
+                f"{_count(r.chunks, 'chunk')}, {r.frame_shape}, {_fmt(r.fps)} fps "
+                f"({r.fps_source}), {_fmt(r.rotations_per_min)} rpm" + _problems(r)
             )
         if self.timeseries:
             ts = self.timeseries
             lines.append(
-                f"  time series -> {ts.data_id or 'not opened'}: {ts.points} points, "
+                f"  time series -> {ts.data_id or 'not opened'}: {_count(ts.points, 'point')}, "
                 f"channels {sorted(ts.channels)}"
                 + (f", {ts.non_finite} non-finite skipped" if ts.non_finite else "")
                 + (f", {ts.not_sent} not sent" if ts.not_sent else "")
             )
-        extra = {
-            "duplicate events": self.duplicate_events,
-            "repeated start documents": self.duplicate_starts,
-            "out-of-order events": self.out_of_order_events,
-            "events before their descriptor": self.orphan_events,
-            "dropped (queue full)": self.dropped_overflow,
-            "rejected frames": self.rejected_frames,
-            "empty image readings skipped": self.empty_frames,
-            "shape changes": self.shape_changes,
-        }
-        noted = [f"{v} {k}" for k, v in extra.items() if v]
+        extra = [
+            (self.duplicate_events, "duplicate event", "duplicate events"),
+            (self.duplicate_starts, "repeated start document", "repeated start documents"),
+            (self.out_of_order_events, "out-of-order event", "out-of-order events"),
+            (self.orphan_events, "event before its descriptor", "events before their descriptor"),
+            (self.dropped_overflow, "dropped (queue full)", "dropped (queue full)"),
+            (self.rejected_frames, "rejected frame", "rejected frames"),
+            (self.empty_frames, "empty image reading skipped", "empty image readings skipped"),
+            (self.shape_changes, "shape change", "shape changes"),
+        ]
+        noted = [_count(n, one, many) for n, one, many in extra if n]
         if noted:
             lines.append("  " + ", ".join(noted))
         if self.skipped_keys:
             lines.append(f"  not uploaded (by design): {sorted(self.skipped_keys)}")
         if self.endpoint and self.data_ids:
-            lines.append(f"  see them at {self.endpoint} (data ids {', '.join(self.data_ids)})")
+            ids = "data id" if len(self.data_ids) == 1 else "data ids"
+            lines.append(f"  see them at {self.endpoint} ({ids} {', '.join(self.data_ids)})")
         lines.extend(f"  error: {m}" for m in self.error_messages[:5])
         return "\n".join(lines)
 
@@ -240,20 +251,25 @@ def _fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 frame``, ``2 frames``: a count with its noun in the right number."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _problems(r: RheedSummary) -> str:
-    parts = {
-        "duplicates": r.duplicates,
-        "late": r.late,
-        "missing": r.missing,
-        "counter resets": r.counter_resets,
-        "stale pre-run frames left out": r.stale,
-        "rejected": r.rejected,
-        "dtype changes": r.dtype_changes,
-        "external failed": r.external_failed,
-        "not sent": r.not_sent,
-        "lost chunks": r.lost_chunks or 0,
-    }
-    noted = [f"{v} {k}" for k, v in parts.items() if v]
+    parts = [
+        (r.duplicates, "duplicate", None),
+        (r.late, "late", "late"),
+        (r.missing, "missing", "missing"),
+        (r.counter_resets, "counter reset", None),
+        (r.stale, "stale pre-run frame left out", "stale pre-run frames left out"),
+        (r.rejected, "rejected", "rejected"),
+        (r.dtype_changes, "dtype change", None),
+        (r.external_failed, "external failed", "external failed"),
+        (r.not_sent, "not sent", "not sent"),
+        (r.lost_chunks or 0, "lost chunk", None),
+    ]
+    noted = [_count(n, one, many) for n, one, many in parts if n]
     out = ", " + ", ".join(noted) if noted else ""
     return out + (f" [{r.error}]" if r.error else "")
 
@@ -271,10 +287,11 @@ class ProgressDisplay:
         if self.mode is None:
             return
         text = (
-            f"atomscale: {counters.frames_pushed} frames / {counters.chunks_pushed} chunks pushed, "
-            f"{counters.points_pushed} points, queue {counters.queue_items} items "
-            f"({counters.queue_bytes / 1e6:.1f} MB), {counters.errors} errors, "
-            f"{counters.dropped_overflow} dropped"
+            f"atomscale: {_count(counters.frames_pushed, 'frame')} / "
+            f"{_count(counters.chunks_pushed, 'chunk')} pushed, "
+            f"{_count(counters.points_pushed, 'point')}, "
+            f"queue {_count(counters.queue_items, 'item')} ({counters.queue_bytes / 1e6:.1f} MB), "
+            f"{_count(counters.errors, 'error')}, {counters.dropped_overflow} dropped"
         )
         if self.mode == "ipython" and self._show_ipython(text):
             return

@@ -80,9 +80,9 @@ def test_flat_frames_whose_size_never_comes_are_rejected_and_lost(server, client
     _flat_frames(rd, image, cam, 0, 12)
     summary = _run(AtomscaleCallback(client), rd)
     assert summary.rejected_frames == 12 and summary.empty_frames == 1
-    assert summary.frames == 0
+    assert summary.frames == 0 and summary.lost == 12  # not delivered: never "0 lost"
     assert "height and width are unknown" in caplog.text
-    assert "12 rejected frames" in summary.text()
+    assert "12 rejected frames" in summary.text() and "12 lost" in summary.text()
 
 
 def test_frame_shapes_option_shapes_flat_frames_without_size_readings(server, client):
@@ -110,6 +110,6 @@ def test_held_flat_frames_are_bounded_the_oldest_rejected(server, client, monkey
     _size_monitors(rd, "rheed", "RHEED:", 48, 96)
     _flat_frames(rd, image, cam, 10, 30)
     summary = _run(AtomscaleCallback(client), rd)
-    assert summary.rejected_frames == 6 and summary.errors == 0
+    assert summary.rejected_frames == 6 and summary.lost == 6 and summary.errors == 0
     (rheed,) = summary.rheed
     np.testing.assert_array_equal(server.reader.frames(rheed.data_id), cam.frames[6:])
