@@ -267,45 +267,82 @@ _CLOSE = object()
 class AtomscaleCallback:
     """Bluesky document callback streaming RHEED video and sensor channels to Atomscale.
 
+    Every option after ``client`` is keyword-only; the constructor overrides win over what the
+    start document, descriptors and readings say.
+
     Parameters
     ----------
-    client:
-        An ``atomscale_bluesky.client.AtomscaleClient``; made from ``api_key``/``endpoint`` (on the
-        worker thread, closed by ``close()``) when None.
-    sample, project_id, tags:
-        Override the start document's ``sample``/``physical_sample``, ``project_id`` and ``tags``.
-    stream_name:
-        Overrides the base name of every stream (default: the start's ``name``/``stream_name``,
-        else "<plan_name> scan <scan_id>").
-    include, exclude:
-        Glob patterns of data keys to route (frames and channels) / to leave out.
-    rename:
+    client
+        An :class:`atomscale_bluesky.client.AtomscaleClient` to stream through. When None the
+        callback makes one from ``api_key`` and ``endpoint`` (or ``client_factory``) on its
+        worker thread at first use, and closes it in :meth:`close`.
+    api_key
+        API key for the client the callback makes; None reads ``ATOMSCALE_API_KEY``, then
+        ``AS_API_KEY``. Never logged. Ignored when ``client`` or ``client_factory`` is given.
+    endpoint
+        Atomscale API URL for the client the callback makes (a local server's ``.url`` for
+        tests); None reads ``AS_API_ENDPOINT``, else ``https://api.atomscale.ai``.
+    sample
+        Physical sample (name or UUID) of every run; overrides the start document's ``sample``
+        or ``physical_sample``.
+    project_id
+        Project of every run; overrides the start document's ``project_id``.
+    tags
+        Tags of every stream; override the start document's ``tags``.
+    include
+        Glob pattern(s) of data keys to route (frames and channels); None routes all.
+    exclude
+        Glob pattern(s) of data keys to leave out.
+    rename
         Data key -> channel name.
-    chunk_seconds:
+    chunk_seconds
         Seconds of frames per RHEED chunk (never below the protocol's 2 s).
-    fps, rotations_per_min:
-        Override the camera's AcquirePeriod / the measured rate, and the rotation speed.
-    rotation_key:
+    fps
+        Camera frame rate; overrides the camera's AcquirePeriod, the start document's ``fps``
+        and the rate measured from frame timestamps.
+    rotations_per_min
+        Substrate rotation speed in rpm; overrides the rotation reading and the start document.
+    rotation_key
         Data key whose latest reading is the substrate rotation in rpm (0 = parked).
-    bit_depth:
-        Declared bit depth for integer frames when the descriptor and metadata give none.
-    strict:
-        Raise ``AtomscaleCallbackError`` on the next document after any failure (aborts the run).
-    max_frame_bytes:
+    strict
+        Raise :class:`AtomscaleCallbackError` on the next document after any failure, so the
+        RunEngine aborts the run (for users who prefer no run to a partial upload).
+    stream_name
+        Base name of every stream (default: the start's ``name``/``stream_name``, else
+        "<plan_name> scan <scan_id>").
+    bit_depth
+        Declared bit depth of integer frames when the descriptor and metadata give none
+        (e.g. 12 for a 12-bit camera delivering uint16).
+    max_frame_bytes
         Frames (one event's array) larger than this are rejected and counted.
-    queue_max_bytes, queue_timeout_s:
-        Bound of the work queue in frame bytes, and the longest a delivering thread waits for
-        room before the data is dropped and counted.
-    external_timeout_s:
-        How long, at stop, the worker keeps retrying files that are not readable yet.
-    finalize_timeout_s:
+    queue_max_bytes
+        Bound of the work queue, in bytes of frame data.
+    queue_timeout_s
+        Longest a delivering thread waits for room in the queue before the event's data is
+        dropped and counted.
+    external_timeout_s
+        How long, at the end of a run, the worker keeps retrying files not readable yet.
+    finalize_timeout_s
         Drain timeout handed to each stream's ``finalize``.
-    points_per_chunk, point_flush_s:
-        Time-series batching: push when this many points are waiting or the oldest is this old.
-    instrument_id:
+    points_per_chunk
+        Time-series batching: push when this many points are waiting.
+    point_flush_s
+        Time-series batching: push when the oldest waiting point is this many seconds old.
+    instrument_id
         Optional growth-instrument id for the time-series stream.
-    progress, progress_interval_s:
-        None (default), "log" or "ipython": a live progress line every ``progress_interval_s``.
+    progress
+        None (default), "log" or "ipython": show a live progress line.
+    progress_interval_s
+        Seconds between progress lines.
+    client_factory
+        Callable returning a client, used instead of ``api_key``/``endpoint`` when ``client``
+        is None (for instance to choose the client's spool directory); called once, on the
+        worker thread; the callback closes what it returns.
+    frame_shapes
+        Data key or glob pattern -> ``(height, width)`` of flat (1-D) frames, such as
+        ophyd-async images over Channel Access. Without it the height and width come from the
+        descriptor, the camera's configuration, or its ``ArraySize0_RBV``/``ArraySize1_RBV``
+        readings in any stream of the run (flat frames wait, bounded, until those arrive).
     """
 
     def __init__(
