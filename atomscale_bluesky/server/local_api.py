@@ -4,8 +4,8 @@
 |---|---|
 | GET /local/health | ``{"status": "ok", "internal_errors": int, "presigns_live": int}`` |
 | GET /local/streams | list of stream summaries (RHEED and tool-state) with ``counters`` |
-| GET /local/rheed/{id} | RHEED summary + ``chunks`` (idx, n_frames, dims, start/end ms, clock,
-  received_at) |
+| GET /local/rheed/{id} | RHEED summary (``n_frames``, ``missing_chunks``, ...) + ``chunks`` (idx,
+  n_frames, offset, dims, start/end ms, clock, received_at) |
 | GET /local/rheed/{id}/chunks | the ``chunks`` list alone |
 | GET /local/rheed/{id}/frames?start=&stop=&format=raw|npy | frames [start, stop) as bytes |
 | GET /local/timeseries/{id} | tool-state summary with ``channels`` {name: {units, count, ...}} |
@@ -16,6 +16,10 @@
 Frames come as ``application/octet-stream`` C-order uint8 with headers ``X-Shape: N,H,W`` and
 ``X-Dtype: uint8`` (``format=raw``, default) or as a ``.npy`` file (``format=npy``). A time-series
 value that is not finite is sent as ``null``.
+
+Frames are dense: chunk k's frames are [offset, offset + n_frames) of the stream, right after
+chunk k-1's (a chunk not received yet counts as chunk_size frames and reads as zeros; its index is
+listed in ``missing_chunks``).
 """
 
 from __future__ import annotations

@@ -63,15 +63,20 @@ class LocalServerClient:
         return self._json("GET", "/local/streams")
 
     def rheed_stream(self, data_id: str) -> dict[str, Any]:
-        """Name, fps, rotations_per_min, sample, project_id, tags, status, n_frames, chunks, ..."""
+        """Name, fps, rotations_per_min, sample, project_id, tags, status, n_frames,
+        missing_chunks, chunks, ..."""
         return self._json("GET", f"/local/rheed/{data_id}")
 
     def chunk_times(self, data_id: str) -> list[dict[str, Any]]:
-        """Per chunk: idx, n_frames, dims, start/end_unix_ms_utc, clock_offset/uncertainty_ms."""
+        """Per chunk: idx, n_frames, offset (first frame in ``frames()``), dims,
+        start/end_unix_ms_utc, clock_offset/uncertainty_ms, uploads, received_at."""
         return self._json("GET", f"/local/rheed/{data_id}/chunks")
 
     def frames(self, data_id: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
-        """Frames [start, stop) of a stream as an (N, H, W) uint8 array."""
+        """Frames [start, stop) of a stream as an (N, H, W) uint8 array, dense in chunk order.
+
+        Frames of a chunk not received yet (see ``missing_chunks`` in ``rheed_stream``) are zeros.
+        """
         params = {k: v for k, v in (("start", start), ("stop", stop)) if v is not None}
         response = self._request("GET", f"/local/rheed/{data_id}/frames", params=params)
         shape = tuple(int(s) for s in response.headers["x-shape"].split(","))

@@ -2,9 +2,11 @@
 
 ``<data_dir>/atomscale.sqlite`` holds streams (RHEED and tool-state) with their counters, samples,
 tags, links, project tracking, per-chunk capture times, and every time-series point;
-``<data_dir>/rheed/<data_id>/frames.zarr`` holds the frames (see frame_store). All methods are
-synchronous and thread-safe (one SQLite connection behind a lock, one lock per stream for frame
-writes); the ASGI layer calls them from worker threads so the event loop stays responsive.
+``<data_dir>/rheed/<data_id>/frames.zarr`` holds the frames as one dense array (see frame_store
+for the layout and the placement rule; ``rheed_chunks.frame_offset`` is each chunk's first frame).
+All methods are synchronous and thread-safe (one SQLite connection behind a lock, one lock per
+stream around frame placement, shifting and reading); the ASGI layer calls them from worker
+threads so the event loop stays responsive.
 Raises StorageError subclasses that the HTTP layer maps to 4xx answers.
 """
 
@@ -12,20 +14,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.server.frame_store import FrameStore
-from atomscale_bluesky.server.shards import ShardError, decode_shard, repack
+from atomscale_bluesky.server.frame_store import FrameStore, StagedChunk
+from atomscale_bluesky.server.shards import ShardError, decode_shard
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -52,6 +56,7 @@ CREATE TABLE IF NOT EXISTS rheed_chunks (
     clock_offset_ms INTEGER, clock_uncertainty_ms REAL,
     metadata TEXT NOT NULL, nbytes INTEGER NOT NULL, received_at REAL NOT NULL,
     uploads INTEGER NOT NULL DEFAULT 1,
+    frame_offset INTEGER NOT NULL DEFAULT 0,  -- first frame of the chunk in the dense array
     PRIMARY KEY (data_id, chunk_idx)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -155,6 +160,12 @@ class Storage:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(rheed_chunks)")}
+            if "frame_offset" not in columns:
+                self._db.execute(
+                    "ALTER TABLE rheed_chunks ADD COLUMN frame_offset INTEGER NOT NULL DEFAULT 0"
+                )
+                self._migrate_stacked()
 
     def close(self) -> None:
         with self._db_lock:
@@ -181,6 +192,44 @@ class Storage:
     def _stream_lock(self, data_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._stream_locks.setdefault(data_id, threading.Lock())
+
+    def _migrate_stacked(self) -> None:
+        """Rewrite streams stored by the older stacked layout (one shard of chunk_size slots per
+        chunk at ``c/k/0/0``) into the dense layout, so an existing data directory keeps working."""
+        streams = self._db.execute(
+            "SELECT data_id, chunk_size, height, width FROM streams "
+            "WHERE kind = 'rheed' AND chunk_size IS NOT NULL"
+        ).fetchall()
+        for stream in streams:
+            data_id, cs = stream["data_id"], int(stream["chunk_size"])
+            dims = (cs, int(stream["height"]), int(stream["width"]))
+            store = self.frame_store(data_id)
+            old = store.root / "c.stacked"
+            if (store.root / "c").exists():
+                os.replace(store.root / "c", old)
+            chunks = self._db.execute(
+                "SELECT chunk_idx, n_frames FROM rheed_chunks WHERE data_id = ? ORDER BY chunk_idx",
+                (data_id,),
+            ).fetchall()
+            end, last = 0, -1
+            for chunk in chunks:
+                k, n = int(chunk["chunk_idx"]), int(chunk["n_frames"])
+                first = end + (k - last - 1) * cs
+                path = old / str(k) / "0" / "0"
+                if path.exists():  # a shard lost from disk keeps its place and reads as zeros
+                    shard = path.read_bytes()
+                    decoded = decode_shard(shard, dims)
+                    store.place(
+                        store.stage(shard, replace(decoded, entries=decoded.entries[:n])), first
+                    )
+                self._db.execute(
+                    "UPDATE rheed_chunks SET frame_offset = ? WHERE data_id = ? AND chunk_idx = ?",
+                    (first, data_id, k),
+                )
+                end, last = first + n, k
+            store.write_metadata(end, dims[1], dims[2], {"data_id": data_id, "chunk_size": cs,
+                                                         "layout": "dense"})  # fmt: skip
+            shutil.rmtree(old, ignore_errors=True)
 
     def frame_store(self, data_id: str) -> FrameStore:
         return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr")
@@ -379,53 +428,120 @@ class Storage:
         """Verify ``body`` against the grant's dims and store it as chunk ``grant.chunk_idx``.
 
         Nothing is written unless the shard decodes and fits the stream. A repeated chunk
-        overwrites the earlier one (counted as a duplicate).
+        overwrites the earlier one (counted as a duplicate). The frames are staged outside the
+        stream lock; placing them (and shifting later chunks when this chunk's size differs from
+        what they assumed) happens under it.
         """
         try:
             decoded = decode_shard(body, grant.dims)
-            packed = repack(body, decoded, grant.chunk_size)
         except ShardError as exc:
             raise BadShard(
                 f"shard does not decode with dims {grant.dims}: {exc}", data_id=grant.data_id
             ) from exc
+        if grant.dims[0] > grant.chunk_size:
+            raise BadShard(
+                f"dims N={grant.dims[0]} exceeds chunk_size {grant.chunk_size}",
+                data_id=grant.data_id,
+            )
+        store = self.frame_store(grant.data_id)
+        staged = store.stage(body, decoded)
+        try:
+            with self._stream_lock(grant.data_id):
+                return self._place_chunk(grant, store, staged, len(body))
+        finally:
+            store.discard(staged)
+
+    def _place_chunk(
+        self, grant: ChunkGrant, store: FrameStore, staged: StagedChunk, nbytes: int
+    ) -> ChunkResult:
+        """Under the stream lock: put a staged chunk at its offset, shifting later chunks."""
         n, h, w = grant.dims
-        with self._stream_lock(grant.data_id):
-            row = self.stream_row(grant.data_id, "rheed")
-            self._check_shape(row, grant)
-            store = self.frame_store(grant.data_id)
-            store.write_shard(grant.chunk_idx, packed)
-            now = time.time()
-            with self._tx() as db:
-                prev = db.execute(
-                    "SELECT uploads FROM rheed_chunks WHERE data_id = ? AND chunk_idx = ?",
-                    (grant.data_id, grant.chunk_idx),
-                ).fetchone()
-                db.execute(
-                    "INSERT OR REPLACE INTO rheed_chunks (data_id, chunk_idx, n_frames, height, "
-                    "width, start_unix_ms_utc, end_unix_ms_utc, clock_offset_ms, "
-                    "clock_uncertainty_ms, metadata, nbytes, received_at, uploads) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (grant.data_id, grant.chunk_idx, n, h, w, grant.start_ms, grant.end_ms,
-                     grant.clock_offset_ms, grant.clock_uncertainty_ms,
-                     json.dumps(dict(grant.metadata)), len(body), now,
-                     1 if prev is None else prev["uploads"] + 1),
-                )  # fmt: skip
-                late = row["status"] == "finalized"
-                db.execute(
-                    "UPDATE streams SET chunk_size = ?, height = ?, width = ?, "
-                    "chunks_received = chunks_received + 1, bytes_received = bytes_received + ?, "
-                    "duplicates = duplicates + ?, late_chunks = late_chunks + ?, last_activity = ? "
-                    "WHERE data_id = ?",
-                    (grant.chunk_size, h, w, len(body), int(prev is not None), int(late), now,
-                     grant.data_id),
-                )  # fmt: skip
-                (n_total,) = db.execute(
-                    "SELECT MAX(chunk_idx * ? + n_frames) FROM rheed_chunks WHERE data_id = ?",
-                    (grant.chunk_size, grant.data_id),
-                ).fetchone()
-            attrs = {"data_id": grant.data_id, "chunk_size": grant.chunk_size}
-            store.write_metadata(int(n_total), grant.chunk_size, h, w, attrs)
-        return ChunkResult(grant.data_id, grant.chunk_idx, n, prev is not None, late, int(n_total))
+        k, cs = grant.chunk_idx, grant.chunk_size
+        row = self.stream_row(grant.data_id, "rheed")
+        self._check_shape(row, grant)
+        prev = self._chunk_row(grant.data_id, k)
+        first = self._chunk_offset(grant.data_id, k, cs)
+        assumed = cs if prev is None else int(prev["n_frames"])
+        delta = n - assumed
+        if delta < 0 and prev is not None:
+            store.clear(first + n, first + assumed)  # the re-upload's old, longer tail
+        if delta != 0:
+            (lo, hi) = self._query(
+                "SELECT MIN(frame_offset), MAX(frame_offset + n_frames) FROM rheed_chunks "
+                "WHERE data_id = ? AND chunk_idx > ?",
+                (grant.data_id, k),
+            )[0]
+            if lo is not None:
+                store.shift(int(lo), int(hi), delta)
+        store.place(staged, first)
+        now = time.time()
+        late = row["status"] == "finalized"
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rheed_chunks SET frame_offset = frame_offset + ? "
+                "WHERE data_id = ? AND chunk_idx > ?",
+                (delta, grant.data_id, k),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO rheed_chunks (data_id, chunk_idx, n_frames, height, "
+                "width, start_unix_ms_utc, end_unix_ms_utc, clock_offset_ms, "
+                "clock_uncertainty_ms, metadata, nbytes, received_at, uploads, frame_offset) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (grant.data_id, k, n, h, w, grant.start_ms, grant.end_ms, grant.clock_offset_ms,
+                 grant.clock_uncertainty_ms, json.dumps(dict(grant.metadata)), nbytes, now,
+                 1 if prev is None else prev["uploads"] + 1, first),
+            )  # fmt: skip
+            db.execute(
+                "UPDATE streams SET chunk_size = ?, height = ?, width = ?, "
+                "chunks_received = chunks_received + 1, bytes_received = bytes_received + ?, "
+                "duplicates = duplicates + ?, late_chunks = late_chunks + ?, last_activity = ? "
+                "WHERE data_id = ?",
+                (cs, h, w, nbytes, int(prev is not None), int(late), now, grant.data_id),
+            )
+        n_total = self._n_total(grant.data_id)
+        attrs = {"data_id": grant.data_id, "chunk_size": cs, "layout": "dense"}
+        store.write_metadata(n_total, h, w, attrs)
+        return ChunkResult(grant.data_id, k, n, prev is not None, late, n_total)
+
+    def _chunk_row(self, data_id: str, chunk_idx: int) -> sqlite3.Row | None:
+        rows = self._query(
+            "SELECT n_frames, uploads, frame_offset FROM rheed_chunks "
+            "WHERE data_id = ? AND chunk_idx = ?",
+            (data_id, chunk_idx),
+        )
+        return rows[0] if rows else None
+
+    def _chunk_offset(self, data_id: str, chunk_idx: int, chunk_size: int) -> int:
+        """First frame of chunk ``chunk_idx``: received sizes before it, chunk_size for the rest."""
+        (count, frames) = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(n_frames), 0) FROM rheed_chunks "
+            "WHERE data_id = ? AND chunk_idx < ?",
+            (data_id, chunk_idx),
+        )[0]
+        return int(frames) + (chunk_idx - int(count)) * chunk_size
+
+    def _n_total(self, data_id: str) -> int:
+        """Frames in the dense array: the end of the highest received chunk (holes included)."""
+        rows = self._query(
+            "SELECT frame_offset + n_frames FROM rheed_chunks WHERE data_id = ? "
+            "ORDER BY chunk_idx DESC LIMIT 1",
+            (data_id,),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def missing_chunks(self, data_id: str) -> list[int]:
+        """Chunk indices below the highest received one that were never received (read as 0)."""
+        received = [
+            int(r[0])
+            for r in self._query(
+                "SELECT chunk_idx FROM rheed_chunks WHERE data_id = ? ORDER BY chunk_idx",
+                (data_id,),
+            )
+        ]
+        if not received:
+            return []
+        have = set(received)
+        return [i for i in range(received[-1]) if i not in have]
 
     def chunk_times(self, data_id: str) -> list[dict[str, Any]]:
         self.stream_row(data_id, "rheed")
@@ -436,6 +552,7 @@ class Storage:
             {
                 "idx": r["chunk_idx"],
                 "n_frames": r["n_frames"],
+                "offset": r["frame_offset"],  # first frame of the chunk in the stream's array
                 "dims": [r["n_frames"], r["height"], r["width"]],
                 "start_unix_ms_utc": r["start_unix_ms_utc"],
                 "end_unix_ms_utc": r["end_unix_ms_utc"],
@@ -450,24 +567,22 @@ class Storage:
         ]
 
     def n_frames(self, row: sqlite3.Row) -> int:
-        if row["chunk_size"] is None:
-            return 0
-        (n_total,) = self._query(
-            "SELECT COALESCE(MAX(chunk_idx * ? + n_frames), 0) FROM rheed_chunks WHERE data_id = ?",
-            (row["chunk_size"], row["data_id"]),
-        )[0]
-        return int(n_total)
+        return self._n_total(row["data_id"])
 
     def read_frames(self, data_id: str, start: int | None, stop: int | None) -> np.ndarray:
-        """Frames [start, stop) of a stream (Python slice rules for None/negatives; step 1)."""
-        row = self.stream_row(data_id, "rheed")
-        n_total = self.n_frames(row)
-        lo, hi, _ = slice(start, stop).indices(n_total)
-        if row["chunk_size"] is None:
-            return np.zeros((0, 0, 0), dtype=np.uint8)
-        return self.frame_store(data_id).read(
-            lo, max(hi, lo), row["chunk_size"], row["height"], row["width"]
-        )
+        """Frames [start, stop) of a stream (Python slice rules for None/negatives; step 1).
+
+        Frame files are read under the stream lock (so a shift is never seen half done) and
+        decompressed after it is released.
+        """
+        store = self.frame_store(data_id)
+        with self._stream_lock(data_id):
+            row = self.stream_row(data_id, "rheed")
+            if row["chunk_size"] is None:
+                return np.zeros((0, 0, 0), dtype=np.uint8)
+            lo, hi, _ = slice(start, stop).indices(self._n_total(data_id))
+            raw = store.read_raw(lo, max(hi, lo))
+        return FrameStore.decode(raw, row["height"], row["width"])
 
     # -- time series ------------------------------------------------------------------------------
 
@@ -589,6 +704,7 @@ class Storage:
                 height=row["height"],
                 width=row["width"],
                 n_frames=n_total,
+                missing_chunks=self.missing_chunks(data_id),
             )
             out["counters"]["frames_stored"] = int(stored)
         else:

@@ -61,9 +61,9 @@ def rheed_like(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def stored_chunks(reader: Any, data_id: str, chunk_size: int) -> dict[int, np.ndarray]:
-    """Frames per chunk index as stored on the server (chunk k at k*chunk_size)."""
+    """Frames per chunk index as stored on the server (chunk k at its dense ``offset``)."""
     all_frames = reader.frames(data_id)
     return {
-        c["idx"]: all_frames[c["idx"] * chunk_size : c["idx"] * chunk_size + c["n_frames"]]
+        c["idx"]: all_frames[c["offset"] : c["offset"] + c["n_frames"]]
         for c in reader.chunk_times(data_id)
     }

@@ -122,10 +122,9 @@ class EventFrames:
 def stored_chunk_hashes(reader: Any, data_id: str) -> list[list[str]]:
     """Hashes of the frames of each stored chunk, in chunk order (gaps of absent chunks skipped)."""
     info = reader.rheed_stream(data_id)
-    size = int(info["chunk_size"])
     out = []
     for chunk in sorted(info["chunks"], key=lambda c: c["idx"]):
-        lo = chunk["idx"] * size
+        lo = chunk["offset"]
         out.append([frame_hash(f) for f in reader.frames(data_id, lo, lo + chunk["n_frames"])])
     return out
 
