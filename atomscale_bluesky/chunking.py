@@ -3,12 +3,10 @@
 Every time is a hardware timestamp (the event's ``timestamps[key]``). A chunk's capture start is its
 first frame's timestamp and the protocol stamps its end as start + N/fps, so a chunk is cut at a
 time gap of more than ``cut_periods`` frame periods (a stale first frame, a paused acquisition) or a
-counter reset: each chunk's frames are evenly spaced, and every frame of the run is kept. (A cut
-chunk is shorter than chunk_size; the protocol's stacked layout then leaves the rest of its slots
-empty, which stand for the pause.) The one exception is a monitor's stale first value: frames
-stamped before the run started and followed by such a gap are left out and counted as ``stale``
-(they belong to an earlier acquisition; uploading them would leave chunk_size-1 empty slots at the
-start of every monitored stream). Frames are kept in
+counter reset: each chunk's frames are evenly spaced, and every frame of the run is kept (a cut
+chunk is simply shorter than chunk_size). The one exception is a monitor's stale first value:
+frames stamped before the run started and followed by such a gap are left out and counted as
+``stale``: they belong to an earlier acquisition, not to this run's video. Frames are kept in
 timestamp order within what is not yet flushed; duplicates (same timestamp) and frames older than
 the last flushed one are dropped and counted. Missing frames are counted by
 :class:`~atomscale_bluesky.sequence.FrameSequence`.
