@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,8 @@ import numpy as np
 
 from ..frames import FrameError, as_frame_stack
 from .errors import StreamClosedError
-from .report import StreamReport
 from .shards import encode_shard
+from .spooled_stream import SpooledStream
 from .stamps import chunk_stamps, now_ms
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def _uint8_planes(frames: Any, bit_depth: int | None) -> list[np.ndarray] | None
     return list(frames)
 
 
-class RheedStream:
+class RheedStream(SpooledStream):
     """A stream opened by :meth:`AtomscaleClient.open_rheed_stream`; push from any thread."""
 
     def __init__(
@@ -65,19 +64,15 @@ class RheedStream:
         chunk_size: int,
         name: str,
     ) -> None:
-        self._client = client
-        self.data_id = data_id
+        super().__init__(client, data_id)
         self.fps = fps
         self.rotations_per_min = rotations_per_min
         self.chunk_size = chunk_size
         self.name = name
-        self._lock = threading.Lock()
         self._next_idx = 0
         self._frame_shape: tuple[int, int] | None = None
         self._frames_pushed = 0
         self._opened = time.monotonic()
-        self._finalizing = False
-        self.report: StreamReport | None = None
 
     def __repr__(self) -> str:
         return (
@@ -158,18 +153,9 @@ class RheedStream:
             log.debug("chunk %d of stream %s spooled (%d frames)", idx, self.data_id, n)
         return idx
 
-    def finalize(self, drain_timeout_s: float = 600.0) -> StreamReport:
-        """Wait for the upload to drain, close the stream on the server, report what happened."""
-        self._finalizing = True
-        self.report = self._client.finalize(self.data_id, drain_timeout_s=drain_timeout_s)
-        return self.report
-
     def status(self) -> dict[str, Any]:
         """Counters (reference keys) plus frames pushed and throughput since open."""
-        stream = self._client._spool.stream(self.data_id)
-        counts: dict[str, Any] = stream.counts() if stream is not None else {}
-        if not counts and self.report is not None:
-            counts = self.report.as_dict()
+        counts = self._counts()
         elapsed = max(time.monotonic() - self._opened, 1e-9)
         uploaded_bytes = counts.get("bytes_uploaded", 0)
         return {
@@ -181,10 +167,3 @@ class RheedStream:
             "elapsed_s": elapsed,
             "finalized": self.report is not None,
         }
-
-    def __enter__(self) -> RheedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.report is None:
-            self.finalize()

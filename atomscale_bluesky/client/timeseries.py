@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import StreamClosedError
-from .report import StreamReport
+from .spooled_stream import SpooledStream
 
 if TYPE_CHECKING:
     from .client import AtomscaleClient
@@ -68,18 +67,14 @@ def validate_channel(
     return channel, ts, vs, units
 
 
-class TimeseriesStream:
+class TimeseriesStream(SpooledStream):
     """A stream opened by :meth:`AtomscaleClient.open_timeseries_stream`; thread-safe."""
 
     def __init__(self, client: AtomscaleClient, data_id: str, *, points_per_chunk: int) -> None:
-        self._client = client
-        self.data_id = data_id
+        super().__init__(client, data_id)
         self.points_per_chunk = points_per_chunk
-        self._lock = threading.Lock()
         self._next: dict[str, int] = {}
         self._points = 0
-        self._finalizing = False
-        self.report: StreamReport | None = None
 
     def __repr__(self) -> str:
         return f"TimeseriesStream(data_id={self.data_id!r})"
@@ -173,23 +168,6 @@ class TimeseriesStream:
         meta = {"path": path, "channels": names, "chunk_index": idx}
         self._client._spool.enqueue(self.data_id, idx, "timeseries", meta, payload)
 
-    def finalize(self, drain_timeout_s: float = 600.0) -> StreamReport:
-        """Wait for every spooled chunk, then close the stream on the server."""
-        self._finalizing = True
-        self.report = self._client.finalize(self.data_id, drain_timeout_s=drain_timeout_s)
-        return self.report
-
     def status(self) -> dict[str, Any]:
         """Counters (reference keys) plus the number of points pushed."""
-        stream = self._client._spool.stream(self.data_id)
-        counts: dict[str, Any] = stream.counts() if stream is not None else {}
-        if not counts and self.report is not None:
-            counts = self.report.as_dict()
-        return {"data_id": self.data_id, **counts, "points_pushed": self._points}
-
-    def __enter__(self) -> TimeseriesStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.report is None:
-            self.finalize()
+        return {"data_id": self.data_id, **self._counts(), "points_pushed": self._points}
