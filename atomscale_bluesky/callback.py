@@ -216,6 +216,7 @@ class _Run:
     seen_seq: dict[str, set[int]] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     closed: bool = False
+    stop: Mapping[str, Any] | None = None  # the stop document, while the stop grace runs
     # worker side
     cameras: dict[str, _Camera] = field(default_factory=dict)
     batcher: PointBatcher | None = None
@@ -324,6 +325,9 @@ class AtomscaleCallback:
         How long, at the end of a run, the worker keeps retrying files not readable yet.
     finalize_timeout_s
         Drain timeout handed to each stream's ``finalize``.
+    stop_grace_s
+        How long after a stop document the run still takes events: bluesky emits monitor events
+        from ophyd's monitor thread, so one taken just before the stop can arrive just after it.
     points_per_chunk
         Time-series batching: push when this many points are waiting.
     point_flush_s
@@ -369,6 +373,7 @@ class AtomscaleCallback:
         queue_timeout_s: float = 0.1,
         external_timeout_s: float = 10.0,
         finalize_timeout_s: float = 600.0,
+        stop_grace_s: float = 0.5,
         points_per_chunk: int = 100,
         point_flush_s: float = 1.0,
         instrument_id: int | None = None,
@@ -401,6 +406,9 @@ class AtomscaleCallback:
         self.queue_timeout_s = queue_timeout_s
         self.external_timeout_s = external_timeout_s
         self.finalize_timeout_s = finalize_timeout_s
+        if stop_grace_s < 0:
+            raise ValueError("stop_grace_s must not be negative")
+        self.stop_grace_s = stop_grace_s
         self.points_per_chunk = points_per_chunk
         self.point_flush_s = point_flush_s
         self.instrument_id = instrument_id
@@ -448,6 +456,7 @@ class AtomscaleCallback:
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until queued work is processed and finished runs are finalized."""
+        self._end_stopped_runs()
         deadline = time.monotonic() + timeout
         marker = threading.Event()
         self._queue.put_control(marker)
@@ -465,7 +474,7 @@ class AtomscaleCallback:
             return
         with self._lock:
             for run in list(self._runs.values()):
-                self._end_run(run, None)
+                self._end_run(run, run.stop)
             self._closed = True
         self._queue.put_control(_CLOSE)
         wait = (
@@ -534,8 +543,11 @@ class AtomscaleCallback:
                 return
             self._failure = None
             for run in list(self._runs.values()):
-                self._warn(run, "nostop", "run ended without a stop document; finalizing it now")
-                self._end_run(run, None)
+                if run.stop is None:
+                    self._warn(
+                        run, "nostop", "run ended without a stop document; finalizing it now"
+                    )
+                self._end_run(run, run.stop)
             meta = self._meta(doc)
             summary = RunSummary(
                 run_uid=uid,
@@ -680,10 +692,23 @@ class AtomscaleCallback:
     def _on_stop(self, doc: Mapping[str, Any]) -> None:
         with self._lock:
             run = self._runs.get(doc.get("run_start", ""))
-            if run is None:
+            if run is None or run.stop is not None:
                 self._orphan("stop", doc.get("run_start", "?"))
                 return
-            self._end_run(run, doc)
+            if self.stop_grace_s == 0:
+                self._end_run(run, doc)
+                return
+            run.stop = doc  # late monitor events of this run are still taken for stop_grace_s
+        timer = threading.Timer(self.stop_grace_s, self._end_stopped_runs, args=(run.uid,))
+        timer.daemon = True
+        timer.start()
+
+    def _end_stopped_runs(self, uid: str | None = None) -> None:
+        """End the run ``uid`` (or every run) whose stop document arrived and whose grace is over."""
+        with self._lock:
+            for run in list(self._runs.values()):
+                if run.stop is not None and uid in (None, run.uid):
+                    self._end_run(run, run.stop)
 
     def _end_run(self, run: _Run, stop: Mapping[str, Any] | None) -> None:
         """Called under the lock: no more data for this run; the worker finishes it."""
