@@ -15,4 +15,4 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
     os.environ.pop(_proxy, None)
 
-pytest_plugins = ["plugins.server_fixtures", "plugins.ioc_fixtures"]
+pytest_plugins = ["plugins.server_fixtures", "plugins.client_fixtures", "plugins.ioc_fixtures"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from atomscale_bluesky.client import AtomscaleClient, Backoff
+from atomscale_bluesky.client import Backoff
 
 #: Short retry delays for tests; the defaults (0.5 s doubling to 30 s) stay the reference's.
 FAST_BACKOFF = Backoff(first=0.05, max=0.5)
@@ -24,21 +24,9 @@ def server(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., AtomscaleClient]]:
-    made: list[AtomscaleClient] = []
-
-    def make(server: Any, **kwargs: Any) -> AtomscaleClient:
-        kwargs.setdefault("spool_dir", tmp_path / "spool")
-        kwargs.setdefault("spool_min_free_bytes", 0)
-        kwargs.setdefault("backoff", FAST_BACKOFF)
-        kwargs.setdefault("clock_sync", False)
-        client = AtomscaleClient(server.api_key, server.url, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
+def client_backoff() -> Backoff:
+    """Client tests retry faster still (see tests/plugins/client_fixtures.py)."""
+    return FAST_BACKOFF
 
 
 def rheed_like(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-from atomscale_bluesky.client import AtomscaleClient, Backoff
+from atomscale_bluesky.client import Backoff
 
 #: Upload retries short enough for test time; the defaults (0.5 s doubling to 30 s) stay.
 TEST_BACKOFF = Backoff(first=0.1, max=2.0)
@@ -141,22 +139,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., AtomscaleClient]]:
-    """Clients on the test's spool without clock correction (stored times = hardware times)."""
-    made: list[AtomscaleClient] = []
-
-    def make(server: Any, **kwargs: Any) -> AtomscaleClient:
-        kwargs.setdefault("spool_dir", tmp_path / "spool")
-        kwargs.setdefault("spool_min_free_bytes", 0)
-        kwargs.setdefault("backoff", TEST_BACKOFF)
-        kwargs.setdefault("clock_sync", False)
-        client = AtomscaleClient(server.api_key, server.url, **kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        client.close()
