@@ -318,19 +318,8 @@ class AtomscaleClient:
             raise UnknownStreamError(data_id)
         kind = spooled.kind
         drained = self._spool.drain(data_id, drain_timeout_s)
-        counts = self._spool.close_stream(data_id, "finalized") or {}
-        report = StreamReport(
-            data_id=data_id,
-            spooled=counts.get("chunks_spooled", 0),
-            uploaded=counts.get("chunks_uploaded", 0),
-            dropped=counts.get("chunks_dropped", 0),
-            failed=counts.get("chunks_failed", 0),
-            purged=counts.get("chunks_purged", 0),
-            pending=counts.get("chunks_pending", 0),
-            lost=list(counts.get("lost", [])),
-            drained=drained,
-            closed=counts.get("closed"),
-        )
+        self._spool.close_stream(data_id, "finalized")
+        report = spooled.report(drained=drained)
         if report.not_uploaded:
             message = (
                 f"{report.not_uploaded} of the {report.spooled + report.dropped} chunk(s) of "

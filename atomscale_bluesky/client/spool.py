@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .report import StreamReport
+
 __all__ = ["Entry", "Spool", "SpoolStream", "default_spool_root"]
 
 log = logging.getLogger("atomscale_bluesky.client.spool")
@@ -193,20 +195,27 @@ class SpoolStream:
             }
         ).encode()
 
+    def report(self, drained: bool = True) -> StreamReport:
+        """The stream's chunk outcomes so far, as ``finalize`` reports them."""
+        return StreamReport(
+            data_id=self.data_id,
+            spooled=self.spooled,
+            uploaded=self.uploaded,
+            dropped=self.dropped,
+            failed=self.failed,
+            purged=self.purged,
+            pending=self.pending,
+            lost=list(self.losses),
+            drained=drained,
+            closed=self.closed,
+        )
+
     def counts(self) -> dict[str, Any]:
-        return {
-            "chunks_spooled": self.spooled,
-            "chunks_uploaded": self.uploaded,
-            "chunks_dropped": self.dropped,
-            "chunks_failed": self.failed,
-            "chunks_purged": self.purged,
-            "chunks_pending": self.pending,
-            "chunks_not_uploaded": self.dropped + self.failed + self.purged,
-            "lost": list(self.losses),
-            "closed": self.closed,
-            "bytes_spooled": self.spooled_bytes,
-            "bytes_uploaded": self.uploaded_bytes,
-        }
+        """The reference's counter keys (``spool_status``), plus bytes spooled and uploaded."""
+        counts = self.report().as_dict()
+        del counts["data_id"], counts["drained"]
+        counts.update(bytes_spooled=self.spooled_bytes, bytes_uploaded=self.uploaded_bytes)
+        return counts
 
 
 class Spool:
