@@ -48,6 +48,7 @@ from atomscale_bluesky.routing import (
     pick_size,
     route_descriptor,
 )
+from atomscale_bluesky.seqnums import SeqNums, Verdict
 from atomscale_bluesky.sequence import CounterFeed, FrameSequence
 from atomscale_bluesky.summary import (
     CallbackCounters,
@@ -64,7 +65,6 @@ __all__ = ["AtomscaleCallback", "AtomscaleCallbackError"]
 logger = logging.getLogger("atomscale_bluesky.callback")
 
 _MiB = 1024 * 1024
-_SEEN_WINDOW = 65536  # seq_nums remembered per descriptor for duplicate detection
 _HELD_MAX_BYTES = 64 * _MiB  # flat frames held per camera until their height and width are known
 
 
@@ -213,8 +213,7 @@ class _Run:
     hints: RunHints = field(default_factory=RunHints)
     # delivering side (under the callback lock)
     routes: dict[str, Route] = field(default_factory=dict)
-    seen_seq: dict[str, set[int]] = field(default_factory=dict)
-    last_seq: dict[str, int] = field(default_factory=dict)
+    seen_seq: dict[str, SeqNums] = field(default_factory=dict)
     closed: bool = False
     stop: Mapping[str, Any] | None = None  # the stop document, while the stop grace runs
     # worker side
@@ -571,7 +570,7 @@ class AtomscaleCallback:
                 return
             route = route_descriptor(doc, self.options, run.hints)
             run.routes[doc["uid"]] = route
-            run.seen_seq[doc["uid"]] = set()
+            run.seen_seq[doc["uid"]] = SeqNums()
             self._desc_run[doc["uid"]] = run
             for key, reason in route.skipped.items():
                 if key not in run.summary.skipped_keys:
@@ -622,22 +621,16 @@ class AtomscaleCallback:
         """Indices of rows whose seq_num was not seen before; duplicates are counted and dropped."""
         seen = run.seen_seq[desc_uid]
         fresh: list[int] = []
-        last = run.last_seq.get(desc_uid)
         for i, seq in enumerate(seqs):
-            if seq in seen:
+            verdict = seen.see(seq)
+            if verdict is Verdict.DUPLICATE:
                 run.summary.duplicate_events += 1
                 self._counters.add(duplicate_events=1)
                 self._warn(run, f"dup:{desc_uid}", f"duplicate event seq_num {seq} dropped")
                 continue
-            if last is not None and seq < last:
+            if verdict is Verdict.LATE:
                 run.summary.out_of_order_events += 1
-            seen.add(seq)
-            last = seq if last is None else max(last, seq)
             fresh.append(i)
-        if last is not None:
-            run.last_seq[desc_uid] = last
-            if len(seen) > _SEEN_WINDOW:  # amortised O(1): forget seq_nums far behind
-                run.seen_seq[desc_uid] = {s for s in seen if s > last - _SEEN_WINDOW // 2}
         return fresh
 
     def _frame_bytes(

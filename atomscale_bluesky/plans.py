@@ -65,9 +65,19 @@ def stop_acquisition(camera: Any) -> Plan:
 def _monitored_run(
     camera: Any, sensors: Any, body: Plan, *, md: dict[str, Any], acquire: bool, fps: float | None
 ) -> Plan:
-    """One run of ``body`` with camera + sensor monitors; the camera starts first and stops last."""
+    """One run of ``body`` with camera + sensor monitors; the camera starts first and stops last.
+
+    The monitors are plain messages inside the run rather than bluesky's
+    ``monitor_during_wrapper``: that preprocessor keeps every message of the plan until it ends,
+    which grows without bound over an hours-long growth.
+    """
+    signals = _monitored(camera) + (_monitored(sensors) if sensors is not None else [])
+    monitoring: list[Any] = []
 
     def inner() -> Plan:
+        for signal in signals:
+            yield from bps.monitor(signal, name=f"{signal.name}_monitor")
+            monitoring.append(signal)
         if acquire:
             yield from start_acquisition(camera, fps=fps)
         yield from body
@@ -76,11 +86,10 @@ def _monitored_run(
         if acquire:
             yield from stop_acquisition(camera)
             yield from bps.sleep(0.2)  # let the last frames' monitor events arrive
+        while monitoring:
+            yield from bps.unmonitor(monitoring.pop())
 
-    signals = _monitored(camera) + (_monitored(sensors) if sensors is not None else [])
-    run = bpp.run_wrapper(bpp.finalize_wrapper(inner(), cleanup()), md=md)
-    # monitors are inserted after open_run, so the monitor wrapper goes around the run
-    return (yield from bpp.monitor_during_wrapper(run, signals))
+    return (yield from bpp.run_wrapper(bpp.finalize_wrapper(inner(), cleanup()), md=md))
 
 
 def snapshots(sensors: Any, period: float, duration: float, *, step: float = 0.1) -> Plan:

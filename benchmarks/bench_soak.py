@@ -40,11 +40,12 @@ def rss_bytes() -> int:
 
 @dataclass
 class Samples:
-    """RSS and spool size over the run, sampled every few seconds."""
+    """RSS, spool size and the callback's queued frame bytes over the run, every few seconds."""
 
     times: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     spool: list[int] = field(default_factory=list)
+    queue: list[int] = field(default_factory=list)
 
 
 class SoftChannels:
@@ -161,6 +162,7 @@ def run(minutes: float, fps: float, width: int, height: int, rate_hz: float) -> 
                 samples.times.append(time.monotonic() - t0)
                 samples.rss.append(rss_bytes())
                 samples.spool.append(int(client.status()["bytes"]))
+                samples.queue.append(callback.counters.queue_bytes)
 
         threading.Thread(target=sample, daemon=True, name="soak-sample").start()
         counter = CAMERA_PREFIX + "cam1:ArrayCounter_RBV"
@@ -209,6 +211,8 @@ def run(minutes: float, fps: float, width: int, height: int, rate_hz: float) -> 
         "rss_peak_growth_mb": (max(during_run or [rss_start]) - rss_start) / 1e6,
         "spool_peak_mb": max(samples.spool or [0]) / 1e6,
         "spool_end_mb": (samples.spool[-1] if samples.spool else 0) / 1e6,
+        "queue_peak_mb": max(samples.queue or [0]) / 1e6,
+        "queue_mb_every_10s": " ".join(f"{q / 1e6:.0f}" for q in samples.queue[::5]),
         "rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.rss[::5]),
         "latency_s": _percentiles(latency),
         "errors": summary.errors,

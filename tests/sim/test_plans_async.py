@@ -142,3 +142,30 @@ def test_ioc_launchers_run_as_modules_and_scripts():
         timeout=60,
     )
     assert bad.returncode != 0 and "frame size" in bad.stderr
+
+
+def test_monitor_growth_keeps_no_message_history_over_a_long_run(RE):
+    """An hours-long growth must not hold every plan message: memory stays flat with duration."""
+    import gc
+
+    from bluesky.utils import Msg
+    from ophyd import Signal
+
+    signal = Signal(name="aux", value=0.0)
+    issued = {"n": 0}
+    alive_at_stop = []
+
+    def count(msg: Msg) -> None:
+        issued["n"] += 1
+
+    def at_stop(name: str, doc: dict) -> None:
+        if name == "stop":
+            alive_at_stop.append(sum(isinstance(o, Msg) for o in gc.get_objects()))
+
+    RE.msg_hook = count
+    try:
+        RE(monitor_growth(signal, None, 1.0, acquire=False, step=0.0005), at_stop)
+    finally:
+        RE.msg_hook = None
+    assert issued["n"] > 1000  # the wait issued many checkpoint/sleep messages ...
+    assert alive_at_stop and alive_at_stop[0] < 100  # ... and none of them is still held
