@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from atomscale_bluesky.allocator import tune_allocator
+
 
 @dataclass(frozen=True)
 class Subcommand:
@@ -121,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("atomscale_bluesky").setLevel(min(level, logging.INFO))
+    tune_allocator()  # every subcommand is a long-running process that moves frames
     sub: Subcommand = args._subcommand
     result = _load(sub, sub.run)(args)
     return int(result or 0)

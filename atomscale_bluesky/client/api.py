@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import ssl
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -401,10 +402,14 @@ class AtomscaleApi:
             raise BadResponseError("presigned URL request failed: missing 'url'")
         return url
 
-    def put_shard(self, url: str, shard: bytes) -> None:
-        """PUT the raw shard to a presigned URL: no key, empty Content-Type, sized timeout."""
-        timeout = PUT_BASE_TIMEOUT_S + len(shard) / PUT_MIN_BYTES_PER_S
-        headers = {"Content-Type": "", "Content-Length": str(len(shard))}
+    def put_shard(self, url: str, shard: bytes | BinaryIO) -> None:
+        """PUT the raw shard to a presigned URL: no key, empty Content-Type, sized timeout.
+
+        ``shard`` is the bytes, or a seekable file holding them (sent from its start, in pieces).
+        """
+        size = len(shard) if isinstance(shard, bytes) else os.fstat(shard.fileno()).st_size
+        timeout = PUT_BASE_TIMEOUT_S + size / PUT_MIN_BYTES_PER_S
+        headers = {"Content-Type": "", "Content-Length": str(size)}
         response = self.http.put(
             url, content=_pieces(shard), headers=headers, timeout=httpx.Timeout(timeout)
         )
@@ -487,9 +492,15 @@ def rotational_period(fps: float, rotations_per_min: float) -> float | None:
 PUT_PIECE_BYTES = 1 << 20
 
 
-def _pieces(data: bytes) -> Iterator[bytes]:
+def _pieces(data: bytes | BinaryIO) -> Iterator[bytes]:
     """The body in 1 MiB pieces: the HTTP layer re-slices what it has left after every socket
-    send, which for one multi-megabyte body means copying the rest again and again."""
+    send, which for one multi-megabyte body means copying the rest again and again; a file is
+    read a piece at a time, from its start."""
+    if not isinstance(data, bytes):
+        data.seek(0)
+        while piece := data.read(PUT_PIECE_BYTES):
+            yield piece
+        return
     view = memoryview(data)
     for start in range(0, len(view), PUT_PIECE_BYTES):
         yield bytes(view[start : start + PUT_PIECE_BYTES])

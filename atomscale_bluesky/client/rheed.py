@@ -11,7 +11,7 @@ import numpy as np
 
 from ..frames import FrameError, as_frame_stack
 from .errors import StreamClosedError
-from .shards import encode_shard
+from .shards import encode_shard_parts
 from .spooled_stream import SpooledStream
 from .stamps import chunk_stamps, now_ms
 
@@ -145,7 +145,7 @@ class RheedStream(SpooledStream):
         if correction is not None:
             metadata["clock_offset_ms"] = correction.offset_ms
             metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
-        shard = encode_shard(stack)
+        shard = encode_shard_parts(stack)
         dropped = self._client._spool.enqueue(self.data_id, idx, "rheed", metadata, shard)
         with self._lock:
             self._frames_pushed += n

@@ -31,6 +31,7 @@ __all__ = [
     "ShardError",
     "decode_shard",
     "encode_shard",
+    "encode_shard_parts",
     "shard_key",
     "split_shard",
 ]
@@ -66,11 +67,17 @@ def shard_key(chunk_idx: int) -> str:
 
 
 def encode_shard(frames: np.ndarray | Sequence[np.ndarray]) -> bytes:
-    """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring).
+    """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring)."""
+    return b"".join(encode_shard_parts(frames))
+
+
+def encode_shard_parts(frames: np.ndarray | Sequence[np.ndarray]) -> list[Any]:
+    """The shard's bytes as a list of buffers in order (body frames, index, checksum).
 
     ``frames`` may also be a sequence of equal ``(H, W)`` uint8 arrays (a chunk's frames as they
     arrived): no stacking copy is made. zstd reads each frame's buffer directly and releases the
-    GIL while compressing; compressed frames are joined once, without intermediate copies.
+    GIL while compressing. The parts are written out as they are (the spool writes them to its
+    file), so a chunk of tens of MB is never joined into one more buffer of the same size.
     """
     planes = _planes(frames)
     comp = _compressor()
@@ -101,7 +108,7 @@ def encode_shard(frames: np.ndarray | Sequence[np.ndarray]) -> bytes:
     index_bytes = struct.pack(f"<{len(index)}Q", *index)
     body.append(index_bytes)
     body.append(struct.pack("<I", crc32c.crc32c(index_bytes)))
-    return b"".join(body)
+    return body
 
 
 def _planes(frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .report import StreamReport
 
@@ -84,11 +84,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _nbytes(parts: bytes | list[Any]) -> int:
+    if isinstance(parts, bytes):
+        return len(parts)
+    return sum(memoryview(part).nbytes for part in parts)
+
+
+def _write_atomically(path: Path, data: bytes | list[Any]) -> None:
+    """Write ``data`` (bytes, or buffers written one after another) to ``path`` via a rename."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes):
+                fh.write(data)
+            else:
+                for part in data:
+                    fh.write(part)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -302,9 +313,13 @@ class Spool:
         chunk_idx: int,
         kind: str,
         metadata: dict[str, Any],
-        payload: bytes,
+        payload: bytes | list[Any],
     ) -> str | None:
-        """Write one chunk; returns None when spooled, else the reason it was dropped."""
+        """Write one chunk; returns None when spooled, else the reason it was dropped.
+
+        ``payload`` is the chunk's bytes, or a sequence of buffers that together are its bytes.
+        """
+        payload_len = _nbytes(payload)
         with self._lock:
             stream = self._streams.get(data_id)
             if stream is None:
@@ -318,12 +333,12 @@ class Spool:
             "chunk_idx": chunk_idx,
             "spooled_at_ms": spooled_at,
             "seq": seq,
-            "shard_len": len(payload),
+            "shard_len": payload_len,
             "kind": kind,
             "metadata": metadata,
         }
         sidecar = json.dumps(meta).encode()
-        need = len(payload) + len(sidecar)
+        need = payload_len + len(sidecar)
         entry = Entry(meta, stream.dir, need)
         with self._lock:
             if stream.closed is not None:
@@ -368,7 +383,7 @@ class Spool:
                 return self._drop(stream, chunk_idx, "stream was closed")
             stream.spooled += 1
             stream.pending += 1
-            stream.spooled_bytes += len(payload)
+            stream.spooled_bytes += payload_len
             self._totals["spooled"] += 1
             self._bytes += need
             self._insert(entry)
@@ -482,8 +497,9 @@ class Spool:
             with contextlib.suppress(OSError):
                 _write_atomically(*marker)
 
-    def read_payload(self, entry: Entry) -> bytes:
-        return entry.payload_path.read_bytes()
+    def open_payload(self, entry: Entry) -> BinaryIO:
+        """The spooled chunk's file, open for reading (uploads stream it; nothing is read whole)."""
+        return open(entry.payload_path, "rb")
 
     def _remove_files(self, entry: Entry) -> None:
         for path in (entry.sidecar_path, entry.payload_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import BinaryIO
 
 from .api import AtomscaleApi
 from .retry import Backoff, is_rejection
@@ -78,11 +79,12 @@ class UploadWorkers:
                 log.exception("upload worker error on chunk %d", entry.meta["chunk_idx"])
                 self.spool.release(entry)
 
-    def _send(self, entry: Entry, payload: bytes) -> None:
+    def _send(self, entry: Entry, payload: BinaryIO) -> None:
         meta = entry.meta
         if meta.get("kind") == "timeseries":
+            payload.seek(0)
             try:
-                self.api.timeseries_post(meta["metadata"]["path"], payload)
+                self.api.timeseries_post(meta["metadata"]["path"], payload.read())
             except Exception as error:
                 if is_rejection(error):
                     raise Refused(f"refused by the backend: {error}") from None
@@ -98,15 +100,20 @@ class UploadWorkers:
         self.api.put_shard(url, payload)
 
     def _upload(self, entry: Entry) -> None:
-        chunk_idx, data_id = entry.meta["chunk_idx"], entry.meta["data_id"]
         try:
-            payload = self.spool.read_payload(entry)
+            payload = self.spool.open_payload(entry)
         except FileNotFoundError as error:
             self.spool.finish(entry, "failed", f"spooled shard is missing: {error}")
             return
         except OSError as error:
             self.spool.finish(entry, "failed", f"spooled shard unreadable: {error}")
             return
+        with payload:
+            self._attempts(entry, payload)
+
+    def _attempts(self, entry: Entry, payload: BinaryIO) -> None:
+        """Send the chunk until it is acknowledged, refused, stale or the workers stop."""
+        chunk_idx, data_id = entry.meta["chunk_idx"], entry.meta["data_id"]
         cancel = self.spool.cancel_event(entry)
         next_delay = self.backoff.delays()
         attempt = 0

@@ -1,7 +1,12 @@
 # Stream every run to Atomscale (settings from the environment: docs/configuration.md).
 import atexit
 
+from atomscale_bluesky.allocator import tune_allocator
 from atomscale_bluesky.settings import make_callback
+
+# frame buffers go straight back to the system, so a days-long session keeps a flat memory
+# (docs/troubleshooting.md; ATOMSCALE_TUNE_MALLOC=0 leaves glibc's allocator as it is)
+tune_allocator()
 
 if os.environ.get("ATOMSCALE_DISABLE", "").strip().lower() not in {"1", "true", "yes"}:
     atomscale = make_callback()
