@@ -33,16 +33,29 @@ class GapStats(Protocol):
     counter_resets: int
 
 
-class CounterFeed:
-    """One counter data key's readings on a monitor stream: timestamp -> value."""
+_PRUNE_MIN = 1024  # readings a feed holds before it first looks for old ones
 
-    def __init__(self) -> None:
+
+class CounterFeed:
+    """One counter data key's readings on a monitor stream: timestamp -> value.
+
+    A reading is taken by its frame within moments; readings more than ``retain_s`` behind the
+    newest are forgotten, so a counter no camera is matched to (a camera's second counter, such
+    as UniqueId next to ArrayCounter) costs bounded memory over an hours-long run.
+    """
+
+    def __init__(self, retain_s: float = 60.0) -> None:
         self.values: dict[int, int] = {}
         self.horizon = -math.inf  # the latest reading's timestamp (a monitor stream is in order)
+        self.retain_s = retain_s
+        self._check_at = _PRUNE_MIN
 
     def add(self, ts: float, value: int) -> None:
         self.values[ts_key(ts)] = value
         self.horizon = max(self.horizon, ts)
+        if len(self.values) > self._check_at:  # amortised O(1)
+            self.prune(self.horizon - self.retain_s)
+            self._check_at = max(_PRUNE_MIN, 2 * len(self.values))
 
     def take(self, ts: float) -> int | None:
         return self.values.pop(ts_key(ts), None)

@@ -141,3 +141,16 @@ def test_counter_stream_of_the_same_camera_is_picked():
     no_pv = FrameKey(**{**image.__dict__, "source": None})
     assert pick_counter(no_pv, bare) == bare[2]
     assert pick_counter(no_pv, bare[:1]) is None
+
+
+def test_a_counter_no_camera_takes_from_keeps_only_recent_readings():
+    """UniqueId next to ArrayCounter: its readings are never taken, yet memory stays bounded."""
+    feed = CounterFeed(retain_s=60.0)
+    t0 = 1_700_000_000.0
+    for i in range(120 * 600):  # ten minutes at 120 Hz
+        feed.add(t0 + i / 120.0, i)
+    assert len(feed.values) <= 2 * 120 * 60 + 1024  # about a minute, never the whole run
+    newest = t0 + (120 * 600 - 1) / 120.0
+    assert feed.take(newest) == 120 * 600 - 1  # recent readings are all there
+    assert feed.take(newest - 30.0) == 120 * 600 - 1 - 3600
+    assert feed.take(t0) is None  # the oldest were forgotten
