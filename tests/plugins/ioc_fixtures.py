@@ -24,8 +24,10 @@ SENSORS_PREFIX = "GROWTH:"
 DEFAULT_FPS = 30.0
 
 
-def ca_read(pv: str, *, timeout: float = 2.0, data_type: Any = None) -> Any:
-    """Read one PV with caproto's sync client (no repeater registration); returns the response."""
+def ca_read(pv: str, *, timeout: float = 5.0, data_type: Any = None) -> Any:
+    """Read one PV with caproto's sync client (no repeater registration); returns the response.
+
+    The timeout covers the UDP search too: on a loaded 2-core CI machine 2 s was seen to expire."""
     from caproto.sync.client import read
 
     kwargs = {"data_type": data_type} if data_type is not None else {}
@@ -43,7 +45,7 @@ def ca_value(pv: str, **kwargs: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def ca_write(pv: str, value: Any, *, timeout: float = 2.0) -> None:
+def ca_write(pv: str, value: Any, *, timeout: float = 5.0) -> None:
     """Write with put-completion, so a refused write raises ``ErrorResponseReceived``."""
     from caproto.sync.client import write
 
