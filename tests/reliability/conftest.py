@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,12 +129,3 @@ def stored_chunk_hashes(reader: Any, data_id: str) -> list[list[str]]:
 def stored_hashes(reader: Any, data_id: str) -> list[str]:
     """Hashes of every frame a RHEED stream holds on the server, in frame order."""
     return [h for chunk in stored_chunk_hashes(reader, data_id) for h in chunk]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from plugins.ioc_fixtures import wait_for
 
-from .conftest import PRESIGN, Figures, wait_until
+from .conftest import PRESIGN, Figures
 
 pytest.importorskip("zmq")
 pytest.importorskip("tiled.server")
@@ -84,7 +85,7 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
             first = subprocess.Popen(consume, env=env, stdout=out, stderr=subprocess.STDOUT)
         publisher = None
         try:
-            assert wait_until(lambda: "consuming documents" in logs[0].read_text(), 60)
+            assert wait_for(lambda: "consuming documents" in logs[0].read_text(), 60)
             time.sleep(1.0)
             truth = tmp_path / "truth.npz"
             publisher = subprocess.Popen(
@@ -93,7 +94,7 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             # kill the consumer once two chunks sit in its spool, mid-run
-            assert wait_until(lambda: sum(map(len, _spooled_chunks(spool).values())) >= 2, 60)
+            assert wait_for(lambda: sum(map(len, _spooled_chunks(spool).values())) >= 2, 60)
             os.kill(first.pid, signal.SIGKILL)
             first.wait(10)
             at_kill = _spooled_chunks(spool)
@@ -107,7 +108,7 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
                 second = subprocess.Popen(consume, env=env, stdout=out, stderr=subprocess.STDOUT)
             try:
                 for line in ("recovered stream", "consuming documents"):
-                    assert wait_until(lambda t=line: t in logs[1].read_text(), 90), (  # type: ignore[misc]
+                    assert wait_for(lambda t=line: t in logs[1].read_text(), 90), (  # type: ignore[misc]
                         logs[1].read_text()
                     )
             finally:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from plugins.ioc_fixtures import ca_value, ca_write
+from plugins.ioc_fixtures import ca_value, ca_write, wait_for
 
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client.shards import encode_shard
@@ -30,7 +30,6 @@ from .conftest import (
     RssSampler,
     stored_chunk_hashes,
     stored_hashes,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -54,7 +53,7 @@ def _set_size(prefix: str, h: int, w: int, fps: float) -> None:
 def small_camera(camera: Any) -> Iterator[Any]:
     """The session camera at 160x120 for the test; back to 640x480 afterwards."""
     _set_size(camera.prefix, *SMALL, fps=30.0)
-    wait_until(lambda: (camera.height.get(), camera.width.get()) == SMALL, 5)
+    wait_for(lambda: (camera.height.get(), camera.width.get()) == SMALL, 5)
     try:
         yield camera
     finally:
@@ -122,7 +121,7 @@ def test_server_down_30s_mid_run_at_120fps_loses_nothing_and_does_not_slow_the_r
 
     def start_outage() -> None:  # once both streams are open, 6 s into the run
         t0 = time.monotonic()
-        wait_until(lambda: callback.counters.streams_opened >= 2, 20, 0.05)
+        wait_for(lambda: callback.counters.streams_opened >= 2, 20, 0.05)
         time.sleep(max(0.0, 6.0 - (time.monotonic() - t0)))
         local_server.faults.set(outage_s=outage_s, outage_mode="drop")
         outage["at"] = time.monotonic()
@@ -256,7 +255,7 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
     released = threading.Event()
 
     def release_when_full() -> None:  # let uploads through once the spool has dropped chunks
-        wait_until(lambda: client.status()["chunks_dropped"] >= 2, 60)
+        wait_for(lambda: client.status()["chunks_dropped"] >= 2, 60)
         local_server.faults.clear()
         released.set()
 

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from plugins.ioc_fixtures import wait_for
 
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client import AtomscaleClient, AtomscaleClientError
@@ -37,7 +38,7 @@ from atomscale_bluesky.client.shards import encode_shard, shard_key
 from atomscale_bluesky.server.runner import running_server
 from atomscale_bluesky.settings import CallbackSettings
 
-from .conftest import PRESIGN, TEST_BACKOFF, wait_until
+from .conftest import PRESIGN, TEST_BACKOFF
 from .docs_run import record_run
 
 PLANTED = "PLANTED-" + uuid.uuid4().hex.upper()
@@ -78,7 +79,7 @@ def test_planted_key_is_absent_from_logs_errors_reprs_spool_and_documents(
         planted_server.faults.set(outage=True, paths=[PRESIGN])
         callback = AtomscaleCallback(client, sample="leak test", tags=["security"])
         docs = record_run(RE, callback, num=45, sample="leak wafer")
-        assert wait_until(lambda: client.status()["chunks_pending"] >= 1, 20)
+        assert wait_for(lambda: client.status()["chunks_pending"] >= 1, 20)
         spool_hits = _grep_tree(spool, PLANTED)
         spooled_files = [p for p in spool.rglob("*") if p.is_file()]
         planted_server.faults.clear()
@@ -146,7 +147,7 @@ def test_planted_key_is_absent_from_the_cli_debug_output(
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        assert wait_until(lambda: "finalized stream" in log.read_text(errors="replace"), 60)
+        assert wait_for(lambda: "finalized stream" in log.read_text(errors="replace"), 60)
     finally:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(30)
