@@ -245,7 +245,7 @@ def camera_stream(
 
 
 def _write_stream_file(path: Path, cam: CameraSpec, epics_times: bool) -> None:
-    from atomscale_bluesky.external import EPICS_EPOCH_OFFSET
+    from atomscale_bluesky.callback.external_files import EPICS_EPOCH_OFFSET
 
     with h5py.File(path, "w") as f:
         f.create_dataset("/entry/data/data", data=cam.frames)

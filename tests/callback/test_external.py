@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from atomscale_bluesky.external import (
+from atomscale_bluesky.callback.external_files import (
     EPICS_EPOCH_OFFSET,
     ExternalDataError,
     ExternalNotReady,

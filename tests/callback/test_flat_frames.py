@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky import callback as callback_module
-from atomscale_bluesky.callback import AtomscaleCallback
+from atomscale_bluesky.callback import AtomscaleCallback, camera_uploader
 
 from .docs import T0, CameraSpec, RunDocs, make_camera
 
@@ -103,7 +102,7 @@ def test_frame_shapes_option_shapes_flat_frames_without_size_readings(server, cl
 
 def test_held_flat_frames_are_bounded_the_oldest_rejected(server, client, monkeypatch):
     cam = make_camera("rheed-image", 30, h=48, w=96, fps=20.0, seed=25)
-    monkeypatch.setattr(callback_module, "_HELD_MAX_BYTES", 4 * 48 * 96)  # room for 4 frames
+    monkeypatch.setattr(camera_uploader, "HELD_MAX_BYTES", 4 * 48 * 96)  # room for 4 frames
     rd = RunDocs.start(fps=20.0)
     image = _image_monitor(rd, cam, "RHEED:")
     _flat_frames(rd, image, cam, 0, 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import event_model
 import pytest
 
-from atomscale_bluesky.routing import (
+from atomscale_bluesky.callback.routing import (
     CounterKey,
     RoutingOptions,
     RunHints,
@@ -114,7 +114,9 @@ def test_include_exclude_and_rename():
 
 def test_monitor_descriptor_learns_size_and_fps_from_earlier_descriptor_of_the_run():
     hints = RunHints()
-    route_descriptor(_pyepics_camera_descriptor(), RoutingOptions(), hints)
+    first = route_descriptor(_pyepics_camera_descriptor(), RoutingOptions(), hints)
+    assert not hints.sizes, "routing only reads the hints; the caller absorbs what it learnt"
+    hints.absorb(first)
     # a monitor stream of the bare image signal: its configuration is the image itself
     monitor = _descriptor(
         {

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-from atomscale_bluesky.summary import ChannelSummary, RheedSummary, RunSummary, TimeseriesSummary
+from atomscale_bluesky.callback.summary import (
+    ChannelSummary,
+    RheedSummary,
+    RunSummary,
+    TimeseriesSummary,
+)
 
 
 def _summary(**counts: int) -> RunSummary:

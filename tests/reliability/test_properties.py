@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from atomscale_bluesky import frames as frame_rule
+from atomscale_bluesky.callback.routing import RoutingOptions, RunHints, route_descriptor
 from atomscale_bluesky.client.shards import decode_shard as client_decode
 from atomscale_bluesky.client.shards import encode_shard
-from atomscale_bluesky.routing import RoutingOptions, RunHints, route_descriptor
 from atomscale_bluesky.server.shards import decode_shard as server_decode
 from atomscale_bluesky.server.shards import repack
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from atomscale_bluesky.chunking import CameraChunker, ChunkStats
-from atomscale_bluesky.routing import CounterKey, FrameKey, pick_counter
-from atomscale_bluesky.sequence import CounterFeed, FrameSequence
+from atomscale_bluesky.callback.frame_chunker import CameraChunker, ChunkStats
+from atomscale_bluesky.callback.frame_gaps import CounterFeed, FrameSequence
+from atomscale_bluesky.callback.routing import CounterKey, FrameKey, pick_counter
 
 T0 = 1_700_000_000.0
 FPS = 10.0

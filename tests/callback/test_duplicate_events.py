@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atomscale_bluesky.seqnums import SeqNums, Verdict
+from atomscale_bluesky.callback.duplicate_events import SeqNums, Verdict
 
 
 def _model(seqs: list[int]) -> list[Verdict]:

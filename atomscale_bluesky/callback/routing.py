@@ -159,6 +159,8 @@ class Route:
     period_readings: dict[str, str] = field(default_factory=dict)  # object -> AcquirePeriod key
     counters: dict[str, CounterKey] = field(default_factory=dict)  # frame counters, no frames
     sizes: dict[str, SizeKey] = field(default_factory=dict)  # width/height readings, any object
+    config_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # object -> (H, W)
+    config_fps: dict[str, float] = field(default_factory=dict)  # object -> fps (AcquirePeriod)
 
     @property
     def continuous(self) -> bool:
@@ -182,6 +184,17 @@ class RunHints:
 
     def fps_for(self, object_name: str | None, key: str) -> float | None:
         return _lookup(self.fps, object_name, key)
+
+    def absorb(self, route: Route) -> None:
+        """Learn what a descriptor's configuration says (each side keeps its own hints)."""
+        self.sizes.update(route.config_sizes)
+        self.fps.update(route.config_fps)
+
+    def merged(self, route: Route) -> RunHints:
+        """These hints plus ``route``'s configuration, as a new record."""
+        merged = RunHints(sizes=dict(self.sizes), fps=dict(self.fps))
+        merged.absorb(route)
+        return merged
 
 
 def _lookup(table: Mapping[str, Any], object_name: str | None, key: str) -> Any:
@@ -319,18 +332,22 @@ def _is_external(data_key: Mapping[str, Any]) -> str | None:
 def route_descriptor(
     descriptor: Mapping[str, Any], options: RoutingOptions, hints: RunHints | None = None
 ) -> Route:
-    """Classify every data key of ``descriptor``; learn frame sizes from its configuration."""
-    hints = hints if hints is not None else RunHints()
+    """Classify every data key of ``descriptor``, with what ``hints`` and its configuration say.
+
+    ``hints`` is only read; the configuration's frame sizes and fps are returned in the route
+    (``config_sizes``, ``config_fps``) for the caller to :meth:`RunHints.absorb`.
+    """
     configuration = descriptor.get("configuration", {}) or {}
+    data_keys: Mapping[str, Any] = descriptor.get("data_keys", {}) or {}
+    route = Route(descriptor_uid=descriptor["uid"], stream_name=descriptor.get("name", "primary"))
     for obj in configuration:
         size = _config_size(configuration, obj)
         if size:
-            hints.sizes[obj] = size
+            route.config_sizes[obj] = size
         fps = _config_fps(configuration, obj)
         if fps:
-            hints.fps[obj] = fps
-    data_keys: Mapping[str, Any] = descriptor.get("data_keys", {}) or {}
-    route = Route(descriptor_uid=descriptor["uid"], stream_name=descriptor.get("name", "primary"))
+            route.config_fps[obj] = fps
+    hints = (hints or RunHints()).merged(route)
 
     frame_candidates: dict[str, Mapping[str, Any]] = {}
     for key, raw in data_keys.items():

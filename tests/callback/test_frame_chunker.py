@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from atomscale_bluesky.chunking import CameraChunker, PointBatcher, chunk_size_for
+from atomscale_bluesky.callback.frame_chunker import CameraChunker, chunk_size_for
+from atomscale_bluesky.callback.point_batcher import PointBatcher
 
 T0 = 1_700_000_000.0
 

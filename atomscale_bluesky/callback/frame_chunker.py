@@ -1,4 +1,4 @@
-"""Turn one camera's frames into uint8 (N, H, W) chunks, and scalar readings into point batches.
+"""Turn one camera's frames into uint8 (N, H, W) chunks stamped with hardware time.
 
 Every time is a hardware timestamp (the event's ``timestamps[key]``). A chunk's capture start is its
 first frame's timestamp and the protocol stamps its end as start + N/fps, so a chunk is cut at a
@@ -9,7 +9,7 @@ frames stamped before the run started and followed by such a gap are left out an
 ``stale``: they belong to an earlier acquisition, not to this run's video. Frames are kept in
 timestamp order within what is not yet flushed; duplicates (same timestamp) and frames older than
 the last flushed one are dropped and counted. Missing frames are counted by
-:class:`~atomscale_bluesky.sequence.FrameSequence`.
+:class:`~atomscale_bluesky.callback.frame_gaps.FrameSequence`.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.sequence import FrameSequence
+from atomscale_bluesky.callback.frame_gaps import FrameSequence
 
 __all__ = [
     "CameraChunker",
     "Chunk",
     "ChunkStats",
-    "PointBatcher",
     "chunk_size_for",
     "normalise_frames",
 ]
@@ -271,65 +270,3 @@ def _finite(value: Any) -> bool:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-@dataclass
-class ChannelStats:
-    """Per-channel point counts for the summary."""
-
-    points: int = 0
-    non_finite: int = 0
-    units: str | None = None
-
-
-class PointBatcher:
-    """Batches scalar points per channel; ``take`` hands over a ``push_multi`` payload when due."""
-
-    def __init__(self, *, points_per_chunk: int = 100, max_age_s: float = 1.0) -> None:
-        self.points_per_chunk = points_per_chunk
-        self.max_age_s = max_age_s
-        self.channels: dict[str, ChannelStats] = {}
-        self._batch: dict[str, tuple[list[float], list[float]]] = {}
-        self._size = 0
-        self._since: float | None = None
-
-    def add(self, channel: str, ts: float, value: float, units: str | None) -> bool:
-        """Queue one point; a non-finite value or timestamp is counted and refused."""
-        stats = self.channels.get(channel)
-        if stats is None:
-            stats = self.channels[channel] = ChannelStats(units=units)
-        if not (math.isfinite(value) and math.isfinite(ts)):
-            stats.non_finite += 1
-            return False
-        stamps, values = self._batch.setdefault(channel, ([], []))
-        stamps.append(ts)
-        values.append(value)
-        stats.points += 1
-        self._size += 1
-        if self._since is None:
-            self._since = time.monotonic()
-        return True
-
-    def due(self) -> bool:
-        if not self._size:
-            return False
-        if self._size >= self.points_per_chunk:
-            return True
-        return self._since is not None and time.monotonic() - self._since >= self.max_age_s
-
-    def take(self) -> dict[str, tuple[list[float], list[float], str | None]]:
-        """Everything batched, each channel sorted by timestamp."""
-        out: dict[str, tuple[list[float], list[float], str | None]] = {}
-        for channel, (stamps, values) in self._batch.items():
-            if not stamps:
-                continue
-            order = sorted(range(len(stamps)), key=stamps.__getitem__)
-            out[channel] = (
-                [stamps[i] for i in order],
-                [values[i] for i in order],
-                self.channels[channel].units,
-            )
-        self._batch = {}
-        self._size = 0
-        self._since = None
-        return out

@@ -1,74 +1,11 @@
-"""What the callback tells the user: live counters, a per-run summary record, and progress lines."""
+"""What a finished run's upload amounted to: per-stream records and a few human lines."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = [
-    "CallbackCounters",
-    "ChannelSummary",
-    "ProgressDisplay",
-    "RheedSummary",
-    "RunSummary",
-    "TimeseriesSummary",
-]
-
-logger = logging.getLogger("atomscale_bluesky.callback")
-
-
-@dataclass
-class CallbackCounters:
-    """Live totals across runs; read them any time from ``callback.counters``."""
-
-    runs: int = 0
-    documents: int = 0
-    events: int = 0
-    frames_queued: int = 0
-    frames_pushed: int = 0
-    chunks_pushed: int = 0
-    points_queued: int = 0
-    points_pushed: int = 0
-    streams_opened: int = 0
-    streams_closed: int = 0
-    errors: int = 0
-    dropped_overflow: int = 0
-    rejected_frames: int = 0
-    empty_frames: int = 0  # empty image waveforms (no image published yet): not frames
-    skipped_points: int = 0
-    duplicate_events: int = 0
-    duplicate_starts: int = 0  # start documents repeated for the running run (ignored)
-    orphan_events: int = 0
-    external_failed: int = 0
-    queue_bytes: int = 0
-    queue_items: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-class LockedCounters:
-    """Counters shared by the RunEngine/monitor threads and the worker, updated under a lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = CallbackCounters()
-
-    def add(self, **amounts: int) -> None:
-        with self._lock:
-            for name, amount in amounts.items():
-                setattr(self._values, name, getattr(self._values, name) + amount)
-
-    def set(self, **values: int) -> None:
-        with self._lock:
-            for name, value in values.items():
-                setattr(self._values, name, value)
-
-    def snapshot(self) -> CallbackCounters:
-        with self._lock:
-            return CallbackCounters(**self._values.as_dict())
+__all__ = ["ChannelSummary", "RheedSummary", "RunSummary", "TimeseriesSummary", "count_noun"]
 
 
 @dataclass
@@ -201,26 +138,26 @@ class RunSummary:
     def text(self) -> str:
         """A few human lines: totals, each stream with its data id, and every problem counted."""
         channels = (
-            f" in {_count(len(self.timeseries.channels), 'channel')}" if self.timeseries else ""
+            f" in {count_noun(len(self.timeseries.channels), 'channel')}" if self.timeseries else ""
         )
         head = (
             f"Atomscale run {self.run_uid[:8]} '{self.name}' ({self.exit_status or 'open'}): "
-            f"{_count(self.frames, 'frame')} in {_count(self.chunks, 'chunk')}, "
-            f"{_count(self.points, 'point')}{channels}, "
+            f"{count_noun(self.frames, 'frame')} in {count_noun(self.chunks, 'chunk')}, "
+            f"{count_noun(self.points, 'point')}{channels}, "
             f"{self.missing} missing from camera sequence, {self.lost} lost, "
-            f"{_count(self.errors, 'error')}"
+            f"{count_noun(self.errors, 'error')}"
         )
         lines = [head]
         for r in self.rheed:
             lines.append(
-                f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {_count(r.frames, 'frame')}/"
-                f"{_count(r.chunks, 'chunk')}, {r.frame_shape}, {_fmt(r.fps)} fps "
+                f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {count_noun(r.frames, 'frame')}/"
+                f"{count_noun(r.chunks, 'chunk')}, {r.frame_shape}, {_fmt(r.fps)} fps "
                 f"({r.fps_source}), {_fmt(r.rotations_per_min)} rpm" + _problems(r)
             )
         if self.timeseries:
             ts = self.timeseries
             lines.append(
-                f"  time series -> {ts.data_id or 'not opened'}: {_count(ts.points, 'point')}, "
+                f"  time series -> {ts.data_id or 'not opened'}: {count_noun(ts.points, 'point')}, "
                 f"channels {sorted(ts.channels)}"
                 + (f", {ts.non_finite} non-finite skipped" if ts.non_finite else "")
                 + (f", {ts.not_sent} not sent" if ts.not_sent else "")
@@ -235,7 +172,7 @@ class RunSummary:
             (self.empty_frames, "empty image reading skipped", "empty image readings skipped"),
             (self.shape_changes, "shape change", "shape changes"),
         ]
-        noted = [_count(n, one, many) for n, one, many in extra if n]
+        noted = [count_noun(n, one, many) for n, one, many in extra if n]
         if noted:
             lines.append("  " + ", ".join(noted))
         if self.skipped_keys:
@@ -251,7 +188,7 @@ def _fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
+def count_noun(n: int, one: str, many: str | None = None) -> str:
     """``1 frame``, ``2 frames``: a count with its noun in the right number."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
@@ -269,44 +206,6 @@ def _problems(r: RheedSummary) -> str:
         (r.not_sent, "not sent", "not sent"),
         (r.lost_chunks or 0, "lost chunk", None),
     ]
-    noted = [_count(n, one, many) for n, one, many in parts if n]
+    noted = [count_noun(n, one, many) for n, one, many in parts if n]
     out = ", " + ", ".join(noted) if noted else ""
     return out + (f" [{r.error}]" if r.error else "")
-
-
-class ProgressDisplay:
-    """Optional live progress: a log line ("log") or an updating IPython text ("ipython")."""
-
-    def __init__(self, mode: str | None) -> None:
-        if mode not in (None, "log", "ipython"):
-            raise ValueError(f"progress must be None, 'log' or 'ipython', not {mode!r}")
-        self.mode = mode
-        self._handle: Any = None
-
-    def show(self, counters: CallbackCounters) -> None:
-        if self.mode is None:
-            return
-        text = (
-            f"atomscale: {_count(counters.frames_pushed, 'frame')} / "
-            f"{_count(counters.chunks_pushed, 'chunk')} pushed, "
-            f"{_count(counters.points_pushed, 'point')}, "
-            f"queue {_count(counters.queue_items, 'item')} ({counters.queue_bytes / 1e6:.1f} MB), "
-            f"{_count(counters.errors, 'error')}, {counters.dropped_overflow} dropped"
-        )
-        if self.mode == "ipython" and self._show_ipython(text):
-            return
-        logger.info(text)
-
-    def _show_ipython(self, text: str) -> bool:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return False
-        if get_ipython() is None:
-            return False
-        if self._handle is None:
-            self._handle = display(text, display_id=True)
-        else:
-            self._handle.update(text)
-        return True

@@ -1,0 +1,113 @@
+"""The callback's worker thread: takes work items in order and hands each to its run's uploader.
+
+It owns every :class:`RunUploader` (built on ``RunOpened``, handed to a finalizer on ``RunEnded``),
+the stream opener and the progress display; the delivering threads reach it only via the queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from atomscale_bluesky.callback.counters import CallbackCounters, LockedCounters
+from atomscale_bluesky.callback.finalizer import Finalizers
+from atomscale_bluesky.callback.messages import (
+    DescriptorArrived,
+    EventRows,
+    ExternalDocument,
+    FlushMarker,
+    RunEnded,
+    RunOpened,
+    StopWorker,
+    WorkItem,
+)
+from atomscale_bluesky.callback.options import CallbackOptions
+from atomscale_bluesky.callback.progress import ProgressDisplay
+from atomscale_bluesky.callback.run_report import FailureLatch, log_error
+from atomscale_bluesky.callback.run_uploader import RunUploader
+from atomscale_bluesky.callback.stream_opener import StreamOpener
+from atomscale_bluesky.callback.work_queue import WorkQueue
+
+__all__ = ["Worker"]
+
+POLL_S = 0.25  # how often an idle worker wakes for periodic work (point batches, file retries)
+
+
+class Worker:
+    """One thread that turns work items into pushed chunks."""
+
+    def __init__(
+        self,
+        options: CallbackOptions,
+        queue: WorkQueue[WorkItem],
+        counters: LockedCounters,
+        failure: FailureLatch,
+        opener: StreamOpener,
+        finalizers: Finalizers,
+        live_counters: Callable[[], CallbackCounters],
+    ) -> None:
+        self._options = options
+        self._queue = queue
+        self._counters = counters
+        self._failure = failure
+        self._opener = opener
+        self._finalizers = finalizers
+        self._live_counters = live_counters
+        self._progress = ProgressDisplay(options.progress)
+        self._runs: dict[str, RunUploader] = {}
+        self._thread = threading.Thread(target=self._loop, name="atomscale-callback", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        last_progress = time.monotonic()
+        while True:
+            item = self._queue.get(timeout=POLL_S)
+            if isinstance(item, StopWorker):
+                break
+            if item is not None:
+                self._handle_safely(item)
+            for run in list(self._runs.values()):
+                run.periodic()
+            interval = self._options.progress_interval_s
+            if self._progress.mode and time.monotonic() - last_progress > interval:
+                last_progress = time.monotonic()
+                self._progress.show(self._live_counters())
+
+    def _handle_safely(self, item: WorkItem) -> None:
+        try:
+            self._handle(item)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the worker
+            run = self._runs.get(getattr(item, "run_uid", ""))
+            context = f"processing {type(item).__name__}"
+            if run is not None:
+                run.ctx.report.error(context, exc)
+            else:
+                message = log_error("run -", context, exc, self._counters)
+                if self._options.strict:
+                    self._failure.trip(message)
+
+    def _handle(self, item: WorkItem) -> None:
+        if isinstance(item, FlushMarker):
+            item.done.set()
+        elif isinstance(item, RunOpened):
+            self._runs[item.meta.uid] = RunUploader(
+                item, self._options, self._counters, self._opener
+            )
+        elif isinstance(item, EventRows):
+            self._runs[item.run_uid].on_rows(item)
+        elif isinstance(item, DescriptorArrived):
+            self._runs[item.run_uid].on_descriptor(item)
+        elif isinstance(item, ExternalDocument):
+            self._runs[item.run_uid].on_external(item)
+        elif isinstance(item, RunEnded):
+            run = self._runs.pop(item.run_uid)
+            try:
+                run.finish()
+            finally:
+                self._finalizers.start(run)
