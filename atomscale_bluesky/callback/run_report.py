@@ -11,8 +11,9 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 
 from atomscale_bluesky.callback.counters import CallbackCounters, LockedCounters
+from atomscale_bluesky.callback.summary import RunCounts
 
-__all__ = ["FailureLatch", "RunCounts", "RunReport", "log_error"]
+__all__ = ["FailureLatch", "RunReport", "log_error"]
 
 logger = logging.getLogger("atomscale_bluesky.callback")
 
@@ -40,22 +41,6 @@ class FailureLatch:
     def message(self) -> str | None:
         with self._lock:
             return self._message
-
-
-@dataclass
-class RunCounts:
-    """Per-run counts of the documents and data the intake and the worker saw."""
-
-    events: int = 0
-    duplicate_events: int = 0
-    duplicate_starts: int = 0
-    out_of_order_events: int = 0
-    orphan_events: int = 0
-    dropped_overflow: int = 0
-    rejected_frames: int = 0
-    empty_frames: int = 0
-    shape_changes: int = 0
-    errors: int = 0
 
 
 @dataclass

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ChannelSummary", "RheedSummary", "RunSummary", "TimeseriesSummary", "count_noun"]
+__all__ = [
+    "ChannelSummary",
+    "RheedSummary",
+    "RunCounts",
+    "RunSummary",
+    "TimeseriesSummary",
+    "count_noun",
+]
 
 
 @dataclass
@@ -63,7 +70,23 @@ class TimeseriesSummary:
 
 
 @dataclass
-class RunSummary:
+class RunCounts:
+    """Per-run counts of the documents and data the intake and the worker saw."""
+
+    events: int = 0
+    duplicate_events: int = 0
+    duplicate_starts: int = 0
+    out_of_order_events: int = 0
+    orphan_events: int = 0
+    dropped_overflow: int = 0
+    rejected_frames: int = 0
+    empty_frames: int = 0
+    shape_changes: int = 0
+    errors: int = 0
+
+
+@dataclass(kw_only=True)
+class RunSummary(RunCounts):
     """Everything a user wants to know about one run's upload, kept in ``callback.summaries``."""
 
     run_uid: str
@@ -75,16 +98,6 @@ class RunSummary:
     rheed: list[RheedSummary] = field(default_factory=list)
     timeseries: TimeseriesSummary | None = None
     skipped_keys: dict[str, str] = field(default_factory=dict)
-    events: int = 0
-    duplicate_events: int = 0
-    duplicate_starts: int = 0
-    out_of_order_events: int = 0
-    orphan_events: int = 0
-    dropped_overflow: int = 0
-    rejected_frames: int = 0
-    empty_frames: int = 0
-    shape_changes: int = 0
-    errors: int = 0
     error_messages: list[str] = field(default_factory=list)
 
     @property
