@@ -4,17 +4,17 @@ The ophyd-async equivalents live in :mod:`atomscale_bluesky.devices.async_device
 ``sim`` extra; importing this package does not import ophyd-async.
 """
 
+from atomscale_bluesky.devices.connect import connect_all
+from atomscale_bluesky.devices.growth_sensors import GrowthSensors
 from atomscale_bluesky.devices.rheed_camera import (
     AD_DTYPES,
-    CallbackConsistentRead,
     CounterSignal,
-    GrowthSensors,
     RheedCam,
     RheedCamera,
     RheedImagePlugin,
     RheedImageSignal,
-    connect_all,
 )
+from atomscale_bluesky.devices.signals import CallbackConsistentRead
 
 __all__ = [
     "RheedCamera",

@@ -5,16 +5,9 @@ snapshots; ``growth_recipe`` drives the chamber (temperatures, rotation, shutter
 monitoring. Every wait is a short sleep between checkpoints, so pause and abort act promptly.
 """
 
-from atomscale_bluesky.plans.monitoring import (
-    Plan,
-    count_growth,
-    growth_recipe,
-    monitor_growth,
-    snapshots,
-    start_acquisition,
-    stop_acquisition,
-    wait,
-)
+from atomscale_bluesky.plans.monitoring import count_growth, monitor_growth, snapshots
+from atomscale_bluesky.plans.recipe import growth_recipe
+from atomscale_bluesky.plans.stubs import Plan, start_acquisition, stop_acquisition, wait
 
 __all__ = [
     "monitor_growth",
