@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from atomscale_bluesky import cli
+from atomscale_bluesky.apps import cli
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "atomscale_bluesky.cli", *args],
+        [sys.executable, "-m", "atomscale_bluesky.apps.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,7 +38,7 @@ def test_unknown_subcommand_fails_clearly():
 
 
 def test_zmq_addresses_default_to_loopback():
-    from atomscale_bluesky.zmq_consumer import tcp_address
+    from atomscale_bluesky.apps.consume import tcp_address
 
     assert tcp_address("5578") == "tcp://127.0.0.1:5578"
     assert tcp_address("127.0.0.1:5578") == "tcp://127.0.0.1:5578"

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from atomscale_bluesky.settings import (
+from atomscale_bluesky.apps.settings import (
     CallbackSettings,
     add_callback_arguments,
     settings_from_args,

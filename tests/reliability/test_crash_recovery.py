@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atomscale_bluesky.cli", *args]
+    return [sys.executable, "-m", "atomscale_bluesky.apps.cli", *args]
 
 
 def _stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> int:
@@ -65,7 +65,7 @@ def _spooled_chunks(spool: Path) -> dict[str, set[int]]:
 def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
     local_server: Any, tmp_path: Path
 ) -> None:
-    from atomscale_bluesky.catalog import running_catalog
+    from atomscale_bluesky.apps.catalog import running_catalog
 
     in_port, out_port = _free_port(), _free_port()
     spool = tmp_path / "spool"

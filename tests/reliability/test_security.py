@@ -32,11 +32,11 @@ import numpy as np
 import pytest
 from plugins.ioc_fixtures import wait_for
 
+from atomscale_bluesky.apps.settings import CallbackSettings
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client import AtomscaleClient, AtomscaleClientError
 from atomscale_bluesky.client.shards import encode_shard, shard_key
 from atomscale_bluesky.server.runner import running_server
-from atomscale_bluesky.settings import CallbackSettings
 
 from .conftest import PRESIGN, TEST_BACKOFF
 from .docs_run import record_run
@@ -56,7 +56,7 @@ def _grep_tree(root: Path, needle: str) -> list[Path]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atomscale_bluesky.cli", *args]
+    return [sys.executable, "-m", "atomscale_bluesky.apps.cli", *args]
 
 
 @pytest.fixture

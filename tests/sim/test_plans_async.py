@@ -77,7 +77,11 @@ def test_ophyd_async_devices_describe_and_monitor(RE, camera_ioc, sensors_ioc):
     from bluesky import preprocessors as bpp
     from ophyd_async.core import init_devices
 
-    from atomscale_bluesky.devices_async import GrowthSensorsAsync, ImageMode, RheedCameraAsync
+    from atomscale_bluesky.devices.async_devices import (
+        GrowthSensorsAsync,
+        ImageMode,
+        RheedCameraAsync,
+    )
 
     with init_devices():  # after the RunEngine (fixture) exists
         rheed = RheedCameraAsync(camera_ioc.prefix)

@@ -25,7 +25,7 @@ def free_tcp_port() -> int:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "atomscale_bluesky.cli", *args]
+    return [sys.executable, "-m", "atomscale_bluesky.apps.cli", *args]
 
 
 def wait_for_line(path: Path, text: str, timeout: float) -> bool:

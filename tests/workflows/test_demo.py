@@ -42,7 +42,7 @@ def demo_processes() -> list[str]:
 def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--duration", "9", *ARGS, "--output-dir", str(out)],
+        [sys.executable, "-m", "atomscale_bluesky.apps.cli", "demo", "--duration", "9", *ARGS, "--output-dir", str(out)],
         env=demo_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -61,7 +61,7 @@ def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
 def test_demo_stops_everything_on_ctrl_c(tmp_path):
     out = tmp_path / "demo"
     process = subprocess.Popen(
-        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--duration", "60", *ARGS, "--output-dir", str(out)],
+        [sys.executable, "-m", "atomscale_bluesky.apps.cli", "demo", "--duration", "60", *ARGS, "--output-dir", str(out)],
         env=demo_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -79,7 +79,7 @@ def test_demo_stops_everything_on_ctrl_c(tmp_path):
 
 def test_demo_rejects_bad_options():
     result = subprocess.run(
-        [sys.executable, "-m", "atomscale_bluesky.cli", "demo", "--fps", "0"],
+        [sys.executable, "-m", "atomscale_bluesky.apps.cli", "demo", "--fps", "0"],
         env=demo_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2

@@ -18,7 +18,11 @@ def test_ophyd_async_monitor_run_streams_every_frame_with_ioc_timestamps(
 ):
     from ophyd_async.core import init_devices
 
-    from atomscale_bluesky.devices_async import GrowthSensorsAsync, ImageMode, RheedCameraAsync
+    from atomscale_bluesky.devices.async_devices import (
+        GrowthSensorsAsync,
+        ImageMode,
+        RheedCameraAsync,
+    )
 
     with init_devices():
         rheed = RheedCameraAsync(camera_ioc.prefix)

@@ -57,7 +57,7 @@ def record(RE: RunEngine) -> tuple[list[np.ndarray], list[float], list[float], l
 
 
 def test_replay_streams_a_stored_run_with_its_hardware_timestamps(tmp_path, local_server):
-    from atomscale_bluesky.catalog import running_catalog
+    from atomscale_bluesky.apps.catalog import running_catalog
 
     with running_catalog(tmp_path / "catalog") as catalog:
         RE = RunEngine({})
@@ -70,7 +70,7 @@ def test_replay_streams_a_stored_run_with_its_hardware_timestamps(tmp_path, loca
         assert len(catalog.client[uid]["primary"]["cam_image"].read()) == 12
 
         result = subprocess.run(
-            [sys.executable, "-m", "atomscale_bluesky.cli", "replay", "--catalog", catalog.uri,
+            [sys.executable, "-m", "atomscale_bluesky.apps.cli", "replay", "--catalog", catalog.uri,
              "--catalog-api-key", catalog.api_key, "--endpoint", local_server.url, uid],
             env={**__import__("os").environ, "ATOMSCALE_API_KEY": local_server.api_key,
                  "ATOMSCALE_BLUESKY_SPOOL_DIR": str(tmp_path / "spool"),
@@ -100,11 +100,11 @@ def test_replay_streams_a_stored_run_with_its_hardware_timestamps(tmp_path, loca
 
 
 def test_replay_of_an_unknown_run_fails_clearly(tmp_path, local_server):
-    from atomscale_bluesky.catalog import running_catalog
+    from atomscale_bluesky.apps.catalog import running_catalog
 
     with running_catalog(tmp_path / "catalog") as catalog:
         result = subprocess.run(
-            [sys.executable, "-m", "atomscale_bluesky.cli", "replay", "--catalog", catalog.uri,
+            [sys.executable, "-m", "atomscale_bluesky.apps.cli", "replay", "--catalog", catalog.uri,
              "--catalog-api-key", catalog.api_key, "--endpoint", local_server.url, "no-such-run"],
             env={**__import__("os").environ, "ATOMSCALE_API_KEY": local_server.api_key,
                  "ATOMSCALE_BLUESKY_SPOOL_DIR": str(tmp_path / "spool")},

@@ -100,7 +100,7 @@ def start_catalog(directory: str | Path, *, timeout: float = 90.0) -> LocalCatal
     path.mkdir(parents=True, exist_ok=True)
     api_key = secrets.token_hex(16)
     process = subprocess.Popen(
-        [sys.executable, "-m", "atomscale_bluesky.catalog", str(path)],
+        [sys.executable, "-m", "atomscale_bluesky.apps.catalog", str(path)],
         env={**os.environ, KEY_VARIABLE: api_key},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

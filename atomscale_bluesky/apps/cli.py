@@ -27,7 +27,7 @@ class Subcommand:
 SUBCOMMANDS = (
     Subcommand(
         "demo",
-        "atomscale_bluesky.demo",
+        "atomscale_bluesky.apps.demo",
         "run simulated IOCs, the local server and a growth recipe streaming to it",
     ),
     Subcommand(
@@ -39,24 +39,24 @@ SUBCOMMANDS = (
     ),
     Subcommand(
         "ioc",
-        "atomscale_bluesky.cli",
+        "atomscale_bluesky.apps.cli",
         "run a simulated IOC in the foreground (options after the kind go to the IOC)",
         add_arguments="add_ioc_arguments",
         run="ioc_from_args",
     ),
     Subcommand(
         "replay",
-        "atomscale_bluesky.replay",
+        "atomscale_bluesky.apps.replay",
         "stream finished runs from a Tiled/databroker catalog to Atomscale",
     ),
     Subcommand(
         "consume",
-        "atomscale_bluesky.zmq_consumer",
+        "atomscale_bluesky.apps.consume",
         "run the callback out of process behind bluesky's 0MQ proxy",
     ),
     Subcommand(
         "zmq-proxy",
-        "atomscale_bluesky.zmq_consumer",
+        "atomscale_bluesky.apps.consume",
         "run bluesky's 0MQ proxy bound to loopback",
         add_arguments="add_proxy_arguments",
         run="proxy_from_args",

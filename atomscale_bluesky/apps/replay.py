@@ -76,7 +76,7 @@ def replay_runs(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from atomscale_bluesky.settings import add_callback_arguments
+    from atomscale_bluesky.apps.settings import add_callback_arguments
 
     parser.add_argument("--catalog", required=True, help="Tiled server URL of the run catalog")
     parser.add_argument(
@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from atomscale_bluesky.settings import callback_from_args
+    from atomscale_bluesky.apps.settings import callback_from_args
 
     catalog = open_catalog(
         args.catalog, api_key=args.catalog_api_key or os.environ.get("TILED_API_KEY")

@@ -122,7 +122,7 @@ def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from atomscale_bluesky.settings import add_callback_arguments
+    from atomscale_bluesky.apps.settings import add_callback_arguments
 
     parser.add_argument(
         "--zmq",
@@ -135,8 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atomscale_bluesky.apps.settings import make_callback, settings_from_args
     from atomscale_bluesky.client import AtomscaleClient
-    from atomscale_bluesky.settings import make_callback, settings_from_args
 
     settings = settings_from_args(args)
     client = AtomscaleClient(endpoint=settings.endpoint, spool_dir=settings.spool_dir)

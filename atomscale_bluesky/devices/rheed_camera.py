@@ -1,4 +1,4 @@
-"""ophyd (v1) devices for a RHEED camera (any areaDetector driver) and the growth sensors.
+"""The RHEED camera on any areaDetector IOC, with frames described as 2-D arrays of their native type.
 
 Channel Access carries images as flat waveforms, so ophyd alone describes them as ``shape [H*W]``
 with no ``dtype_numpy``. :class:`RheedImageSignal` reshapes to ``(H, W)`` from ``ArraySize0/1_RBV``,
@@ -10,15 +10,16 @@ timestamp (see ecosystem-notes 4.5). Only standard areaDetector PV names are use
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
 from ophyd import Component as Cpt
-from ophyd import Device, EpicsSignal, EpicsSignalRO
+from ophyd import EpicsSignalRO
 from ophyd.areadetector import DetectorBase, SingleTrigger
 from ophyd.areadetector.cam import AreaDetectorCam
 from ophyd.areadetector.plugins import ImagePlugin
+
+from atomscale_bluesky.devices.signals import CallbackConsistentRead, strip_ctrl_limits
 
 log = logging.getLogger(__name__)
 
@@ -36,49 +37,6 @@ AD_DTYPES = {
     "Float64": "<f8",
 }
 _AD_DTYPE_BY_INDEX = list(AD_DTYPES)
-
-
-def _strip_ctrl_limits(desc: dict[str, Any]) -> None:
-    for key in ("lower_ctrl_limit", "upper_ctrl_limit"):
-        desc.pop(key, None)
-
-
-class CallbackConsistentRead:
-    """``read()`` inside a value callback returns the update that fired it, never a newer one.
-
-    bluesky's monitor callback ignores the value it is given and calls ``read()``; with the
-    pyepics layer the cached value may already belong to the next update (a frame counter then
-    shows repeats and gaps). Inside the callback this mixin answers with the firing update.
-    """
-
-    SUB_VALUE: str
-    name: str
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._firing = threading.local()
-        super().__init__(*args, **kwargs)
-
-    def _run_subs(self, *args: Any, sub_type: Any, **kwargs: Any) -> None:
-        if sub_type != self.SUB_VALUE or "value" not in kwargs:
-            super()._run_subs(*args, sub_type=sub_type, **kwargs)  # type: ignore[misc]
-            return
-        previous = getattr(self._firing, "reading", None)
-        self._firing.reading = (kwargs["value"], kwargs.get("timestamp"))
-        try:
-            super()._run_subs(*args, sub_type=sub_type, **kwargs)  # type: ignore[misc]
-        finally:
-            self._firing.reading = previous
-
-    def postprocess(self, value: Any) -> Any:
-        """Turn a raw CA value into what ``get()`` returns (identity here)."""
-        return value
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        firing = getattr(self._firing, "reading", None)
-        if firing is None or firing[1] is None:
-            return super().read()  # type: ignore[misc,no-any-return]
-        value, timestamp = firing
-        return {self.name: {"value": self.postprocess(value), "timestamp": timestamp}}
 
 
 class RheedImageSignal(CallbackConsistentRead, EpicsSignalRO):
@@ -126,7 +84,7 @@ class RheedImageSignal(CallbackConsistentRead, EpicsSignalRO):
         entry = desc[self.name]
         h, w = self._frame_shape()
         entry.update(dtype="array", dtype_numpy=self._native_dtype().str, shape=[h, w])
-        _strip_ctrl_limits(entry)
+        strip_ctrl_limits(entry)
         return desc
 
     # a frame in every monitor descriptor's configuration would cost a full image each time
@@ -142,7 +100,7 @@ class CounterSignal(CallbackConsistentRead, EpicsSignalRO):
 
     def describe(self) -> dict[str, dict[str, Any]]:
         desc = super().describe()
-        _strip_ctrl_limits(desc[self.name])
+        strip_ctrl_limits(desc[self.name])
         return desc
 
 
@@ -193,80 +151,10 @@ class RheedCamera(SingleTrigger, DetectorBase):
     def describe_configuration(self) -> dict[str, Any]:
         desc: dict[str, Any] = super().describe_configuration()
         for entry in desc.values():
-            _strip_ctrl_limits(entry)
+            strip_ctrl_limits(entry)
         return desc
 
     @property
     def monitored(self) -> list[Any]:
         """The signals a monitor plan should subscribe to: the frame and its counters."""
         return [self.image, self.array_counter, self.unique_id]
-
-
-def _units_signal(base: type[EpicsSignalRO] | type[EpicsSignal]) -> Any:
-    class WithUnits(base):  # type: ignore[valid-type,misc]
-        """Describes ``units`` always (enums have no EGU over CA) and never ctrl limits of 0..0."""
-
-        def describe(self) -> dict[str, dict[str, Any]]:
-            desc = super().describe()
-            entry = desc[self.name]
-            if entry.get("units") is None:
-                entry["units"] = ""
-            if entry.get("lower_ctrl_limit") == entry.get("upper_ctrl_limit"):
-                _strip_ctrl_limits(entry)
-            return desc
-
-    WithUnits.__name__ = f"{base.__name__}WithUnits"
-    return WithUnits
-
-
-class _ConsistentRO(CallbackConsistentRead, EpicsSignalRO):
-    """A read-only EPICS signal whose monitor events carry the update that fired them."""
-
-
-Readback = _units_signal(_ConsistentRO)
-Setpoint = _units_signal(EpicsSignal)
-
-
-class GrowthSensors(Device):
-    """The MBE chamber's sensors: every reading is a readback with units (EGU) from the IOC.
-
-    Readings: ``<name>_substrate_temperature`` (degC), ``<name>_ga_temperature``,
-    ``<name>_as_temperature``, ``<name>_in_temperature`` (degC), ``<name>_shutter_ga``/``_as``/``_in``
-    (0 Closed, 1 Open), ``<name>_rotation_rpm`` (rpm), ``<name>_azimuth`` (deg),
-    ``<name>_pressure`` (Torr), ``<name>_growth_rate`` (ML/s), ``<name>_monolayer_period`` (s).
-    Setpoints (``*_setpoint``, ``shutter_*_cmd``) are configuration, written by plans.
-    """
-
-    substrate_temperature = Cpt(Readback, "substrate:Temp_RBV", auto_monitor=True)
-    ga_temperature = Cpt(Readback, "cell:Ga:Temp_RBV", auto_monitor=True)
-    as_temperature = Cpt(Readback, "cell:As:Temp_RBV", auto_monitor=True)
-    in_temperature = Cpt(Readback, "cell:In:Temp_RBV", auto_monitor=True)
-    shutter_ga = Cpt(Readback, "shutter:Ga_RBV", auto_monitor=True)
-    shutter_as = Cpt(Readback, "shutter:As_RBV", auto_monitor=True)
-    shutter_in = Cpt(Readback, "shutter:In_RBV", auto_monitor=True)
-    rotation_rpm = Cpt(Readback, "rotation:RPM_RBV", auto_monitor=True)
-    azimuth = Cpt(Readback, "rotation:Azimuth_RBV", auto_monitor=True)
-    pressure = Cpt(Readback, "chamber:Pressure_RBV", auto_monitor=True)
-    growth_rate = Cpt(Readback, "growth:Rate_RBV", auto_monitor=True)
-    monolayer_period = Cpt(Readback, "growth:MonolayerPeriod_RBV", auto_monitor=True)
-
-    substrate_temperature_setpoint = Cpt(Setpoint, "substrate:TempSP", kind="config")
-    ga_temperature_setpoint = Cpt(Setpoint, "cell:Ga:TempSP", kind="config")
-    as_temperature_setpoint = Cpt(Setpoint, "cell:As:TempSP", kind="config")
-    in_temperature_setpoint = Cpt(Setpoint, "cell:In:TempSP", kind="config")
-    shutter_ga_cmd = Cpt(Setpoint, "shutter:Ga", kind="config")
-    shutter_as_cmd = Cpt(Setpoint, "shutter:As", kind="config")
-    shutter_in_cmd = Cpt(Setpoint, "shutter:In", kind="config")
-    rotation_rpm_setpoint = Cpt(Setpoint, "rotation:RPM", kind="config")
-    update_rate = Cpt(Setpoint, "UpdateRate", kind="config")
-
-    @property
-    def monitored(self) -> list[Any]:
-        """The readback signals a monitor plan should subscribe to."""
-        return [getattr(self, attr) for attr in self.read_attrs]
-
-
-def connect_all(*devices: Device, timeout: float = 10.0) -> None:
-    """Wait for every PV a plan will touch (areaDetector components are lazy)."""
-    for device in devices:
-        device.wait_for_connection(timeout=timeout)
