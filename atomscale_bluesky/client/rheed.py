@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..frames import FrameError, as_frame_stack
+from ..shards import encode_shard_parts
 from .errors import StreamClosedError
-from .shards import encode_shard_parts
 from .spooled_stream import SpooledStream
 from .stamps import chunk_stamps, now_ms
 
