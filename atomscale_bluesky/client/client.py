@@ -28,6 +28,7 @@ from .report import StreamReport
 from .retry import FINALIZE_ATTEMPTS, Backoff, is_transient_on_end, with_retries
 from .rheed import RheedStream
 from .spool import Spool, default_spool_root
+from .stream_services import StreamServices
 from .timeseries import TimeseriesStream
 from .uploader import UploadWorkers
 
@@ -110,6 +111,12 @@ class AtomscaleClient:
         self._api = AtomscaleApi(self.config, self._http)
         self._spool = self._open_spool(
             spool_dir, spool_max_bytes, spool_min_free_bytes, spool_retention_s
+        )
+        self._services = StreamServices(
+            enqueue=self._spool.enqueue,
+            counts=self._stream_counts,
+            finalize=self.finalize,
+            clock=self._clock,
         )
         self._streams: dict[str, RheedStream | TimeseriesStream] = {}
         self._finalized: dict[str, StreamReport] = {}
@@ -223,7 +230,7 @@ class AtomscaleClient:
         }
         self._open_spool_stream(data_id, "rheed", info)
         stream = RheedStream(
-            self,
+            self._services,
             data_id,
             fps=fps,
             rotations_per_min=rotations_per_min,
@@ -278,7 +285,7 @@ class AtomscaleClient:
         self._open_spool_stream(
             data_id, "timeseries", {"points_per_chunk": points_per_chunk, "name": stream_name}
         )
-        stream = TimeseriesStream(self, data_id, points_per_chunk=points_per_chunk)
+        stream = TimeseriesStream(self._services, data_id, points_per_chunk=points_per_chunk)
         with self._lock:
             self._streams[data_id] = stream
         log.info("opened time-series stream %s (%r)", data_id, stream_name)
@@ -291,6 +298,11 @@ class AtomscaleClient:
         if found is None:
             raise UnknownStreamError(data_id)
         return found
+
+    def _stream_counts(self, data_id: str) -> dict[str, Any]:
+        """The spool's counters of ``data_id``; empty once the spool has forgotten the stream."""
+        spooled = self._spool.stream(data_id)
+        return spooled.counts() if spooled is not None else {}
 
     def resumed_streams(self) -> list[str]:
         """data_ids an earlier process left unfinished in this spool, now uploading again."""
@@ -312,7 +324,7 @@ class AtomscaleClient:
         if done is not None:
             return done
         if live is not None:
-            live._finalizing = True
+            live.mark_finalizing()
         spooled = self._spool.stream(data_id)
         if spooled is None:
             raise UnknownStreamError(data_id)

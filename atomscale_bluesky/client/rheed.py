@@ -5,18 +5,16 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..frames import FrameError, as_frame_stack
+from ..shards import encode_shard_parts
 from .errors import StreamClosedError
-from .shards import encode_shard_parts
 from .spooled_stream import SpooledStream
 from .stamps import chunk_stamps, now_ms
-
-if TYPE_CHECKING:
-    from .client import AtomscaleClient
+from .stream_services import StreamServices
 
 __all__ = ["RheedStream"]
 
@@ -56,7 +54,7 @@ class RheedStream(SpooledStream):
 
     def __init__(
         self,
-        client: AtomscaleClient,
+        services: StreamServices,
         data_id: str,
         *,
         fps: float,
@@ -64,7 +62,7 @@ class RheedStream(SpooledStream):
         chunk_size: int,
         name: str,
     ) -> None:
-        super().__init__(client, data_id)
+        super().__init__(services, data_id)
         self.fps = fps
         self.rotations_per_min = rotations_per_min
         self.chunk_size = chunk_size
@@ -129,7 +127,7 @@ class RheedStream(SpooledStream):
                 if idx < 0:
                     raise ValueError(f"chunk_idx must be >= 0; got {idx}")
             self._next_idx = max(self._next_idx, idx + 1)
-        start, end, correction = chunk_stamps(n, self.fps, arrival, start_ms, self._client._clock)
+        start, end, correction = chunk_stamps(n, self.fps, arrival, start_ms, self._services.clock)
         metadata: dict[str, Any] = {
             "data_id": self.data_id,
             "data_stream": "rheed",
@@ -146,7 +144,7 @@ class RheedStream(SpooledStream):
             metadata["clock_offset_ms"] = correction.offset_ms
             metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
         shard = encode_shard_parts(stack)
-        dropped = self._client._spool.enqueue(self.data_id, idx, "rheed", metadata, shard)
+        dropped = self._services.enqueue(self.data_id, idx, "rheed", metadata, shard)
         with self._lock:
             self._frames_pushed += n
         if dropped is None:

@@ -14,15 +14,13 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import StreamClosedError
 from .spooled_stream import SpooledStream
-
-if TYPE_CHECKING:
-    from .client import AtomscaleClient
+from .stream_services import StreamServices
 
 __all__ = ["TimeseriesStream", "validate_channel"]
 
@@ -70,8 +68,8 @@ def validate_channel(
 class TimeseriesStream(SpooledStream):
     """A stream opened by :meth:`AtomscaleClient.open_timeseries_stream`; thread-safe."""
 
-    def __init__(self, client: AtomscaleClient, data_id: str, *, points_per_chunk: int) -> None:
-        super().__init__(client, data_id)
+    def __init__(self, services: StreamServices, data_id: str, *, points_per_chunk: int) -> None:
+        super().__init__(services, data_id)
         self.points_per_chunk = points_per_chunk
         self._next: dict[str, int] = {}
         self._points = 0
@@ -86,7 +84,7 @@ class TimeseriesStream(SpooledStream):
             )
 
     def _offset_s(self) -> float:
-        clock = self._client._clock
+        clock = self._services.clock
         return 0.0 if clock is None else clock.offset_ms() / 1000.0
 
     def _pieces(self, length: int) -> int:
@@ -166,7 +164,7 @@ class TimeseriesStream(SpooledStream):
     def _spool(self, idx: int, path: str, names: list[str], body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         meta = {"path": path, "channels": names, "chunk_index": idx}
-        self._client._spool.enqueue(self.data_id, idx, "timeseries", meta, payload)
+        self._services.enqueue(self.data_id, idx, "timeseries", meta, payload)
 
     def status(self) -> dict[str, Any]:
         """Counters (reference keys) plus the number of points pushed."""

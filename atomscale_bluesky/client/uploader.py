@@ -13,9 +13,9 @@ import logging
 import threading
 from typing import BinaryIO
 
+from ..shards import shard_key
 from .api import AtomscaleApi
 from .retry import Backoff, is_rejection
-from .shards import shard_key
 from .spool import Entry, Spool
 
 __all__ = ["UploadWorkers"]

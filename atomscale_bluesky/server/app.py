@@ -1,4 +1,4 @@
-"""The ASGI application of the local server: settings, middleware, auth and error mapping.
+"""The ASGI application of the local server: routers, middleware and error mapping.
 
 ``create_app(settings, faults=None)`` returns a FastAPI app (so ``/openapi.json`` describes every
 endpoint) with the protocol routes (protocol_api) and the ``/local/`` read and control routes
@@ -15,81 +15,24 @@ counted in ``/local/health`` ``internal_errors`` and answered 500.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from atomscale_bluesky.server import local_api, protocol_api
+from atomscale_bluesky.server.config import ServerSettings
+from atomscale_bluesky.server.dependencies import ARRIVED_KEY, ServerContext, context
 from atomscale_bluesky.server.faults import FaultMiddleware, FaultSwitch
 from atomscale_bluesky.server.presign import PresignRegistry
 from atomscale_bluesky.server.storage import Storage, StorageError
 
+__all__ = ["create_app"]
+
 log = logging.getLogger("atomscale_bluesky.server")
-
-MiB = 1024 * 1024
-ARRIVED_KEY = "atomscale.arrived_ms"
-API_KEYS_ENV = "ATOMSCALE_LOCAL_API_KEYS"
-
-
-@dataclass
-class ServerSettings:
-    """Everything configurable about one server instance (the keys are never shown in reprs)."""
-
-    data_dir: Path
-    api_keys: Sequence[str] = field(repr=False)
-    presign_ttl_s: float = 900.0
-    max_upload_bytes: int = 512 * MiB
-    max_json_bytes: int = 16 * MiB
-    max_frame_bytes: int = 2048 * MiB
-
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.api_keys = tuple(k for k in self.api_keys if k)
-        if not self.api_keys:
-            raise ValueError("the local server needs at least one API key")
-
-
-def keys_from_env() -> list[str]:
-    """API keys from ``ATOMSCALE_LOCAL_API_KEYS`` (comma-separated)."""
-    return [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
-
-
-@dataclass
-class ServerContext:
-    """Shared state of the app, reachable from routes as ``request.app.state.ctx``."""
-
-    settings: ServerSettings
-    storage: Storage
-    presigns: PresignRegistry
-    faults: FaultSwitch
-    internal_errors: int = 0
-
-
-def context(request: Request) -> ServerContext:
-    ctx: ServerContext = request.app.state.ctx
-    return ctx
-
-
-_api_key_header = APIKeyHeader(name="X-API-KEY", auto_error=False, description="Atomscale API key")
-
-
-def require_api_key(request: Request, key: str | None = Security(_api_key_header)) -> None:
-    """401 unless the request carries one of the server's keys (header name case-insensitive)."""
-    if not key:
-        raise HTTPException(401, "missing X-API-KEY header")
-    keys = context(request).settings.api_keys
-    if not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
-        raise HTTPException(401, "invalid API key")
 
 
 class PathNormalizer:
@@ -173,8 +116,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: ServerSettings, faults: FaultSwitch | None = None) -> FastAPI:
     """Build the app around a data directory (created if needed)."""
-    from atomscale_bluesky.server import local_api, protocol_api
-
     app = FastAPI(
         title="Atomscale local server",
         summary="Atomscale streaming protocol on one machine, storing to Zarr + SQLite.",
@@ -198,7 +139,3 @@ def create_app(settings: ServerSettings, faults: FaultSwitch | None = None) -> F
     )
     app.add_middleware(PathNormalizer)
     return app
-
-
-def json_error(status: int, detail: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)

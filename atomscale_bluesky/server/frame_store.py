@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from atomscale_bluesky.server.shards import EMPTY, DecodedShard
+from atomscale_bluesky.shards import EMPTY_ENTRY, DecodedShard
 
 
 def array_metadata(n_total: int, height: int, width: int, attrs: dict) -> dict:
@@ -92,7 +92,7 @@ class FrameStore:
         files: list[Path | None] = []
         try:
             for i, (offset, nbytes) in enumerate(decoded.entries):
-                if offset == EMPTY and nbytes == EMPTY:
+                if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
                     files.append(None)
                     continue
                 path = folder / str(i)

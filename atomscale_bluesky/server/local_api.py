@@ -32,7 +32,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
-from atomscale_bluesky.server.app import context, require_api_key
+from atomscale_bluesky.server.dependencies import context, require_api_key
 
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 

@@ -20,7 +20,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from atomscale_bluesky.server.app import ARRIVED_KEY, context, require_api_key
+from atomscale_bluesky.server.dependencies import ARRIVED_KEY, context, require_api_key
 from atomscale_bluesky.server.models import (
     NameBody,
     RheedCreateBody,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atomscale_bluesky.server.config import ServerSettings, keys_from_env
 from atomscale_bluesky.server.faults import TRANSPORT_STATE_KEY, Faults, FaultSwitch
 from atomscale_bluesky.server.read_client import LocalServerClient
 
@@ -144,7 +145,7 @@ def running_server(
     ``data_dir=None`` uses a temporary directory that is removed on exit; ``api_key=None``
     generates one. ``faults`` sets the initial fault switches (see faults.Faults).
     """
-    from atomscale_bluesky.server.app import ServerSettings, create_app
+    from atomscale_bluesky.server.app import create_app
 
     tmp = tempfile.TemporaryDirectory(prefix="atomscale-local-") if data_dir is None else None
     root = Path(tmp.name if tmp is not None else data_dir)  # type: ignore[arg-type]
@@ -256,8 +257,6 @@ def running_server_process(
 
 def _keys_or_generated(api_keys: Sequence[str] | None, data_dir: Path) -> tuple[list[str], str]:
     """Keys from the argument, else the environment, else a generated key saved 0600 to a file."""
-    from atomscale_bluesky.server.app import keys_from_env
-
     keys = [k for k in (api_keys or []) if k] or keys_from_env()
     if keys:
         return keys, f"API key(s): {len(keys)} configured"
@@ -286,7 +285,7 @@ def serve(
     log_level: str = "info",
 ) -> None:
     """Run the server in the foreground until interrupted (Ctrl-C)."""
-    from atomscale_bluesky.server.app import ServerSettings, create_app
+    from atomscale_bluesky.server.app import create_app
 
     root = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
     keys, key_note = _keys_or_generated(api_keys, root)

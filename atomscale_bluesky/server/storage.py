@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from atomscale_bluesky.server.frame_store import FrameStore, StagedChunk
-from atomscale_bluesky.server.shards import ShardError, decode_shard
+from atomscale_bluesky.shards import ShardError, decode_shard
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (

@@ -18,6 +18,7 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from .follow import follow_sensors
 from .growth import GrowthModel, GrowthParams
 from .pattern import PatternConfig, RheedPattern
 
@@ -629,9 +630,9 @@ class RheedCameraIOC(PVGroup):
         """Start-up hook: initialise, follow the sensors IOC if asked, then run acquisition."""
         await self.initialise()
         if self.config.sensors_prefix:
-            from .follow import follow_sensors
-
-            asyncio.get_running_loop().create_task(follow_sensors(self, self.config.sensors_prefix))
+            asyncio.get_running_loop().create_task(
+                follow_sensors(self.sim, self.config.sensors_prefix)
+            )
         await self.run_acquisition()
 
 

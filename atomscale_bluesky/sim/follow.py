@@ -8,14 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .camera_ioc import RheedCameraIOC
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-# sensors readback (after the prefix) -> (camera sim attribute, conversion)
+
+class SimPV(Protocol):
+    """One PV of the camera's ``sim:`` group: its current value and an asynchronous write."""
+
+    @property
+    def value(self) -> Any: ...
+
+    async def write(self, value: Any) -> Any: ...
+
+
+class FollowingSim(Protocol):
+    """The camera's ``sim:`` PVs that following the sensors reads and writes."""
+
+    follow_sensors: SimPV
+    shutter_open: SimPV
+    rotation_rpm: SimPV
+    monolayer_period: SimPV
+
+
+# sensors readback (after the prefix) -> the camera's sim attribute it drives
 FOLLOWED = {
     "shutter:Ga_RBV": "shutter_open",
     "rotation:RPM_RBV": "rotation_rpm",
@@ -23,10 +39,10 @@ FOLLOWED = {
 }
 
 
-async def _apply(ioc: RheedCameraIOC, attr: str, value: Any) -> None:
-    if ioc.sim.follow_sensors.value != "On":
+async def _apply(sim: FollowingSim, attr: str, value: Any) -> None:
+    if sim.follow_sensors.value != "On":
         return
-    pv = getattr(ioc.sim, attr)
+    pv: SimPV = getattr(sim, attr)
     if attr == "shutter_open":
         value = "Open" if value in (1, "Open", b"Open") else "Closed"
         if value == pv.value:
@@ -44,8 +60,8 @@ async def _apply(ioc: RheedCameraIOC, attr: str, value: Any) -> None:
         log.warning("could not follow %s=%r: %s", attr, value, exc)
 
 
-async def follow_sensors(ioc: RheedCameraIOC, prefix: str) -> None:
-    """Subscribe to the sensors IOC under ``prefix`` and mirror its state into ``ioc.sim``."""
+async def follow_sensors(sim: FollowingSim, prefix: str) -> None:
+    """Subscribe to the sensors IOC under ``prefix`` and mirror its state into the ``sim`` PVs."""
     from caproto.asyncio.client import Context
 
     loop = asyncio.get_running_loop()
@@ -68,4 +84,4 @@ async def follow_sensors(ioc: RheedCameraIOC, prefix: str) -> None:
     log.info("camera follows sensors IOC %s", prefix)
     while True:
         attr, value = await queue.get()
-        await _apply(ioc, attr, value)
+        await _apply(sim, attr, value)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from atomscale_bluesky.client import AtomscaleClient, AtomscaleClientError
-from atomscale_bluesky.client.shards import EMPTY_ENTRY, split_shard
+from atomscale_bluesky.shards import EMPTY_ENTRY, split_shard
 
 from .conftest import FAST_BACKOFF, rheed_like
 from .recorder import recording_server

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from atomscale_bluesky.client.shards import (
+from atomscale_bluesky.shards import (
     EMPTY_ENTRY,
     ShardError,
     decode_shard,
@@ -49,7 +49,7 @@ def test_round_trip_and_partial_zero_frames() -> None:
     frames = _frames(5, 30, 50, seed=1)
     frames[0] = 0
     frames[4] = 0
-    assert (decode_shard(encode_shard(frames), 5, 30, 50) == frames).all()
+    assert (decode_shard(encode_shard(frames), (5, 30, 50)).frames == frames).all()
 
 
 def test_all_zero_chunk_is_an_index_of_empty_entries() -> None:
@@ -57,15 +57,15 @@ def test_all_zero_chunk_is_an_index_of_empty_entries() -> None:
     shard = encode_shard(frames)
     assert len(shard) == 16 * 4 + 4
     entries, _ = split_shard(shard, 4)
-    assert entries == [(EMPTY_ENTRY, EMPTY_ENTRY)] * 4
-    assert (decode_shard(shard, 4, 3, 3) == 0).all()
+    assert entries == ((EMPTY_ENTRY, EMPTY_ENTRY),) * 4
+    assert (decode_shard(shard, (4, 3, 3)).frames == 0).all()
 
 
 def test_bad_shards_are_rejected() -> None:
     shard = bytearray(encode_shard(_frames(2, 4, 4)))
     shard[-1] ^= 0xFF
     with pytest.raises(ShardError, match="checksum"):
-        decode_shard(bytes(shard), 2, 4, 4)
+        decode_shard(bytes(shard), (2, 4, 4))
     with pytest.raises(ShardError):
         encode_shard(np.zeros((2, 2), np.uint8))
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from atomscale_bluesky.client import AtomscaleClient
-from atomscale_bluesky.client.shards import encode_shard, shard_key
 from atomscale_bluesky.server.runner import running_server
+from atomscale_bluesky.shards import encode_shard, shard_key
 
 from .conftest import PRESIGN
 

@@ -20,8 +20,8 @@ import pytest
 from plugins.ioc_fixtures import ca_value, ca_write, wait_for
 
 from atomscale_bluesky.callback import AtomscaleCallback
-from atomscale_bluesky.client.shards import encode_shard
 from atomscale_bluesky.plans import monitor_growth
+from atomscale_bluesky.shards import encode_shard
 
 from .conftest import (
     PRESIGN,

@@ -1,5 +1,5 @@
-"""Property-based tests (hypothesis): the frame rule, the shard codec against the server's decoder,
-and the document router."""
+"""Property-based tests (hypothesis): the frame rule, the shard codec's round trip, and the document
+router."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from atomscale_bluesky import frames as frame_rule
 from atomscale_bluesky.callback.routing import RoutingOptions, RunHints, route_descriptor
-from atomscale_bluesky.client.shards import decode_shard as client_decode
-from atomscale_bluesky.client.shards import encode_shard
-from atomscale_bluesky.server.shards import decode_shard as server_decode
-from atomscale_bluesky.server.shards import repack
+from atomscale_bluesky.shards import decode_shard, encode_shard, repack
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,20 +34,19 @@ def frame_stacks(draw: Any) -> np.ndarray:
     return stack
 
 
-# ---- shards: our encoder vs both decoders -------------------------------------------------------
+# ---- shards: our encoder vs the decoder ---------------------------------------------------------
 
 
 @FAST
 @given(frame_stacks())
-def test_shards_round_trip_through_the_server_decoder(stack: np.ndarray) -> None:
+def test_shards_round_trip_through_the_decoder(stack: np.ndarray) -> None:
     shard = encode_shard(stack)
     n, h, w = stack.shape
-    decoded = server_decode(shard, (n, h, w))
+    decoded = decode_shard(shard, (n, h, w))
     np.testing.assert_array_equal(decoded.frames, stack)
-    np.testing.assert_array_equal(client_decode(shard, n, h, w), stack)
     # repacked to a larger chunk grid, the same frames followed by zero frames
     bigger = repack(shard, decoded, n + 3)
-    again = server_decode(bigger, (n + 3, h, w)).frames
+    again = decode_shard(bigger, (n + 3, h, w)).frames
     np.testing.assert_array_equal(again[:n], stack)
     assert not again[n:].any()
     # all-zero frames cost nothing in the body: 16 index bytes and the CRC only
@@ -68,7 +64,7 @@ def test_a_corrupted_shard_is_refused_never_misread(stack: np.ndarray, data: Any
     i = data.draw(st.integers(0, len(shard) - 1))
     shard[i] ^= data.draw(st.integers(1, 255))
     try:
-        decoded = server_decode(bytes(shard), (n, h, w)).frames
+        decoded = decode_shard(bytes(shard), (n, h, w)).frames
     except ValueError:
         return  # ShardError: refused with a reason
     # a flipped body byte that zstd still decodes must not pass silently as the same frames
@@ -84,7 +80,7 @@ def test_wrong_dims_are_refused(stack: np.ndarray, other: tuple[int, int, int]) 
         return
     shard = encode_shard(stack)
     try:
-        out = server_decode(shard, other).frames
+        out = decode_shard(shard, other).frames
     except ValueError:
         return
     # only possible when no frame carries data that would reveal the wrong size

@@ -35,8 +35,8 @@ from plugins.ioc_fixtures import wait_for
 from atomscale_bluesky.apps.settings import CallbackSettings
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client import AtomscaleClient, AtomscaleClientError
-from atomscale_bluesky.client.shards import encode_shard, shard_key
 from atomscale_bluesky.server.runner import running_server
+from atomscale_bluesky.shards import encode_shard, shard_key
 
 from .conftest import PRESIGN, TEST_BACKOFF
 from .docs_run import record_run

@@ -126,7 +126,7 @@ def test_clock_and_presigned_put_need_no_key(local_server: LocalServer) -> None:
 
 
 def test_several_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    from atomscale_bluesky.server.app import keys_from_env
+    from atomscale_bluesky.server.config import keys_from_env
 
     monkeypatch.setenv("ATOMSCALE_LOCAL_API_KEYS", " k-one, k-two ,,")
     assert keys_from_env() == ["k-one", "k-two"]

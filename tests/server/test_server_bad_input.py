@@ -476,7 +476,8 @@ def test_oversized_bodies_get_413(tmp_path: Path) -> None:
 
 def test_internal_errors_are_500_and_counted(local_server: LocalServer) -> None:
     """The catch-all answers 500 only for genuine bugs (here: storage closed under the app)."""
-    from atomscale_bluesky.server.app import ServerSettings, create_app
+    from atomscale_bluesky.server.app import create_app
+    from atomscale_bluesky.server.config import ServerSettings
 
     settings = ServerSettings(data_dir=local_server.data_dir / "other", api_keys=["k"])
     app = create_app(settings)

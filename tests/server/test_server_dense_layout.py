@@ -21,8 +21,8 @@ import zarr
 from server_kit import Proto, make_shard, random_frames
 
 from atomscale_bluesky.server.runner import LocalServer
-from atomscale_bluesky.server.shards import decode_shard, repack
 from atomscale_bluesky.server.storage import ChunkGrant, Storage
+from atomscale_bluesky.shards import decode_shard, repack
 
 H, W = 6, 5
 

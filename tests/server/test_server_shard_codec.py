@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from server_kit import make_shard, random_frames
 
-from atomscale_bluesky.server.shards import EMPTY, ShardError, decode_shard, read_index, repack
+from atomscale_bluesky.shards import EMPTY_ENTRY, ShardError, decode_shard, read_index, repack
 
 
 def test_decode_round_trip_with_zero_frames() -> None:
@@ -15,7 +15,7 @@ def test_decode_round_trip_with_zero_frames() -> None:
     shard = make_shard(frames)
     decoded = decode_shard(shard, (5, 7, 3))
     np.testing.assert_array_equal(decoded.frames, frames)
-    assert decoded.entries[1] == (EMPTY, EMPTY)
+    assert decoded.entries[1] == (EMPTY_ENTRY, EMPTY_ENTRY)
 
 
 def test_repack_pads_the_index_and_keeps_the_frames() -> None:
@@ -23,7 +23,7 @@ def test_repack_pads_the_index_and_keeps_the_frames() -> None:
     shard = make_shard(frames)
     packed = repack(shard, decode_shard(shard, (3, 4, 4)), chunk_size=8)
     assert len(packed) == len(shard) + 16 * 5
-    assert read_index(packed, 8)[3:] == ((EMPTY, EMPTY),) * 5
+    assert read_index(packed, 8)[3:] == ((EMPTY_ENTRY, EMPTY_ENTRY),) * 5
     out = decode_shard(packed, (8, 4, 4)).frames
     np.testing.assert_array_equal(out[:3], frames)
     assert not out[3:].any()

@@ -1,0 +1,241 @@
+"""The RHEED shard codec: one chunk of uint8 frames as the Zarr v3 shard the stream upload carries.
+
+The client encodes with it, the local server decodes with it. Byte layout (protocol §3.4, as the
+reference client's zarrs sharding codec writes it): for each frame that is not entirely zero, one
+zstd frame (level 3, content size in the header, no checksum) of the frame's H·W bytes in C order,
+concatenated; then an index of N ``(offset, nbytes)`` pairs as little-endian uint64, one per frame
+in frame order, where an all-zero frame is omitted from the body and gets ``EMPTY_ENTRY`` twice;
+then the CRC32C of the index bytes as a little-endian uint32. We always write frames in C order
+(the reference's order varies; readers use the index), so our zstd frames and index equal the
+reference's byte for byte.
+
+**All-zero chunks.** The reference raises ``missing encoded chunk`` for a chunk whose frames are
+all zero, so the run loses it. We instead encode it like any other chunk: an empty body and N
+all-0xFF index entries plus the CRC (16·N + 4 bytes). That is a valid shard in which every inner
+chunk is absent, which zarr readers (and our local server) decode as N zero frames.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import crc32c
+import numpy as np
+import zstandard
+
+__all__ = [
+    "EMPTY_ENTRY",
+    "DecodedShard",
+    "IndexEntry",
+    "ShardError",
+    "decode_shard",
+    "encode_shard",
+    "encode_shard_parts",
+    "index_size",
+    "read_index",
+    "repack",
+    "shard_key",
+    "split_shard",
+]
+
+ZSTD_LEVEL = 3
+#: Index value (offset and nbytes) of an inner chunk (frame) that is entirely the fill value 0.
+EMPTY_ENTRY = 0xFFFF_FFFF_FFFF_FFFF
+_ENTRY_BYTES = 16
+_CRC_BYTES = 4
+
+#: Chunks at least this large are compressed on several cores (python-zstandard threads).
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+_THREADS = min(os.cpu_count() or 1, 4)
+_local = threading.local()
+
+IndexEntry = tuple[int, int]
+"""``(offset, nbytes)`` of one frame's zstd frame in the shard body."""
+
+
+class ShardError(ValueError):
+    """Frames that cannot be a shard, or shard bytes that do not decode as N frames of H x W."""
+
+
+@dataclass(frozen=True)
+class DecodedShard:
+    """A verified shard: its frames and the index entries pointing into its body."""
+
+    frames: np.ndarray  # (N, H, W) uint8
+    entries: tuple[IndexEntry, ...]
+    body_len: int
+
+
+def shard_key(chunk_idx: int) -> str:
+    """The object key the backend stores chunk ``chunk_idx`` under (``original_filename``)."""
+    return f"frames.zarr/frames/c/{chunk_idx}/0/0"
+
+
+def index_size(n_frames: int) -> int:
+    """Bytes taken by the index and its checksum for ``n_frames`` inner chunks."""
+    return _ENTRY_BYTES * n_frames + _CRC_BYTES
+
+
+# ---- encode -------------------------------------------------------------------------------------
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """One compressor per thread: python-zstandard compressors are not thread-safe."""
+    comp = getattr(_local, "compressor", None)
+    if comp is None:
+        comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False)
+        _local.compressor = comp
+    return comp
+
+
+def encode_shard(frames: np.ndarray | Sequence[np.ndarray]) -> bytes:
+    """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring)."""
+    return b"".join(encode_shard_parts(frames))
+
+
+def encode_shard_parts(frames: np.ndarray | Sequence[np.ndarray]) -> list[Any]:
+    """The shard's bytes as a list of buffers in order (body frames, index, checksum).
+
+    ``frames`` may also be a sequence of equal ``(H, W)`` uint8 arrays (a chunk's frames as they
+    arrived): no stacking copy is made. zstd reads each frame's buffer directly and releases the
+    GIL while compressing. The parts are written out as they are (the spool writes them to its
+    file), so a chunk of tens of MB is never joined into one more buffer of the same size.
+    """
+    planes = _planes(frames)
+    comp = _compressor()
+    nonzero = [bool(plane.any()) for plane in planes]
+    todo: list[bytes | bytearray | memoryview] = [
+        plane.data for plane, keep in zip(planes, nonzero, strict=True) if keep
+    ]
+    nbytes = sum(p.nbytes for p, keep in zip(planes, nonzero, strict=True) if keep)
+    blobs: Iterator[Any]
+    if len(todo) > 1 and nbytes >= PARALLEL_MIN_BYTES and _THREADS > 1:
+        # Same parameters, one zstd frame per input, compressed on several cores: same bytes.
+        result = comp.multi_compress_to_buffer(todo, threads=_THREADS)
+        blobs = (result[i] for i in range(len(result)))  # buffer segments, not copied
+    else:
+        blobs = (comp.compress(view) for view in todo)
+    body: list[Any] = []
+    index: list[int] = []
+    offset = 0
+    for keep in nonzero:
+        if not keep:
+            index += (EMPTY_ENTRY, EMPTY_ENTRY)
+            continue
+        blob = next(blobs)
+        size = memoryview(blob).nbytes
+        body.append(blob)
+        index += (offset, size)
+        offset += size
+    index_bytes = struct.pack(f"<{len(index)}Q", *index)
+    body.append(index_bytes)
+    body.append(struct.pack("<I", crc32c.crc32c(index_bytes)))
+    return body
+
+
+def _planes(frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The frames as C-contiguous (H, W) uint8 arrays (views when they already are)."""
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8 or frames.ndim != 3:
+            raise ShardError(
+                f"a shard holds uint8 (N,H,W) frames; got {frames.dtype} {frames.shape}"
+            )
+        frames = np.ascontiguousarray(frames)
+        return list(frames)
+    planes = [np.ascontiguousarray(f) for f in frames]
+    if not planes:
+        raise ShardError("a shard holds at least one frame")
+    shape = planes[0].shape
+    for plane in planes:
+        if plane.dtype != np.uint8 or plane.ndim != 2 or plane.shape != shape:
+            raise ShardError(
+                f"a shard holds equal uint8 (H,W) frames; got {plane.dtype} {plane.shape} "
+                f"next to {shape}"
+            )
+    return planes
+
+
+# ---- index --------------------------------------------------------------------------------------
+
+
+def split_shard(data: bytes, n_frames: int) -> tuple[tuple[IndexEntry, ...], bytes]:
+    """The ``n_frames`` index entries at the end of a shard (checksum verified), and the index bytes."""
+    size = index_size(n_frames)
+    if len(data) < size:
+        raise ShardError(
+            f"shard is {len(data)} bytes, shorter than the {size}-byte index of {n_frames} frames"
+        )
+    index = bytes(data[len(data) - size : len(data) - _CRC_BYTES])
+    (stored_crc,) = struct.unpack("<I", data[len(data) - _CRC_BYTES :])
+    computed = crc32c.crc32c(index)
+    if stored_crc != computed:
+        raise ShardError(
+            f"shard index checksum mismatch (stored {stored_crc:#010x}, computed {computed:#010x}); "
+            "is dims N right for this shard?"
+        )
+    values = struct.unpack(f"<{2 * n_frames}Q", index)
+    entries = tuple((values[2 * i], values[2 * i + 1]) for i in range(n_frames))
+    return entries, index
+
+
+def read_index(data: bytes, n_frames: int) -> tuple[IndexEntry, ...]:
+    """The ``n_frames`` index entries of a shard, checksum verified."""
+    return split_shard(data, n_frames)[0]
+
+
+def repack(data: bytes, decoded: DecodedShard, chunk_size: int) -> bytes:
+    """The same shard with its index padded to ``chunk_size`` entries (missing frames read as 0).
+
+    The compressed frames are reused untouched; only the index and checksum are rewritten.
+    """
+    n = len(decoded.entries)
+    if n > chunk_size:
+        raise ShardError(f"shard holds {n} frames, more than the stream's chunk_size {chunk_size}")
+    if n == chunk_size:
+        return data
+    values: list[int] = []
+    for offset, nbytes in decoded.entries:
+        values += [offset, nbytes]
+    values += [EMPTY_ENTRY, EMPTY_ENTRY] * (chunk_size - n)
+    index = struct.pack(f"<{2 * chunk_size}Q", *values)
+    return data[: decoded.body_len] + index + struct.pack("<I", crc32c.crc32c(index))
+
+
+# ---- decode -------------------------------------------------------------------------------------
+
+
+def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
+    """Decode ``data`` as a shard of shape ``dims`` = (N, H, W); raise ShardError if it does not fit."""
+    n, h, w = dims
+    if n < 1 or h < 1 or w < 1:
+        raise ShardError(f"dims must be positive, got {n},{h},{w}")
+    entries = read_index(data, n)
+    body_len = len(data) - index_size(n)
+    frame_bytes = h * w
+    frames = np.zeros((n, h, w), dtype=np.uint8)
+    decompressor = zstandard.ZstdDecompressor()
+    for i, (offset, nbytes) in enumerate(entries):
+        if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
+            continue
+        if offset + nbytes > body_len or nbytes == 0:
+            raise ShardError(
+                f"frame {i}: index entry (offset {offset}, {nbytes} bytes) lies outside the "
+                f"{body_len}-byte shard body"
+            )
+        try:
+            raw = decompressor.decompress(
+                data[offset : offset + nbytes], max_output_size=frame_bytes
+            )
+        except zstandard.ZstdError as exc:
+            raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
+        if len(raw) != frame_bytes:
+            raise ShardError(
+                f"frame {i}: decoded to {len(raw)} bytes, expected H*W = {h}*{w} = {frame_bytes}"
+            )
+        frames[i] = np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
+    return DecodedShard(frames=frames, entries=entries, body_len=body_len)
