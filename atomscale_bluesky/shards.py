@@ -227,10 +227,15 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
                 f"frame {i}: index entry (offset {offset}, {nbytes} bytes) lies outside the "
                 f"{body_len}-byte shard body"
             )
+        segment = data[offset : offset + nbytes]
         try:
-            raw = decompressor.decompress(
-                data[offset : offset + nbytes], max_output_size=frame_bytes
-            )
+            declared = zstandard.frame_content_size(segment)
+            if declared not in (-1, frame_bytes):  # -1: the header does not say
+                raise ShardError(
+                    f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
+                    f"{h}*{w} = {frame_bytes}"
+                )
+            raw = decompressor.decompress(segment, max_output_size=frame_bytes)
         except zstandard.ZstdError as exc:
             raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
         if len(raw) != frame_bytes:

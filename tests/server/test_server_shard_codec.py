@@ -34,10 +34,18 @@ def test_repack_pads_the_index_and_keeps_the_frames() -> None:
 
 @pytest.mark.parametrize(
     ("dims", "message"),
-    [((4, 4, 4), "checksum"), ((3, 2, 4), "decoded to"), ((3, 8, 8), "decoded to"),
+    [((4, 4, 4), "checksum"), ((3, 2, 4), "decode[sd] to"), ((3, 8, 8), "decode[sd] to"),
      ((0, 4, 4), "positive"), ((400, 4, 4), "shorter")],
 )  # fmt: skip
 def test_wrong_dims_are_refused(dims: tuple[int, int, int], message: str) -> None:
     shard = make_shard(random_frames(3, 4, 4))
     with pytest.raises(ShardError, match=message):
         decode_shard(shard, dims)
+
+
+def test_a_frame_header_declaring_a_huge_size_is_refused_without_allocating_it() -> None:
+    # a flipped bit in the zstd frame header's content size: ~72 PB declared for a 4-byte frame
+    shard = bytearray(make_shard(np.ones((1, 1, 4), dtype=np.uint8)))
+    shard[4] ^= 208
+    with pytest.raises(ShardError, match="decodes to 72340172821242116 bytes"):
+        decode_shard(bytes(shard), (1, 1, 4))
