@@ -105,7 +105,7 @@ class RunReport:
             logger.info("Atomscale: %s: %s", self.prefix, message)
 
     def info(self, message: str, *args: object) -> None:
-        logger.info("Atomscale: " + self.prefix + ": " + message, *args)
+        logger.info("Atomscale: %s: " + message, self.prefix, *args)
 
     def error(self, context: str, exc: BaseException | str) -> None:
         """Log with context, count, remember for the summary and strict mode; never raise."""
