@@ -94,14 +94,27 @@ def test_strict_mode_aborts_the_run(server, client, RE, stops):
         cam = MemoryCamera(name="cam")
         callback = AtomscaleCallback(client, strict=True)
         RE.subscribe(callback)
+
+        @bpp.run_decorator()
+        def snapshots():
+            """200 events, but after the first one wait (polled) until the upload has failed:
+            the order of events, not the speed of the retries, decides where the run ends."""
+            yield from bps.trigger_and_read([cam])
+            for _ in range(1200):  # a 60 s deadline, not a duration
+                if callback.counters.errors:
+                    break
+                yield from bps.sleep(0.05)
+            for _ in range(199):
+                yield from bps.trigger_and_read([cam])
+
         with pytest.raises(AtomscaleCallbackError):
-            RE(count([cam], num=200, delay=0.02))
+            RE(snapshots())
         assert callback.flush(60)
     finally:
         server.reader.clear_faults()
     callback.close()
     assert stops[-1]["exit_status"] in ("fail", "abort")
-    assert stops[-1]["num_events"]["primary"] < 200
+    assert stops[-1]["num_events"]["primary"] <= 2  # aborted at the first document after it
     assert callback.summaries[0].exit_status in ("fail", "abort")
 
 

@@ -18,15 +18,20 @@ from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.plans import count_growth, start_acquisition, stop_acquisition, wait
 
 
-def monitor_plan(camera, sensors, duration, *, fps, md=None):
-    """Camera + sensor monitors around a timed acquisition (monitors opened inside the run)."""
+def monitor_plan(camera, sensors, until, *, fps, md=None, deadline=120.0):
+    """Camera + sensor monitors around an acquisition (monitors opened inside the run) that goes
+    on until ``until()`` holds: driven by what arrived, not by a duration; ``deadline`` (s) only
+    ends a run that never gets there."""
 
     @bpp.monitor_during_decorator(camera.monitored + sensors.monitored)
     @bpp.run_decorator(md={"plan_name": "monitor_plan", **(md or {})})
     def inner():
         def body():
             yield from start_acquisition(camera, fps=fps)
-            yield from wait(duration)
+            for _ in range(int(deadline / 0.05)):
+                if until():
+                    break
+                yield from wait(0.05)
 
         return (yield from bpp.finalize_wrapper(body(), stop_acquisition(camera)))
 
@@ -89,7 +94,8 @@ def _assert_stream_is_ioc_frames(server, rheed, recorder, shape):
 @pytest.mark.slow
 @pytest.mark.parametrize("fps", [30.0, 120.0])
 def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensors, fps):
-    duration = 10.0 if fps == 120.0 else 3.0
+    duration = 10.0 if fps == 120.0 else 3.0  # of frames at fps: the run goes on until they came
+    wanted_frames, wanted_points = int(fps * duration), int(duration * 5)
     if fps == 120.0:  # 320x240 at 120 fps: what two shared cores serve, render and record
         for suffix, value in (("cam1:SizeX", 320), ("cam1:SizeY", 240)):
             ca_write(camera.prefix + suffix, value)
@@ -103,6 +109,13 @@ def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensor
     )
     RE.subscribe(lambda name, doc: stops.append(doc), "stop")
     RE.subscribe(lambda name, doc: starts.append(doc), "start")
+    temperatures = []
+    RE.subscribe(
+        lambda name, doc: (
+            "growth_substrate_temperature" in doc["data"] and temperatures.append(doc["seq_num"])
+        ),
+        "event",
+    )
     counters = {}
     RE.subscribe(
         lambda name, doc: (
@@ -114,7 +127,11 @@ def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensor
         "event",
     )
     try:
-        RE(monitor_plan(camera, sensors, duration, fps=fps, md={"sample": "GaAs-e2e"}))
+        # (+2: the monitor's first value, and at 120 fps the frame from before the size change)
+        def enough():
+            return len(images) >= wanted_frames + 2 and len(temperatures) > wanted_points
+
+        RE(monitor_plan(camera, sensors, enough, fps=fps, md={"sample": "GaAs-e2e"}))
         assert callback.flush(120)
     finally:
         recorder.close()
@@ -134,8 +151,7 @@ def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensor
     delivered = {s["rheed_image"] for s in images if s["rheed_image"] >= t_first}
     assert rheed.frames == len(delivered)
     assert stops[0]["exit_status"] == "success"
-    # (a loaded 2-core box may render fewer than fps frames/s; what it published must all arrive)
-    assert rheed.frames >= fps * duration * 0.6
+    assert rheed.frames >= wanted_frames
     assert summary.lost == 0 and summary.dropped_overflow == 0
     # "missing" counts frames the camera counted (ArrayCounter_RBV monitor) that never arrived;
     # the IOC's own cadence slipping under load is not missing
@@ -150,7 +166,7 @@ def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensor
     ts, values, units = server.reader.points(
         summary.timeseries.data_id, "growth_substrate_temperature"
     )
-    assert len(ts) == channels["growth_substrate_temperature"].points >= duration * 5
+    assert len(ts) == channels["growth_substrate_temperature"].points >= wanted_points
     assert np.all(np.diff(ts) > 0) and np.all(np.isfinite(values))
 
 
@@ -221,12 +237,16 @@ class DropImages:
 
 @pytest.mark.parametrize("drop_seq", [(), (40, 41, 75)], ids=["clean", "dropped"])
 def test_monitor_frame_gaps_come_from_the_counter_stream(server, client, RE, camera, drop_seq):
-    fps, duration = 30.0, 4.0
+    fps, wanted = 30.0, 120  # frames: the run goes on until they came (past the dropped ones)
     callback = AtomscaleCallback(client)
     feed = DropImages(callback, drop_seq)
     RE.subscribe(feed)
     try:
-        RE(monitor_plan(camera, SimpleNamespace(monitored=[]), duration, fps=fps))
+
+        def enough():
+            return len(feed.delivered) > wanted
+
+        RE(monitor_plan(camera, SimpleNamespace(monitored=[]), enough, fps=fps))
         assert callback.flush(120)
     finally:
         callback.close()
@@ -240,7 +260,7 @@ def test_monitor_frame_gaps_come_from_the_counter_stream(server, client, RE, cam
     # the monitor's stale first value (from before the run, then a pause) is left out, counted
     stale = [ts for ts in feed.delivered if ts < feed.start_time]
     assert rheed.stale == len(stale) <= 1
-    assert rheed.frames == len(feed.delivered) - len(stale) >= fps * duration * 0.6
+    assert rheed.frames == len(feed.delivered) - len(stale) >= wanted
     # every chunk starts at its first frame's hardware timestamp, its frames evenly spaced
     stamps = sorted(ts for ts in feed.delivered if ts >= feed.start_time)
     chunks = server.reader.chunk_times(rheed.data_id)

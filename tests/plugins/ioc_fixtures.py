@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -204,6 +205,42 @@ def RE() -> Iterator[Any]:
         if thread is not None:
             thread.join(timeout=5)
         # the loop is left unclosed: aioca (ophyd-async) may still hold callbacks bound to it
+
+
+@pytest.fixture
+def run_until(RE: Any) -> Callable[..., bool]:
+    """Run a plan until a condition holds, then stop it: tests driven by counts, not durations.
+
+    ``run_until(plan, until, *subscriptions, timeout=120)`` runs ``plan`` (give it a duration far
+    longer than the condition needs) and, once ``until()`` is true, calls ``RE.stop()`` from a
+    watcher thread, as a user would: the plan's cleanup runs (monitors still on) and the run
+    closes with exit status "success". Returns whether the condition was met (False when the plan
+    ended first or ``timeout`` s passed: a generous deadline for a hung run, not a rate).
+    """
+    from bluesky.utils import RunEngineInterrupted
+
+    def run(plan: Any, until: Callable[[], bool], *subscriptions: Any, timeout: float = 120.0):
+        done = threading.Event()
+
+        def watch() -> None:
+            wait_for(lambda: done.is_set() or until(), timeout=timeout, interval=0.02)
+            if not done.is_set():
+                with contextlib.suppress(Exception):  # the plan may have ended meanwhile
+                    RE.stop()
+
+        watcher = threading.Thread(target=watch, name="run-until", daemon=True)
+        watcher.start()
+        try:
+            RE(plan, *subscriptions)
+        except RunEngineInterrupted:
+            pass  # stopped by the watcher once the condition held
+        finally:
+            done.set()
+            watcher.join(timeout + 5)
+        assert RE.state == "idle"
+        return until()
+
+    return run
 
 
 @pytest.fixture

@@ -26,6 +26,20 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 PREFIX = "DIE:RHEED:"
 DOWN_S = 4.0
+FRAMES = 60  # image events streamed before the IOC dies, and again after it returns
+
+
+def _frames_reached(child: subprocess.Popen, n: int, timeout: float = 180.0) -> int:
+    """Read the child's "frames N" lines until N >= n (a generous deadline, not a rate)."""
+    assert child.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            raise AssertionError(f"the run process ended early: {child.stderr.read()}")
+        if line.startswith("frames ") and int(line.split()[1]) >= n:
+            return int(line.split()[1])
+    raise AssertionError(f"fewer than {n} frames within {timeout} s")
 
 
 @contextmanager
@@ -50,20 +64,24 @@ def test_ioc_killed_and_restarted_mid_run_the_run_records_the_gap_and_continues(
     out = tmp_path / "run.json"
     with _ioc(env) as first:
         child = subprocess.Popen(
-            [sys.executable, str(HERE / "ioc_run_process.py"), PREFIX, "16", local_server.url,
+            [sys.executable, str(HERE / "ioc_run_process.py"), PREFIX, "300", local_server.url,
              str(tmp_path / "spool"), str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert child.stdout is not None and child.stderr is not None
         assert child.stdout.readline().strip() == "running", child.stderr.read()
-        time.sleep(5.0)
+        # driven by frame counts the child reports, not by seconds of streaming
+        at_kill = _frames_reached(child, FRAMES)
         os.kill(first.pid, signal.SIGKILL)  # the IOC dies
         first.process.wait(10)
         killed_at = time.time()
-        time.sleep(DOWN_S)
+        time.sleep(DOWN_S)  # the outage itself: its length is what the gap must show
     with _ioc(env):  # ... and comes back on the same prefix and port, acquiring
         restarted_at = time.time()
         try:
+            # a reconnecting monitor may deliver the last frame again: ask for a few more
+            _frames_reached(child, at_kill + FRAMES + 10)
+            out.with_name(out.name + ".stop").touch()  # the child stops its run
             child.wait(120)
         finally:
             if child.poll() is None:
@@ -93,7 +111,7 @@ def test_ioc_killed_and_restarted_mid_run_the_run_records_the_gap_and_continues(
     )  # fmt: skip
     figures.report()
     assert result["exit_status"] == "success"
-    assert before > 60 and after > 60  # it streamed before the death and after the return
+    assert before >= FRAMES and after >= FRAMES  # it streamed before the death and after the return
     assert gap >= DOWN_S  # the hardware timestamps show the outage ...
     assert rheed["counter_resets"] + rheed["gap_events"] >= 1  # ... and the summary records it
     assert figures.lost == 0 and summary["errors"] == 0, result["text"]

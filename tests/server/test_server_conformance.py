@@ -41,7 +41,8 @@ def test_gateway_time_is_an_unauthenticated_ntp_style_exchange(local_server: Loc
     t2, t3 = body["receivedAtUnixMs"], body["transmittedAtUnixMs"]
     assert t1 - 5 <= t2 <= t3 <= t4 + 5
     offset = ((t2 - t1) + (t3 - t4)) / 2
-    assert abs(offset) < 50  # same host clock on loopback
+    # same host clock: the NTP estimate is off by at most half the round trip, however slow
+    assert abs(offset) <= (t4 - t1) / 2 + 5
 
 
 def test_double_leading_slash_is_routed(proto: Proto) -> None:

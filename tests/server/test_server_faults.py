@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,16 +28,33 @@ def _statuses(server: LocalServer, n: int, path: str = "/physical_samples/") -> 
 
 
 def test_latency_delays_protocol_not_local(local_server: LocalServer) -> None:
-    local_server.faults.set(latency_s=1.5)
-    proto = Proto.open(local_server.url, local_server.api_key)
-    t = time.monotonic()
-    assert proto.get("/tags/").status_code == 200
-    assert time.monotonic() - t >= 1.4
-    t = time.monotonic()
-    assert local_server.reader.faults()["latency_s"] == 1.5
-    assert time.monotonic() - t < 1.0  # /local/ is never delayed
+    latency = 5.0
+    local_server.faults.set(latency_s=latency)
+    sent = threading.Event()
+    answered: list[tuple[int, float]] = []
+
+    def delayed() -> None:
+        with httpx.Client(
+            base_url=local_server.url,
+            headers={"x-api-key": local_server.api_key},
+            event_hooks={"request": [lambda request: sent.set()]},
+            timeout=60,
+        ) as http:
+            t = time.monotonic()
+            status = http.get("/tags/").status_code
+            answered.append((status, time.monotonic() - t))
+
+    held = threading.Thread(target=delayed)
+    held.start()
+    assert sent.wait(30)
+    # /local/ is never delayed: asked after the protocol request went out, it answers while that
+    # one is still held (ordering: a delayed /local/ request would come back after it)
+    assert local_server.reader.faults()["latency_s"] == latency
+    assert held.is_alive() and not answered
+    held.join(60)
+    assert answered and answered[0][0] == 200
+    assert answered[0][1] >= latency - 0.1  # the protocol request was delayed (a lower bound)
     local_server.reader.set_faults(latency_s=0.0)
-    assert local_server.faults.current.latency_s == 0.0
 
 
 def test_error_fraction_is_statistical_and_seeded(local_server: LocalServer) -> None:

@@ -10,8 +10,8 @@ from atomscale_bluesky.plans import monitor_growth
 from atomscale_bluesky.sim.pattern import PatternConfig, RheedPattern
 
 
-def specular_series(RE, camera, duration: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Monitor the camera and return (capture times, summed specular window) per frame."""
+def specular_series(run_until, camera, frames: int, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Monitor the camera until ``frames`` frames came; (capture times, specular sum) per frame."""
     rows, cols = specular_window_640x480()
     times: list[float] = []
     values: list[float] = []
@@ -21,7 +21,9 @@ def specular_series(RE, camera, duration: float, fps: float) -> tuple[np.ndarray
             times.append(doc["timestamps"]["rheed_image"])
             values.append(float(doc["data"]["rheed_image"][rows, cols].sum()))
 
-    RE(monitor_growth(camera, None, duration, fps=fps), collect)
+    assert run_until(
+        monitor_growth(camera, None, 600.0, fps=fps), lambda: len(times) > frames, collect
+    )
     return np.asarray(times[1:]), np.asarray(values[1:])
 
 
@@ -30,24 +32,28 @@ def specular_window_640x480() -> tuple[slice, slice]:
     return RheedPattern(PatternConfig(640, 480)).specular_window()
 
 
-def test_specular_oscillation_period_matches_the_ioc(RE, camera, camera_ioc, dominant_frequency):
+def test_specular_oscillation_period_matches_the_ioc(
+    run_until, camera, camera_ioc, dominant_frequency
+):
     period = 0.45
     ca_write(camera_ioc.pv("sim:MonolayerPeriod"), period)
     ca_write(camera_ioc.pv("sim:Damping"), 500.0)
     ca_write(camera_ioc.pv("sim:ShutterOpen"), 1)
-    t, x = specular_series(RE, camera, 6.0, 40.0)
+    t, x = specular_series(run_until, camera, 240, 40.0)  # 6 s of frames, 13 periods
     ca_write(camera_ioc.pv("sim:ShutterOpen"), 0)
-    assert len(t) > 60
+    assert len(t) >= 240
     found = dominant_frequency(t, x, 0.3, 8.0)
     assert 1.0 / found == pytest.approx(period, rel=0.05)
     assert x.max() > 1.3 * x.min()  # a visible oscillation, not noise
 
 
-def test_rotation_modulates_at_rpm_times_symmetry(RE, camera, camera_ioc, dominant_frequency):
+def test_rotation_modulates_at_rpm_times_symmetry(
+    run_until, camera, camera_ioc, dominant_frequency
+):
     rpm = 10.0
     ca_write(camera_ioc.pv("sim:RotationRPM"), rpm)
-    t, x = specular_series(RE, camera, 6.0, 60.0)
+    t, x = specular_series(run_until, camera, 360, 60.0)  # 6 s of frames, 4 modulation periods
     ca_write(camera_ioc.pv("sim:RotationRPM"), 0.0)
-    assert len(t) > 60
+    assert len(t) >= 360
     found = dominant_frequency(t, x, 0.2, 3.0)
     assert found == pytest.approx(4 * rpm / 60.0, rel=0.05)

@@ -37,9 +37,19 @@ class Collector:
 
 
 @pytest.mark.parametrize("fps", [30, 120])
-def test_monitor_delivers_every_frame_with_capture_timestamps(RE, camera, sensors, camera_ioc, fps):
+def test_monitor_delivers_every_frame_with_capture_timestamps(
+    run_until, camera, sensors, camera_ioc, fps
+):
     collector = Collector()
-    RE(monitor_growth(camera, sensors, 5.0, fps=fps, md={"sample": "S1"}), collector)
+    frames, pressures = 150, 20  # run until this many were monitored (the rate depends on load)
+    assert run_until(
+        monitor_growth(camera, sensors, 600.0, fps=fps, md={"sample": "S1"}),
+        lambda: (
+            len(collector.docs["rheed_array_counter_monitor"]) > frames
+            and len(collector.docs["growth_pressure_monitor"]) >= pressures
+        ),
+        collector,
+    )
     images = collector.docs["rheed_image_monitor"]
     counters = collector.docs["rheed_array_counter_monitor"]
     assert collector.docs["stop"][0]["exit_status"] == "success"
@@ -47,7 +57,7 @@ def test_monitor_delivers_every_frame_with_capture_timestamps(RE, camera, sensor
     # first event of each monitor stream is the value at subscription time (before acquisition)
     images, counters = images[1:], counters[1:]
     n = [c["data"]["rheed_array_counter"] for c in counters]
-    assert len(n) >= 25  # the camera ran; the rate reached depends on machine load (see benchmarks)
+    assert len(n) >= frames
     assert camera.acquire_period.get() == pytest.approx(1 / fps)
     assert n == list(range(n[0], n[0] + len(n))), "frame counter has gaps or repeats"
     assert len(images) == len(counters)
@@ -67,7 +77,7 @@ def test_monitor_delivers_every_frame_with_capture_timestamps(RE, camera, sensor
         ]
         == "degC"
     )
-    assert len(collector.docs["growth_pressure_monitor"]) >= 20
+    assert len(collector.docs["growth_pressure_monitor"]) >= pressures
     # no frame in a monitor descriptor's configuration
     assert desc["rheed_image_monitor"]["configuration"] == {} or all(
         "rheed_image" not in c.get("data", {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,17 +15,40 @@ from atomscale_bluesky.plans import growth_recipe, monitor_growth
 def test_monitor_growth_pauses_and_aborts_promptly_and_stops_the_camera(
     RE, camera, sensors, camera_ioc
 ):
+    """An hour-long growth pauses at once: it waits in short checkpointed sleeps, not one long one.
+
+    The pause is requested once the plan's waiting has begun (counted in messages, not seconds).
+    """
     docs = []
-    timer = threading.Timer(1.5, RE.request_pause)
-    timer.start()
-    t0 = time.monotonic()
-    with pytest.raises(RunEngineInterrupted):
-        RE(
-            monitor_growth(camera, sensors, 30.0, md={"sample": "S2"}),
-            lambda n, d: docs.append((n, d)),
-        )
+    sleeps: list[float] = []
+    waiting = threading.Event()
+
+    def hook(msg) -> None:
+        if msg.command == "sleep" and not waiting.is_set():
+            sleeps.append(msg.args[0])
+            if len(sleeps) == 5:
+                waiting.set()
+
+    def pause_when_waiting() -> None:
+        if waiting.wait(120):
+            RE.request_pause()  # from another thread, as Ctrl+C would
+
+    RE.msg_hook = hook
+    pauser = threading.Thread(target=pause_when_waiting, daemon=True)
+    pauser.start()
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            RE(
+                monitor_growth(camera, sensors, 3600.0, md={"sample": "S2"}),
+                lambda n, d: docs.append((n, d)),
+            )
+    finally:
+        RE.msg_hook = None
+        waiting.set()
+        pauser.join(5)
     assert RE.state == "paused"
-    assert time.monotonic() - t0 < 10.0  # not the 30 s duration: the plan sleeps in short steps
+    # every sleep before the pause was one short step (0.1 s), each after a checkpoint
+    assert len(sleeps) == 5 and max(sleeps) <= 0.1
     RE.abort("test")
     stop = [d for n, d in docs if n == "stop"][0]
     assert stop["exit_status"] == "abort"
@@ -61,14 +83,22 @@ def test_growth_recipe_cycles_shutters_and_produces_oscillations(
     assert start["project_id"] == "proj" and start["rotations_per_min"] == 0.0
     assert [d for n, d in docs if n == "stop"][0]["exit_status"] == "success"
     grown = ca_value(camera_ioc.pv("sim:Monolayers_RBV")) - start_ml
-    assert 3.0 < grown < 7.0  # about 5 s open at the sensors' ~1 ML/s
     streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
-    shutter_values = [
-        d["data"]["growth_shutter_ga"]
+    shutter = [
+        (d["timestamps"]["growth_shutter_ga"], d["data"]["growth_shutter_ga"])
         for n, d in docs
         if n == "event" and streams[d["descriptor"]] == "growth_shutter_ga_monitor"
     ]
+    shutter_values = [value for _, value in shutter]
     assert shutter_values.count(1) >= 2 and shutter_values[-1] == 0
+    # the growth is what the shutter's own open time (IOC stamps; a loaded machine may keep it
+    # open longer than the plan's 2 x 2.5 s) at the sensors' monolayer period makes
+    edges = zip(shutter, shutter[1:], strict=False)
+    open_s = sum(t1 - t0 for (t0, v0), (t1, v1) in edges if (v0, v1) == (1, 0))
+    assert open_s >= 2 * 2.5 - 0.2
+    period = ca_value(sensors_ioc.pv("growth:MonolayerPeriod_RBV"))
+    expected = open_s / period  # the camera follows the sensors at their 10 Hz: it lags a bit
+    assert expected - 2.0 < grown < expected + 2.0, (grown, open_s, period)
     assert ca_value(sensors_ioc.pv("substrate:TempSP")) == pytest.approx(580.0)
 
 
@@ -87,13 +117,25 @@ def test_ophyd_async_devices_describe_and_monitor(RE, camera_ioc, sensors_ioc):
         rheed = RheedCameraAsync(camera_ioc.prefix)
         growth = GrowthSensorsAsync(sensors_ioc.prefix)
     docs = []
+    frames = 60  # monitored before the camera is stopped (counted, whatever the rate)
+
+    def monitored_counters() -> int:
+        streams = {d["uid"]: d["name"] for n, d in docs if n == "descriptor"}
+        return sum(
+            1
+            for n, d in docs
+            if n == "event" and streams.get(d["descriptor"]) == "rheed-array_counter_monitor"
+        )
 
     def plan():
         yield from bps.mv(
             rheed.image_mode, ImageMode.CONTINUOUS, rheed.acquire_period_setpoint, 1 / 60
         )
         yield from bps.mv(rheed.acquire, "Acquire")
-        yield from bps.sleep(2.0)
+        for _ in range(1200):  # until enough frames came; a 60 s deadline, not a duration
+            if monitored_counters() > frames:
+                break
+            yield from bps.sleep(0.05)
         yield from bps.mv(rheed.acquire, "Done")
         yield from bps.sleep(0.2)
 
@@ -118,7 +160,8 @@ def test_ophyd_async_devices_describe_and_monitor(RE, camera_ioc, sensors_ioc):
         if streams[e["descriptor"]] == "rheed-array_counter_monitor"
     ][1:]
     images = [e for e in events if streams[e["descriptor"]] == "rheed-image_monitor"][1:]
-    assert len(counters) > 20 and counters == list(range(counters[0], counters[0] + len(counters)))
+    assert len(counters) >= frames
+    assert counters == list(range(counters[0], counters[0] + len(counters)))
     assert len(images) == len(counters)
     assert images[0]["data"]["rheed-image"].dtype == np.uint8
     counter_ts = [
@@ -149,27 +192,47 @@ def test_ioc_launchers_run_as_modules_and_scripts():
 
 
 def test_monitor_growth_keeps_no_message_history_over_a_long_run(RE):
-    """An hours-long growth must not hold every plan message: memory stays flat with duration."""
+    """An hours-long growth must not hold every plan message: memory stays flat with duration.
+
+    Driven by a message count, not the clock: the run (an hour long if left alone) is paused once
+    it has issued MESSAGES messages and then stopped, which closes it with a stop document.
+    """
     import gc
 
     from bluesky.utils import Msg
     from ophyd import Signal
 
+    messages = 3000
     signal = Signal(name="aux", value=0.0)
     issued = {"n": 0}
+    reached = threading.Event()
     alive_at_stop = []
 
     def count(msg: Msg) -> None:
         issued["n"] += 1
+        if issued["n"] == messages:
+            reached.set()
 
     def at_stop(name: str, doc: dict) -> None:
         if name == "stop":
             alive_at_stop.append(sum(isinstance(o, Msg) for o in gc.get_objects()))
 
+    def pause_when_reached() -> None:
+        if reached.wait(120):  # pause is requested from outside the RunEngine's own thread
+            RE.request_pause()
+
+    RE.subscribe(at_stop, "stop")
     RE.msg_hook = count
+    pauser = threading.Thread(target=pause_when_reached, daemon=True)
+    pauser.start()
     try:
-        RE(monitor_growth(signal, None, 1.0, acquire=False, step=0.0005), at_stop)
+        with pytest.raises(RunEngineInterrupted):
+            RE(monitor_growth(signal, None, 3600.0, acquire=False, step=0.0005))
+        assert RE.state == "paused"
+        RE.stop()
     finally:
         RE.msg_hook = None
-    assert issued["n"] > 1000  # the wait issued many checkpoint/sleep messages ...
+        reached.set()
+        pauser.join(5)
+    assert issued["n"] >= messages  # the wait issued many checkpoint/sleep messages ...
     assert alive_at_stop and alive_at_stop[0] < 100  # ... and none of them is still held
