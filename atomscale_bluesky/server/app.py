@@ -28,6 +28,7 @@ from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.dependencies import ARRIVED_KEY, ServerContext, context
 from atomscale_bluesky.server.faults import FaultMiddleware, FaultSwitch
 from atomscale_bluesky.server.presign import PresignRegistry
+from atomscale_bluesky.server.server_clock import ServerClock
 from atomscale_bluesky.server.storage import Storage, StorageError
 
 __all__ = ["create_app"]
@@ -121,9 +122,11 @@ def create_app(settings: ServerSettings, faults: FaultSwitch | None = None) -> F
         summary="Atomscale streaming protocol on one machine, storing to Zarr + SQLite.",
         version="0.1.0",
     )
+    clock = ServerClock()
     app.state.ctx = ServerContext(
         settings=settings,
-        storage=Storage(settings.data_dir),
+        storage=Storage(settings.data_dir, now=clock.now, stream_idle_s=settings.stream_idle_s),
+        clock=clock,
         presigns=PresignRegistry(settings.presign_ttl_s),
         faults=faults or FaultSwitch(),
     )

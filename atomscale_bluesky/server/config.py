@@ -23,12 +23,15 @@ class ServerSettings:
     max_upload_bytes: int = 512 * MiB
     max_json_bytes: int = 16 * MiB
     max_frame_bytes: int = 2048 * MiB
+    stream_idle_s: float = 2 * 3600.0  # a RHEED stream silent this long is closed (stream_error)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.api_keys = tuple(k for k in self.api_keys if k)
         if not self.api_keys:
             raise ValueError("the local server needs at least one API key")
+        if not self.stream_idle_s > 0:
+            raise ValueError("stream_idle_s must be positive")
 
 
 def keys_from_env() -> list[str]:

@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader
 from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.faults import FaultSwitch
 from atomscale_bluesky.server.presign import PresignRegistry
+from atomscale_bluesky.server.server_clock import ServerClock
 from atomscale_bluesky.server.storage import Storage
 
 __all__ = ["ARRIVED_KEY", "ServerContext", "context", "require_api_key"]
@@ -29,6 +30,7 @@ class ServerContext:
 
     settings: ServerSettings
     storage: Storage
+    clock: ServerClock
     presigns: PresignRegistry
     faults: FaultSwitch
     internal_errors: int = 0

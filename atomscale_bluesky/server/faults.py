@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TRANSPORT_STATE_KEY = "atomscale.transport"
 UNFAULTED_PREFIXES = ("/local/", "/openapi.json", "/docs", "/redoc")
+OUTAGE_MODES = ("drop", "503", "401", "403")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Faults:
     drop_rate: fraction (0..1) of requests whose connection is closed without a response.
     outage: when true, every faulted request fails (``outage_mode``) until switched off.
     outage_s: start an outage window of this many seconds (counted from when it is set).
-    outage_mode: "drop" (close the connection) or "503" (answer 503) during an outage.
+    outage_mode: during an outage, "drop" (close the connection), "503" (answer 503), or
+        "401"/"403" (an authentication outage: a rotated key or an auth gateway's glitch).
     paths: path prefixes the faults apply to (empty = every protocol endpoint).
     seed: seed of the RNG that draws errors and drops (None = unseeded).
     """
@@ -59,7 +61,7 @@ class Faults:
             (0.0 <= self.error_rate <= 1.0, "error_rate must be within 0..1"),
             (0.0 <= self.drop_rate <= 1.0, "drop_rate must be within 0..1"),
             (self.outage_s >= 0, "outage_s must be >= 0"),
-            (self.outage_mode in ("drop", "503"), 'outage_mode must be "drop" or "503"'),
+            (self.outage_mode in OUTAGE_MODES, f"outage_mode must be one of {OUTAGE_MODES}"),
             (bool(self.error_statuses), "error_statuses must not be empty"),
             (
                 all(s == 429 or 500 <= s <= 599 for s in self.error_statuses),
@@ -172,7 +174,7 @@ class FaultSwitch:
                 if f.outage_mode == "drop":
                     decision.drop = True
                 else:
-                    decision.status = 503
+                    decision.status = int(f.outage_mode)
             elif f.drop_rate and self._rng.random() < f.drop_rate:
                 decision.drop, decision.reason = True, "drop"
             elif f.error_rate and self._rng.random() < f.error_rate:

@@ -144,3 +144,20 @@ async def clear_faults(request: Request) -> dict[str, Any]:
     switch = context(request).faults
     switch.clear()
     return switch.as_dict()
+
+
+@router.get("/clock")
+async def get_clock(request: Request) -> dict[str, float]:
+    """The server's clock: Unix time now and how far it was advanced."""
+    clock = context(request).clock
+    return {"now": clock.now(), "offset_s": clock.offset_s}
+
+
+@router.post("/clock/advance")
+async def advance_clock(
+    request: Request, seconds: Annotated[float, Body(embed=True, ge=0)]
+) -> dict[str, float]:
+    """Move the server's clock forward (to show hours of silence on a stream in a test)."""
+    clock = context(request).clock
+    clock.advance(seconds)
+    return {"now": clock.now(), "offset_s": clock.offset_s}

@@ -111,3 +111,7 @@ class LocalServerClient:
 
     def clear_faults(self) -> dict[str, Any]:
         return self._json("DELETE", "/local/faults")
+
+    def advance_clock(self, seconds: float) -> dict[str, float]:
+        """Move the server's clock forward (streams silent past its idle limit get closed)."""
+        return self._json("POST", "/local/clock/advance", json={"seconds": seconds})

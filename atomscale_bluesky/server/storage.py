@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -106,6 +106,10 @@ class BadShard(StorageError):
     status = 400
 
 
+class StaleStream(Conflict):
+    """The backend closed the stream as ``stream_error`` after too long without data."""
+
+
 @dataclass(frozen=True)
 class ChunkGrant:
     """What one presigned URL allows: one shard key of one stream, with its presign metadata."""
@@ -133,6 +137,9 @@ class ChunkResult:
     n_total: int
 
 
+DEFAULT_STREAM_IDLE_S = 2 * 3600.0  # the backend closes a RHEED stream silent this long
+
+
 def name_key(name: str) -> str:
     """Matching key for sample and tag names: trimmed, case-folded (ASCII case like the client)."""
     return name.strip().lower()
@@ -145,7 +152,15 @@ def _finite_or_none(value: float | None) -> float | None:
 class Storage:
     """All server state under one data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        now: Callable[[], float] = time.time,
+        stream_idle_s: float = DEFAULT_STREAM_IDLE_S,
+    ) -> None:
+        self._now = now
+        self.stream_idle_s = stream_idle_s
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "rheed").mkdir(exist_ok=True)
@@ -248,7 +263,7 @@ class Storage:
         with self._tx() as db:
             db.execute(
                 "UPDATE streams SET rejected = rejected + 1, last_activity = ? WHERE data_id = ?",
-                (time.time(), data_id),
+                (self._now(), data_id),
             )
 
     # -- samples, tags, links ---------------------------------------------------------------------
@@ -281,7 +296,7 @@ class Storage:
             new_id = str(uuid.uuid4())
             db.execute(
                 f"INSERT INTO {table} (id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
-                (new_id, clean, name_key(clean), time.time()),
+                (new_id, clean, name_key(clean), self._now()),
             )
             return new_id, True
 
@@ -324,7 +339,7 @@ class Storage:
                 "INSERT INTO project_tracking (project_id, sample_id, active, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (project_id, sample_id) DO UPDATE SET "
                 "active = MAX(active, excluded.active), updated_at = excluded.updated_at",
-                (project_id, sample_id, int(set_active), time.time()),
+                (project_id, sample_id, int(set_active), self._now()),
             )
 
     def projects(self) -> list[dict[str, Any]]:
@@ -354,7 +369,7 @@ class Storage:
         azimuth_label: str | None,
     ) -> str:
         data_id = str(uuid.uuid4())
-        now = time.time()
+        now = self._now()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO streams (data_id, kind, name, fps, rotations_per_min, "
@@ -373,7 +388,7 @@ class Storage:
         project_id: str | None,
     ) -> tuple[str, str]:
         data_id, processed = str(uuid.uuid4()), str(uuid.uuid4())
-        now = time.time()
+        now = self._now()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO streams (data_id, kind, name, points_per_chunk, synth_source_id, "
@@ -386,7 +401,7 @@ class Storage:
     def finalize_stream(self, data_id: str, kind: str) -> dict[str, Any]:
         """Mark a stream finalized (repeat calls are harmless) and return its summary."""
         self.stream_row(data_id, kind)
-        now = time.time()
+        now = self._now()
         with self._tx() as db:
             db.execute(
                 "UPDATE streams SET status = 'finalized', finalized_at = COALESCE(finalized_at, ?), "
@@ -398,8 +413,10 @@ class Storage:
     # -- RHEED chunks -----------------------------------------------------------------------------
 
     def check_grant(self, grant: ChunkGrant) -> None:
-        """Refuse a presign early when the chunk cannot fit the stream (shape or chunk_size)."""
+        """Refuse a presign early when the chunk cannot fit the stream (shape or chunk_size), or
+        when the stream was closed for silence."""
         row = self.stream_row(grant.data_id, "rheed")
+        self._check_not_stale(row)
         n, h, w = grant.dims
         if n > grant.chunk_size:
             raise StorageError(
@@ -408,6 +425,27 @@ class Storage:
                 data_id=grant.data_id,
             )
         self._check_shape(row, grant)
+
+    def _check_not_stale(self, row: sqlite3.Row) -> None:
+        """A RHEED stream with no data for ``stream_idle_s`` is closed as ``stream_error``."""
+        status = row["status"]
+        if status == "active":
+            silent_s = self._now() - (row["last_activity"] or row["created_at"])
+            if silent_s <= self.stream_idle_s:
+                return
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE streams SET status = 'stream_error' WHERE data_id = ? AND "
+                    "status = 'active'",
+                    (row["data_id"],),
+                )
+            status = "stream_error"
+        if status == "stream_error":
+            raise StaleStream(
+                f"stream_error: stream {row['data_id']} had no data for over "
+                f"{self.stream_idle_s / 3600:g} h and was closed; start a new stream",
+                data_id=row["data_id"],
+            )
 
     @staticmethod
     def _check_shape(row: sqlite3.Row, grant: ChunkGrant) -> None:
@@ -474,7 +512,7 @@ class Storage:
             if lo is not None:
                 store.shift(int(lo), int(hi), delta)
         store.place(staged, first)
-        now = time.time()
+        now = self._now()
         late = row["status"] == "finalized"
         with self._tx() as db:
             db.execute(
@@ -594,7 +632,7 @@ class Storage:
     ) -> int:
         """Store one chunk of points per channel, replacing an earlier copy of the same chunk."""
         row = self.stream_row(data_id, "timeseries")
-        now = time.time()
+        now = self._now()
         stored = 0
         duplicate = False
         with self._tx() as db:
