@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class Segment:
     summary: RheedSummary
     stream: Any = None
     failed: bool = False
+    chunk_frames: dict[int, int] = field(default_factory=dict)  # chunk index -> frames
 
 
 @dataclass
@@ -282,11 +283,12 @@ class CameraUploader:
                 summary.not_sent += n
                 continue
             try:
-                segment.stream.push(chunk.frames, chunk.capture_start_ms)
+                idx = segment.stream.push(chunk.frames, chunk.capture_start_ms)
             except Exception as exc:  # noqa: BLE001
                 summary.not_sent += n
                 self._ctx.report.error(f"push of {n} frames of {self.key}", exc)
                 continue
+            segment.chunk_frames[int(idx)] = n
             summary.frames += n
             summary.chunks += 1
             self._ctx.counters.add(frames_pushed=n, chunks_pushed=1)
@@ -311,10 +313,10 @@ class CameraUploader:
             summary.error = f"stream did not open: {exc}"
             self._ctx.report.error(f"opening the RHEED stream of {self.key}", exc)
             return
-        summary.data_id = segment.stream.data_id
+        summary.data_id = segment.stream.data_id  # None while its creation waits for the server
         self._ctx.report.info(
             "RHEED stream %s opened for %s (%s, %.3g fps from %s, %.3g rpm, %d frames/chunk)",
-            summary.data_id,
+            summary.data_id or "(spooled; created when the server answers)",
             self.key,
             self.frame_shape,
             chunker.fps,

@@ -15,6 +15,7 @@ from typing import Any
 
 from atomscale_bluesky.callback.camera_uploader import Segment
 from atomscale_bluesky.callback.counters import LockedCounters
+from atomscale_bluesky.callback.delivery import delivery_from_report
 from atomscale_bluesky.callback.run_report import RunReport
 from atomscale_bluesky.callback.run_uploader import RunUploader
 from atomscale_bluesky.callback.summary import RheedSummary, RunSummary
@@ -68,7 +69,12 @@ class Finalizers:
                 rheed.append(self._finalize_segment(ctx.report, camera.key, segment))
         timeseries = run.points.summary
         if timeseries is not None and run.points.stream is not None:
-            timeseries.report = self._finalize_stream(ctx.report, run.points.stream, "time series")
+            stream = run.points.stream
+            result = self._finalize_stream(ctx.report, stream, "time series")
+            timeseries.report = result
+            if result is not None:
+                timeseries.delivery = delivery_from_report(result, run.points.chunk_points)
+                timeseries.data_id = result.get("data_id") or stream.data_id or timeseries.data_id
         counts, error_messages, skipped, exit_status = ctx.report.snapshot()
         summary = RunSummary(
             run_uid=ctx.meta.uid,
@@ -85,7 +91,7 @@ class Finalizers:
         )
         self._publish(summary)
         text = summary.text()
-        if summary.errors or summary.lost:
+        if summary.errors or summary.status != "complete":
             logger.warning("%s", text)
         else:
             logger.info("%s", text)
@@ -103,12 +109,16 @@ class Finalizers:
         summary.stale = stats.stale
         if summary.fps is None and chunker.fps is not None:
             summary.fps, summary.fps_source = chunker.fps, chunker.fps_source
-        if segment.stream is not None:
-            result = self._finalize_stream(report, segment.stream, f"RHEED {camera}")
+        stream = segment.stream
+        if stream is not None:
+            result = self._finalize_stream(report, stream, f"RHEED {camera}")
             summary.report = result
             if result is not None:
+                delivery = delivery_from_report(result, segment.chunk_frames)
+                summary.delivery = delivery
                 summary.uploaded = result.get("uploaded")
-                summary.lost_chunks = len(result.get("lost") or [])
+                summary.lost_chunks = delivery.lost_chunks
+                summary.data_id = result.get("data_id") or stream.data_id or summary.data_id
         return summary
 
     def _finalize_stream(self, report: RunReport, stream: Any, what: str) -> dict[str, Any] | None:
@@ -120,11 +130,14 @@ class Finalizers:
             return None
         self._counters.add(streams_closed=1)
         lost = result.get("lost") or []
+        pending = int(result.get("pending") or 0)
         report.info(
-            "%s stream %s closed (%s uploaded, %d lost)",
+            "%s stream %s %s (%s chunks uploaded, %d pending, %d lost)",
             what,
             data_id,
+            "keeps uploading from the spool" if pending else "finalized",
             result.get("uploaded", "?"),
+            pending,
             len(lost),
         )
         if lost:

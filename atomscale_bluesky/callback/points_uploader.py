@@ -18,11 +18,13 @@ class PointsUploader:
 
     def __init__(self, ctx: RunContext) -> None:
         self._ctx = ctx
+        self._points_per_chunk = ctx.options.points_per_chunk
         self._batcher = PointBatcher(
             points_per_chunk=ctx.options.points_per_chunk, max_age_s=ctx.options.point_flush_s
         )
         self._channel_keys: dict[str, str] = {}  # channel name -> data key
         self.stream: Any = None
+        self.chunk_points: dict[int, int] = {}  # chunk index -> points
         self._failed = False
         self.summary: TimeseriesSummary | None = None
 
@@ -66,11 +68,12 @@ class PointsUploader:
             summary.not_sent += n
             return
         try:
-            self.stream.push_multi(payload)
+            last = self.stream.push_multi(payload)
         except Exception as exc:  # noqa: BLE001
             summary.not_sent += n
             self._ctx.report.error(f"push of {n} points", exc)
             return
+        self.chunk_points.update(_points_per_chunk(payload, int(last), self._points_per_chunk))
         summary.batches += 1
         self._ctx.counters.add(points_pushed=n)
 
@@ -90,7 +93,9 @@ class PointsUploader:
             return
         summary.data_id = getattr(self.stream, "data_id", None)
         self._ctx.report.info(
-            "time-series stream %s opened (channels %s)", summary.data_id, channels
+            "time-series stream %s opened (channels %s)",
+            summary.data_id or "(spooled; created when the server answers)",
+            channels,
         )
 
     def _summary(self) -> TimeseriesSummary:
@@ -117,3 +122,17 @@ class PointsUploader:
             )
         summary.points = sum(c.points for c in summary.channels.values()) - summary.not_sent
         summary.non_finite = sum(c.non_finite for c in summary.channels.values())
+
+
+def _points_per_chunk(
+    payload: dict[str, tuple[list[float], list[float], str | None]], last: int, per_chunk: int
+) -> dict[int, int]:
+    """Points in each chunk index of one ``push_multi``: every channel is cut every
+    ``per_chunk`` points, and the pieces share indices ending at ``last``."""
+    lengths = [len(stamps) for stamps, _, _ in payload.values()]
+    pieces = max(-(-n // per_chunk) for n in lengths)
+    first = last - pieces + 1
+    return {
+        first + k: sum(min(per_chunk, max(0, n - k * per_chunk)) for n in lengths)
+        for k in range(pieces)
+    }

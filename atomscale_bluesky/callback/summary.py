@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from atomscale_bluesky.callback.delivery import Delivery
+
 __all__ = [
     "ChannelSummary",
     "RheedSummary",
@@ -43,6 +45,7 @@ class RheedSummary:
     last_ts: float | None = None
     uploaded: int | None = None  # chunks acknowledged, from the client's StreamReport
     lost_chunks: int | None = None
+    delivery: Delivery | None = None  # frames stored, pending, lost (from the client's report)
     report: dict[str, Any] | None = None
     error: str | None = None
 
@@ -65,6 +68,7 @@ class TimeseriesSummary:
     non_finite: int = 0
     batches: int = 0
     not_sent: int = 0
+    delivery: Delivery | None = None  # points stored, pending, lost (from the client's report)
     report: dict[str, Any] | None = None
     error: str | None = None
 
@@ -116,22 +120,55 @@ class RunSummary(RunCounts):
     def missing(self) -> int:
         return sum(r.missing for r in self.rheed)
 
+    def _deliveries(self) -> list[Delivery]:
+        found = [r.delivery for r in self.rheed if r.delivery is not None]
+        if self.timeseries is not None and self.timeseries.delivery is not None:
+            found.append(self.timeseries.delivery)
+        return found
+
     @property
     def lost(self) -> int:
-        """Frames and points that should have reached the server and did not.
+        """Frames and points that should have reached the server and never will.
 
-        The sum of frames never sent (stream not opened, push failed), unreadable external
-        frames, events dropped when the queue was full, rejected frames (undecodable, wrong shape,
-        size unknown, too big) and points not sent; each count is kept separately as well.
+        The sum of frames never sent (push failed), unreadable external frames, events dropped
+        when the queue was full, rejected frames (undecodable, wrong shape, size unknown, too big),
+        points not sent, and the frames and points of chunks the client lost with a reason
+        (dropped by a full spool, refused by the backend); each count is kept separately as well.
         Stale pre-run frames and empty image readings are not frames of the run, so not lost.
         """
         frames_lost = sum(r.not_sent + r.external_failed for r in self.rheed)
         points_lost = self.timeseries.not_sent if self.timeseries else 0
-        return frames_lost + points_lost + self.dropped_overflow + self.rejected_frames
+        in_chunks = sum(d.lost for d in self._deliveries())
+        return frames_lost + points_lost + self.dropped_overflow + self.rejected_frames + in_chunks
+
+    @property
+    def pending(self) -> int:
+        """Frames and points still in the spool: they upload later (or with ``drain``)."""
+        return sum(d.pending for d in self._deliveries())
+
+    @property
+    def stored(self) -> int:
+        """Frames and points the server acknowledged."""
+        return sum(d.stored for d in self._deliveries())
+
+    @property
+    def status(self) -> str:
+        """``complete`` (all stored), ``pending`` (the rest still spooled) or ``incomplete``."""
+        if self.lost:
+            return "incomplete"
+        return "pending" if self.pending else "complete"
+
+    @property
+    def auth_paused_s(self) -> float:
+        """Seconds uploads of this run waited on authentication (401/403)."""
+        return max((d.auth_paused_s for d in self._deliveries()), default=0.0)
 
     @property
     def data_ids(self) -> list[str]:
-        ids = [r.data_id for r in self.rheed if r.data_id]
+        """Every stream of the run, continuation parts included."""
+        ids = []
+        for r in self.rheed:
+            ids += ([r.data_id] if r.data_id else []) + (r.delivery.parts if r.delivery else [])
         if self.timeseries and self.timeseries.data_id:
             ids.append(self.timeseries.data_id)
         return ids
@@ -144,6 +181,9 @@ class RunSummary(RunCounts):
             points=self.points,
             missing=self.missing,
             lost=self.lost,
+            pending=self.pending,
+            stored=self.stored,
+            status=self.status,
             data_ids=self.data_ids,
         )
         return out
@@ -158,14 +198,25 @@ class RunSummary(RunCounts):
             f"{count_noun(self.frames, 'frame')} in {count_noun(self.chunks, 'chunk')}, "
             f"{count_noun(self.points, 'point')}{channels}, "
             f"{self.missing} missing from camera sequence, {self.lost} lost, "
-            f"{count_noun(self.errors, 'error')}"
+            f"{self.pending} pending, {count_noun(self.errors, 'error')}; {self.status.upper()}"
         )
         lines = [head]
+        if self.status == "pending":
+            lines.append(
+                "  frames or points still wait in the spool: they upload while this process "
+                "runs; after a restart, run `atomscale-bluesky drain`"
+            )
+        if self.auth_paused_s:
+            lines.append(
+                f"  uploads paused {self.auth_paused_s:.0f} s on authentication errors (401/403)"
+            )
         for r in self.rheed:
             lines.append(
                 f"  RHEED {r.camera} -> {r.data_id or 'not opened'}: {count_noun(r.frames, 'frame')}/"
                 f"{count_noun(r.chunks, 'chunk')}, {r.frame_shape}, {_fmt(r.fps)} fps "
-                f"({r.fps_source}), {_fmt(r.rotations_per_min)} rpm" + _problems(r)
+                f"({r.fps_source}), {_fmt(r.rotations_per_min)} rpm"
+                + _problems(r)
+                + _delivered(r.delivery)
             )
         if self.timeseries:
             ts = self.timeseries
@@ -174,6 +225,7 @@ class RunSummary(RunCounts):
                 f"channels {sorted(ts.channels)}"
                 + (f", {ts.non_finite} non-finite skipped" if ts.non_finite else "")
                 + (f", {ts.not_sent} not sent" if ts.not_sent else "")
+                + _delivered(ts.delivery)
             )
         extra = [
             (self.duplicate_events, "duplicate event", "duplicate events"),
@@ -195,6 +247,18 @@ class RunSummary(RunCounts):
             lines.append(f"  see them at {self.endpoint} ({ids} {', '.join(self.data_ids)})")
         lines.extend(f"  error: {m}" for m in self.error_messages[:5])
         return "\n".join(lines)
+
+
+def _delivered(delivery: Delivery | None) -> str:
+    """`` [stored n, pending m, lost k: reason]`` when anything is not stored yet."""
+    if delivery is None or not (delivery.pending or delivery.lost or delivery.parts):
+        return ""
+    text = f" [stored {delivery.stored}, pending {delivery.pending}, lost {delivery.lost}"
+    if delivery.lost_reasons:
+        text += ": " + "; ".join(delivery.lost_reasons)
+    if delivery.parts:
+        text += f"; continued as {', '.join(delivery.parts)}"
+    return text + "]"
 
 
 def _fmt(value: float | None) -> str:
