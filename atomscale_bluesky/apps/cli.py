@@ -1,4 +1,4 @@
-"""The ``atomscale-bluesky`` command: demo, serve, ioc, replay, consume and zmq-proxy."""
+"""The ``atomscale-bluesky`` command: demo, serve, ioc, replay, consume, drain and zmq-proxy."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ SUBCOMMANDS = (
         "consume",
         "atomscale_bluesky.apps.consume",
         "run the callback out of process behind bluesky's 0MQ proxy",
+    ),
+    Subcommand(
+        "drain",
+        "atomscale_bluesky.apps.drain",
+        "upload and finalize whatever a spool holds (after a restart, or from cron)",
     ),
     Subcommand(
         "zmq-proxy",

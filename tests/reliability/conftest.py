@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
+from plugins.ioc_fixtures import ca_write, wait_for
 
 from atomscale_bluesky.client import Backoff
 
@@ -129,3 +132,30 @@ def stored_chunk_hashes(reader: Any, data_id: str) -> list[list[str]]:
 def stored_hashes(reader: Any, data_id: str) -> list[str]:
     """Hashes of every frame a RHEED stream holds on the server, in frame order."""
     return [h for chunk in stored_chunk_hashes(reader, data_id) for h in chunk]
+
+
+SMALL = (120, 160)  # (H, W): modest frames where size is not the point
+
+
+def set_size(prefix: str, h: int, w: int, fps: float) -> None:
+    """Resize the camera and publish a few frames so its last frame (a monitor's first) fits."""
+    ca_write(prefix + "cam1:SizeX", w)
+    ca_write(prefix + "cam1:SizeY", h)
+    ca_write(prefix + "cam1:AcquirePeriod", 1.0 / fps)
+    ca_write(prefix + "cam1:ImageMode", 2)
+    ca_write(prefix + "cam1:Acquire", 1)
+    time.sleep(0.3)
+    ca_write(prefix + "cam1:Acquire", 0)
+    time.sleep(0.2)
+
+
+@pytest.fixture
+def small_camera(camera: Any) -> Iterator[Any]:
+    """The session camera at 160x120 for the test; back to 640x480 afterwards."""
+    set_size(camera.prefix, *SMALL, fps=30.0)
+    wait_for(lambda: (camera.height.get(), camera.width.get()) == SMALL, 5)
+    try:
+        yield camera
+    finally:
+        ca_write(camera.prefix + "cam1:SizeX", 640)
+        ca_write(camera.prefix + "cam1:SizeY", 480)

@@ -13,116 +13,26 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from plugins.ioc_fixtures import ca_value, ca_write, wait_for
+from plugins.ioc_fixtures import ca_write, wait_for
 
 from atomscale_bluesky.callback import AtomscaleCallback
-from atomscale_bluesky.plans import monitor_growth
 from atomscale_bluesky.shards import encode_shard
 
 from .conftest import (
     PRESIGN,
+    SMALL,
     EventFrames,
-    Figures,
     RssSampler,
+    set_size,
     stored_chunk_hashes,
     stored_hashes,
 )
+from .scenario import assert_points_complete, expected_frames, run_scenario, stored_rheed
 
 pytestmark = pytest.mark.slow
-
-SMALL = (120, 160)  # (H, W): modest frames where size is not the point
-
-
-def _set_size(prefix: str, h: int, w: int, fps: float) -> None:
-    """Resize the camera and publish a few frames so its last frame (a monitor's first) fits."""
-    ca_write(prefix + "cam1:SizeX", w)
-    ca_write(prefix + "cam1:SizeY", h)
-    ca_write(prefix + "cam1:AcquirePeriod", 1.0 / fps)
-    ca_write(prefix + "cam1:ImageMode", 2)
-    ca_write(prefix + "cam1:Acquire", 1)
-    time.sleep(0.3)
-    ca_write(prefix + "cam1:Acquire", 0)
-    time.sleep(0.2)
-
-
-@pytest.fixture
-def small_camera(camera: Any) -> Iterator[Any]:
-    """The session camera at 160x120 for the test; back to 640x480 afterwards."""
-    _set_size(camera.prefix, *SMALL, fps=30.0)
-    wait_for(lambda: (camera.height.get(), camera.width.get()) == SMALL, 5)
-    try:
-        yield camera
-    finally:
-        ca_write(camera.prefix + "cam1:SizeX", 640)
-        ca_write(camera.prefix + "cam1:SizeY", 480)
-
-
-def _ioc_counter(camera: Any) -> int:
-    return int(ca_value(camera.prefix + "cam1:ArrayCounter_RBV"))
-
-
-def _run(
-    RE: Any,
-    camera: Any,
-    sensors: Any,
-    callback: AtomscaleCallback,
-    *,
-    duration: float,
-    fps: float,
-    scenario: str,
-    until: Any = None,
-    run_until: Any = None,
-) -> tuple[Figures, Any, float, EventFrames]:
-    """Run monitor_growth with the callback; the figures, the run summary and the plan wall time.
-
-    With ``until`` (and the ``run_until`` fixture), the run goes on until ``until(events)`` holds
-    and is then stopped; ``duration`` is only a deadline.
-    """
-    events = EventFrames()
-    RE.subscribe(callback)
-    RE.subscribe(events)
-    before = _ioc_counter(camera)
-    t0 = time.monotonic()
-    plan = monitor_growth(
-        camera, sensors, duration, fps=fps, md={"sample": f"reliability {scenario}"}
-    )
-    if until is None:
-        RE(plan)
-    else:
-        assert run_until(plan, lambda: until(events), timeout=duration), (
-            f"{scenario}: never got there"
-        )
-    wall = time.monotonic() - t0
-    sent = _ioc_counter(camera) - before
-    assert callback.flush(300), "the callback did not finish within 300 s"
-    (summary,) = callback.summaries
-    figures = Figures(scenario, sent=sent, delivered=len(events.hashes_in_time_order()))
-    figures.stale = sum(r.stale for r in summary.rheed)
-    return figures, summary, wall, events
-
-
-def _expected(events: EventFrames, figures: Figures) -> list[str]:
-    """The delivered frames the server must hold: all but the stale pre-run value (the earliest)."""
-    return events.hashes_in_time_order()[figures.stale :]
-
-
-def _stored_rheed(server: Any, summary: Any) -> tuple[list[str], Any]:
-    (rheed,) = [r for r in summary.rheed if r.frame_shape == SMALL]
-    return stored_hashes(server.reader, rheed.data_id), rheed
-
-
-def _assert_points_complete(server: Any, summary: Any) -> int:
-    """Every sensor point the callback batched is on the server; returns the total."""
-    ts = summary.timeseries
-    assert ts is not None and ts.data_id and ts.not_sent == 0
-    stored = server.reader.timeseries(ts.data_id)["channels"]
-    for name, channel in ts.channels.items():
-        assert stored[name]["count"] == channel.points, name
-    return sum(c.points for c in ts.channels.values())
 
 
 def test_server_down_30s_mid_run_at_120fps_loses_nothing_and_does_not_slow_the_run(
@@ -142,19 +52,19 @@ def test_server_down_30s_mid_run_at_120fps_loses_nothing_and_does_not_slow_the_r
         outage["wall"] = time.time()  # on the clock of the IOC's (same host) frame stamps
 
     threading.Thread(target=start_outage, daemon=True).start()
-    figures, summary, wall, events = _run(
+    figures, summary, wall, events = run_scenario(
         RE, small_camera, sensors, callback, duration=duration, fps=fps, scenario="outage-30s"
     )
-    stored, rheed = _stored_rheed(local_server, summary)
+    stored, rheed = stored_rheed(local_server, summary)
     figures.stored = len(stored)
     injected = local_server.reader.faults()["injected"]
     figures.extra.update(
         plan_wall_s=round(wall, 1), outage_s=outage_s, refused_requests=sum(injected.values()),
-        points=_assert_points_complete(local_server, summary),
+        points=assert_points_complete(local_server, summary),
     )  # fmt: skip
     figures.report()
     assert "at" in outage and injected.get("outage_drop", 0) > 0  # the outage did happen
-    assert stored == _expected(events, figures)  # every delivered frame, in order
+    assert stored == expected_frames(events, figures)  # every delivered frame, in order
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
     assert rheed.report["uploaded"] == rheed.chunks and not rheed.report["lost"]
     # frames streamed before the server went down and while it was down (hardware stamps)
@@ -174,18 +84,18 @@ def test_20_percent_failed_requests_for_a_whole_run_lose_nothing(
     )
     client = make_client(local_server)
     callback = AtomscaleCallback(client, rotation_key="growth_rotation_rpm")
-    figures, summary, _, events = _run(
+    figures, summary, _, events = run_scenario(
         RE, small_camera, sensors, callback, duration=12.0, fps=60.0, scenario="20pct-failures"
     )
     injected = local_server.reader.faults()["injected"]
     local_server.faults.clear()
-    stored, rheed = _stored_rheed(local_server, summary)
+    stored, rheed = stored_rheed(local_server, summary)
     figures.stored = len(stored)
-    figures.extra.update(injected=injected, points=_assert_points_complete(local_server, summary))
+    figures.extra.update(injected=injected, points=assert_points_complete(local_server, summary))
     figures.report()
     assert sum(v for k, v in injected.items() if k.startswith("drop")) > 0
     assert sum(v for k, v in injected.items() if k.startswith("error")) > 0
-    assert stored == _expected(events, figures)
+    assert stored == expected_frames(events, figures)
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
 
 
@@ -198,7 +108,7 @@ def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
     from atomscale_bluesky.server.runner import running_server_process
 
     queue_bound = 128 * 1024 * 1024
-    _set_size(camera.prefix, 240, 320, fps=60.0)
+    set_size(camera.prefix, 240, 320, fps=60.0)
     try:
         with running_server_process(data_dir=tmp_path / "server") as server:
             server.faults.set(latency_s=2.0)
@@ -219,7 +129,7 @@ def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
             threading.Thread(target=watch, daemon=True).start()
             rss = RssSampler()
             t_start = time.monotonic()
-            figures, summary, wall, events = _run(
+            figures, summary, wall, events = run_scenario(
                 RE, camera, sensors, callback, duration=24.0, fps=60.0, scenario="2s-latency"
             )
             run_end = t_start + wall
@@ -228,7 +138,7 @@ def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
             server.faults.clear()
             (rheed,) = [r for r in summary.rheed if r.frame_shape == (240, 320)]
             stored = stored_hashes(server.reader, rheed.data_id)
-            points = _assert_points_complete(server, summary)
+            points = assert_points_complete(server, summary)
     finally:
         ca_write(camera.prefix + "cam1:SizeX", 640)
         ca_write(camera.prefix + "cam1:SizeY", 480)
@@ -244,7 +154,7 @@ def test_2s_latency_per_request_loses_nothing_and_memory_stays_bounded(
         streams_open_after_s=round(opened["at"] - t_start, 1), points=points,
     )  # fmt: skip
     figures.report()
-    assert stored == _expected(events, figures)
+    assert stored == expected_frames(events, figures)
     assert figures.lost == 0 and summary.lost == 0 and summary.errors == 0, summary.text()
     assert spool_peak["bytes"] > 0  # the backlog sat on disk
     assert steady_from < run_end - 4.0, "the streams opened too late to judge the steady state"
@@ -283,11 +193,11 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
     def enough(_: Any) -> bool:  # two more chunks of frames after the release
         return released.is_set() and len(events_seen.rows) >= at_release[0] + int(4 * fps)
 
-    events_seen = EventFrames()  # the same frames as _run's record: counted for the release
+    events_seen = EventFrames()  # the same frames as run_scenario records: counted for the release
     RE.subscribe(events_seen)
     threading.Thread(target=release_when_full, daemon=True).start()
     with pytest.warns(RuntimeWarning, match="were not uploaded"):
-        figures, summary, _, events = _run(
+        figures, summary, _, events = run_scenario(
             RE, small_camera, sensors, callback, duration=240.0, fps=fps, scenario="spool-full",
             until=enough, run_until=run_until,
         )  # fmt: skip
@@ -299,7 +209,7 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
     reasons = [reason for _, reason in report["lost"]]
     figures.extra.update(
         spool_max_bytes=max_bytes, chunks_dropped=report["dropped"],
-        chunks_uploaded=report["uploaded"], points=_assert_points_complete(local_server, summary),
+        chunks_uploaded=report["uploaded"], points=assert_points_complete(local_server, summary),
     )  # fmt: skip
     figures.report()
     assert report["dropped"] >= 2 and report["uploaded"] >= 1
@@ -317,7 +227,7 @@ def test_full_spool_drops_chunks_with_the_documented_reason_and_nothing_else_bre
     stored_idx = {c["idx"] for c in local_server.reader.chunk_times(rheed.data_id)}
     assert not stored_idx & dropped
     assert stored_idx | dropped == set(range(len(stored_idx) + len(dropped)))
-    delivered = _expected(events, figures)
+    delivered = expected_frames(events, figures)
     last = -1
     for hashes in chunks:
         at = delivered.index(hashes[0])
