@@ -93,7 +93,8 @@ class StreamKeeper:
                 try:
                     self._tend(stream)
                 except Exception:  # never let the keeper die
-                    log.exception("tending stream %s failed", stream.local_id)
+                    if not self._stop.is_set():  # (requests fail once the client closed)
+                        log.exception("tending stream %s failed", stream.local_id)
             self.spool.wait_changed(0.5)
 
     def _due(self, local_id: str) -> bool:
