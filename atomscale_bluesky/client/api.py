@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from .config import ClientConfig
-from .errors import AtomscaleClientError, BadResponseError, HttpStatusError
+from .errors import AtomscaleClientError, BadResponseError, HttpStatusError, RefusedError
 
 __all__ = ["AtomscaleApi", "StreamLinks", "rust_float_text", "looks_like_uuid"]
 
@@ -225,7 +225,7 @@ class AtomscaleApi:
             for sample in samples:
                 if sample["id"] == wanted:
                     return wanted
-            raise AtomscaleClientError(f"physical sample with id '{wanted}' not found")
+            raise RefusedError(f"physical sample with id '{wanted}' not found")
 
         def named(items: list[dict[str, Any]]) -> str | None:
             return next(
@@ -266,7 +266,7 @@ class AtomscaleApi:
         for tag in cleaned:
             if looks_like_uuid(tag):
                 if not any(t["id"] == tag for t in existing):
-                    raise AtomscaleClientError(f"tag with id '{tag}' not found")
+                    raise RefusedError(f"tag with id '{tag}' not found")
                 ids.append(tag)
                 continue
             found = named(existing, tag)
@@ -349,8 +349,8 @@ class AtomscaleApi:
             raise AtomscaleClientError(f"failed to attach tags to data item: {error}") from None
         _check(response, "tag attach returned error status")
 
-    def link_new_stream(self, data_id: str, links: StreamLinks, end_path: str) -> None:
-        """Link sample/project and tags concurrently; on failure end the stream once and raise."""
+    def link_stream(self, data_id: str, links: StreamLinks) -> None:
+        """Link sample/project and tags concurrently; raises the first failure."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atomscale-links") as pool:
             futures = [
                 pool.submit(self._link_sample_and_project, data_id, links),
@@ -358,8 +358,11 @@ class AtomscaleApi:
             ]
             errors = [f.exception() for f in futures]
         cause = next((e for e in errors if e is not None), None)
-        if cause is None:
-            return
+        if cause is not None:
+            raise cause
+
+    def end_after_failed_link(self, data_id: str, end_path: str, cause: BaseException) -> None:
+        """End a stream whose links the server refused, once, and raise why."""
         try:
             _check(self.http.post(f"{self.endpoint}{end_path}", headers=self._headers()))
         except Exception as end_error:

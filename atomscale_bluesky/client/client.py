@@ -13,22 +13,35 @@ import logging
 import math
 import tempfile
 import threading
+import time
+import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from .api import AtomscaleApi, rotational_period
+from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
 from .config import ClientConfig, clock_sync_enabled, resolve_api_key, resolve_endpoint
 from .errors import AtomscaleClientError, UnknownStreamError
 from .report import StreamReport
-from .retry import FINALIZE_ATTEMPTS, Backoff, is_transient_on_end, with_retries
+from .retry import (
+    FINALIZE_ATTEMPTS,
+    Backoff,
+    is_auth_error,
+    is_transient_on_end,
+    refuses_request,
+    with_retries,
+)
 from .rheed import RheedStream
-from .spool import Spool, default_spool_root
+from .spool import Spool, SpoolStream, default_spool_root
+from .spool.recovery import LOCAL_ID_PREFIX
+from .stream_keeper import StreamKeeper
 from .stream_services import StreamServices
+from .stream_setup import StreamSetup, end_path
 from .timeseries import TimeseriesStream
 from .uploader import UploadWorkers
 
@@ -51,6 +64,20 @@ def _trimmed(value: str | None) -> str | None:
         return None
     value = value.strip()
     return value or None
+
+
+def _links(
+    sample: str | None, project: str | None, tags: Sequence[str] | str | None
+) -> dict[str, Any]:
+    """The links part of a creation request, as given (resolved when the stream is created)."""
+    if isinstance(tags, str):
+        tags = [tags]
+    return {"physical_sample": sample, "project_id": project, "tags": list(tags or [])}
+
+
+def _busy(stream: SpoolStream) -> bool:
+    """Something of the stream is left to do: chunks, creation, or its end request."""
+    return bool(stream.pending) or not stream.ready or stream.finalize_requested
 
 
 def _describe_losses(report: StreamReport) -> str:
@@ -85,6 +112,7 @@ class AtomscaleClient:
         clock_sync: bool | None = None,
         verify: bool = True,
         backoff: Backoff | None = None,
+        fsync: bool = True,
     ) -> None:
         if spool_retention_s is not None and not (
             math.isfinite(spool_retention_s) and spool_retention_s > 0
@@ -110,26 +138,40 @@ class AtomscaleClient:
         )
         self._api = AtomscaleApi(self.config, self._http)
         self._spool = self._open_spool(
-            spool_dir, spool_max_bytes, spool_min_free_bytes, spool_retention_s
+            spool_dir, spool_max_bytes, spool_min_free_bytes, spool_retention_s, fsync
         )
         self._services = StreamServices(
             enqueue=self._spool.enqueue,
             counts=self._stream_counts,
             finalize=self.finalize,
             clock=self._clock,
+            data_id=self._data_id,
+            wait_opened=self._wait_opened,
         )
         self._streams: dict[str, RheedStream | TimeseriesStream] = {}
         self._finalized: dict[str, StreamReport] = {}
         self._lock = threading.Lock()
+        self._closed = False
+        self._gate = AuthGate(on_resume=self._spool.add_auth_pause)
+        self._setup = StreamSetup(self._api)
+        self._keeper = StreamKeeper(
+            self._spool, self._setup, self._gate, backoff=backoff, on_ended=self._ended
+        )
         self._workers = UploadWorkers(
-            self._spool, self._api, workers=upload_workers, backoff=backoff
+            self._spool, self._api, self._gate, workers=upload_workers, backoff=backoff
         )
         self._workers.start()
-        self._closed = False
+        self._keeper.start()
         if self._spool.resumed:
             log.info(
                 "resumed %d unfinished stream(s) from %s",
                 len(self._spool.resumed),
+                self._spool.root,
+            )
+        if self._spool.quarantined:
+            log.warning(
+                "moved %d damaged spool file(s) to %s/quarantine (see status()['quarantined'])",
+                len(self._spool.quarantined),
                 self._spool.root,
             )
 
@@ -139,12 +181,14 @@ class AtomscaleClient:
         max_bytes: int | None,
         min_free: int | None,
         retention: float | None,
+        fsync: bool,
     ) -> Spool:
         root = Path(spool_dir) if spool_dir is not None else default_spool_root()
         kwargs: dict[str, Any] = {
             "max_bytes": max_bytes,
             "min_free_bytes": min_free,
             "retention_s": retention,
+            "fsync": fsync,
         }
         try:
             return Spool(root, self.endpoint, **kwargs)
@@ -178,7 +222,14 @@ class AtomscaleClient:
         tags: Sequence[str] | None = None,
         azimuth: str | None = None,
     ) -> RheedStream:
-        """Create a RHEED stream on the server (same requests and checks as the reference)."""
+        """Open a RHEED stream (same requests and checks as the reference).
+
+        Bad arguments raise ValueError, and a refusal of the request itself (400/422, an
+        unknown sample or tag id) raises AtomscaleClientError with the server's reason. When
+        the server cannot be reached or answers otherwise, the stream is returned anyway with
+        ``data_id`` None: pushes are spooled at once and the stream is created in the
+        background (see ``wait_opened``).
+        """
         self._check_open()
         fps = float(fps)
         rotations_per_min = float(rotations_per_min)
@@ -207,9 +258,6 @@ class AtomscaleClient:
                 "azimuth is for parked streams (rotations_per_min=0); a rotating stream carries "
                 "several azimuths"
             )
-        if isinstance(tags, str):
-            tags = [tags]
-        links = self._api.resolve_links(sample, project, list(tags or []))
         settings: dict[str, Any] = {
             "data_item_name": name,
             "rotational_period": rotational_period(fps, rotations_per_min),
@@ -220,34 +268,90 @@ class AtomscaleClient:
             settings["project_id"] = project
         if azimuth_label is not None:
             settings["azimuth_label"] = azimuth_label
-        data_id = self._api.create_rheed_stream(settings)
-        self._api.link_new_stream(data_id, links, f"/rheed/stream/{data_id}/end")
+        request = {
+            "kind": "rheed",
+            "settings": settings,
+            "links": _links(sample, project, tags),
+        }
         info = {
             "fps": fps,
             "rotations_per_min": rotations_per_min,
             "chunk_size": chunk_size,
             "name": name,
         }
-        self._open_spool_stream(data_id, "rheed", info)
+        local_id = self._open_stream(request, info)
         stream = RheedStream(
             self._services,
-            data_id,
+            local_id,
             fps=fps,
             rotations_per_min=rotations_per_min,
             chunk_size=chunk_size,
             name=name,
         )
         with self._lock:
-            self._streams[data_id] = stream
-        log.info("opened RHEED stream %s (%r, %.6g fps, chunk %d)", data_id, name, fps, chunk_size)
+            self._streams[local_id] = stream
+        log.info(
+            "opened RHEED stream %s (%r, %.6g fps, chunk %d)",
+            stream.data_id or local_id,
+            name,
+            fps,
+            chunk_size,
+        )
         return stream
 
-    def _open_spool_stream(self, data_id: str, kind: str, info: dict[str, Any]) -> None:
+    def _open_stream(self, request: dict[str, Any], info: dict[str, Any]) -> str:
+        """Create the stream remotely, or spool it for the background; its local id."""
+        kind = request["kind"]
         try:
-            self._spool.open_stream(data_id, kind, info)
+            links = self._setup.resolve(request)
+            data_id = self._setup.create(request)
+        except Exception as error:
+            if refuses_request(error):
+                raise
+            if is_auth_error(error):
+                self._gate.pause(f"opening a {kind} stream", error)
+            local_id = f"{LOCAL_ID_PREFIX}{uuid.uuid4().hex}"
+            log.warning(
+                "could not open the %s stream on %s now (%s); its data is spooled under %s "
+                "and the stream is created as soon as the server answers",
+                kind,
+                self.endpoint,
+                error,
+                local_id,
+            )
+            self._open_spool_stream(local_id, kind, info, None, request, linked=False)
+            return local_id
+        self._gate.resume()
+        linked = True
+        try:
+            self._setup.link(data_id, links)
+        except Exception as error:
+            if refuses_request(error):
+                self._api.end_after_failed_link(data_id, end_path(kind, data_id), error)
+            if is_auth_error(error):
+                self._gate.pause(f"linking stream {data_id}", error)
+            log.warning("linking stream %s failed (%s); retrying in the background", data_id, error)
+            linked = False
+        self._open_spool_stream(data_id, kind, info, data_id, request, linked=linked)
+        return data_id
+
+    def _open_spool_stream(
+        self,
+        local_id: str,
+        kind: str,
+        info: dict[str, Any],
+        data_id: str | None,
+        request: dict[str, Any],
+        *,
+        linked: bool,
+    ) -> None:
+        try:
+            self._spool.open_stream(
+                local_id, kind, info, data_id=data_id, create=request, linked=linked
+            )
         except RuntimeError as error:
             raise AtomscaleClientError(
-                f"stream {data_id} was created but cannot be spooled: {error}"
+                f"stream {data_id or local_id} cannot be spooled: {error}"
             ) from None
 
     def open_timeseries_stream(
@@ -260,7 +364,7 @@ class AtomscaleClient:
         tags: Sequence[str] | None = None,
         points_per_chunk: int = 100,
     ) -> TimeseriesStream:
-        """Create a tool-state stream (same requests as the reference's TimeseriesStreamer)."""
+        """Open a tool-state stream (the reference's requests), durably like RHEED streams."""
         self._check_open()
         if (
             isinstance(points_per_chunk, bool)
@@ -275,101 +379,265 @@ class AtomscaleClient:
         self._wait_for_clock()
         sample = _trimmed(physical_sample)
         project = _trimmed(project_id)
-        if isinstance(tags, str):
-            tags = [tags]
-        links = self._api.resolve_links(sample, project, list(tags or []))
-        data_id = self._api.timeseries_initialize(
-            stream_name, instrument_id, points_per_chunk, project
+        request = {
+            "kind": "timeseries",
+            "stream_name": stream_name,
+            "instrument_id": instrument_id,
+            "points_per_chunk": points_per_chunk,
+            "project_id": project,
+            "links": _links(sample, project, tags),
+        }
+        local_id = self._open_stream(
+            request, {"points_per_chunk": points_per_chunk, "name": stream_name}
         )
-        self._api.link_new_stream(data_id, links, f"/tool-state/stream/{data_id}/finalize")
-        self._open_spool_stream(
-            data_id, "timeseries", {"points_per_chunk": points_per_chunk, "name": stream_name}
-        )
-        stream = TimeseriesStream(self._services, data_id, points_per_chunk=points_per_chunk)
+        stream = TimeseriesStream(self._services, local_id, points_per_chunk=points_per_chunk)
         with self._lock:
-            self._streams[data_id] = stream
-        log.info("opened time-series stream %s (%r)", data_id, stream_name)
+            self._streams[local_id] = stream
+        log.info("opened time-series stream %s (%r)", stream.data_id or local_id, stream_name)
         return stream
 
-    def stream(self, data_id: str) -> RheedStream | TimeseriesStream:
-        """The live stream object of ``data_id`` opened by this client."""
+    def stream(self, stream_id: str) -> RheedStream | TimeseriesStream:
+        """The live stream object opened by this client, by its data_id or local_id."""
+        spooled = self._spool.stream(stream_id)
         with self._lock:
-            found = self._streams.get(data_id)
+            found = self._streams.get(spooled.local_id if spooled else stream_id)
         if found is None:
-            raise UnknownStreamError(data_id)
+            raise UnknownStreamError(stream_id)
         return found
 
-    def _stream_counts(self, data_id: str) -> dict[str, Any]:
-        """The spool's counters of ``data_id``; empty once the spool has forgotten the stream."""
-        spooled = self._spool.stream(data_id)
-        return spooled.counts() if spooled is not None else {}
+    def _stream_counts(self, local_id: str) -> dict[str, Any]:
+        """The spool's counters of a stream; empty once the spool has forgotten it."""
+        spooled = self._spool.stream(local_id)
+        if spooled is None:
+            return {}
+        counts = spooled.counts()
+        counts["auth_paused_s"] = self._report(spooled).auth_paused_s
+        return counts
+
+    def _data_id(self, local_id: str) -> str | None:
+        spooled = self._spool.stream(local_id)
+        if spooled is not None:
+            return spooled.first_data_id
+        with self._lock:
+            done = self._finalized.get(local_id)
+        return done.data_id if done is not None else None
+
+    def _wait_opened(self, local_id: str, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._data_id(local_id) is None:
+            remaining = 0.5 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return False
+            self._spool.wait_changed(min(remaining, 0.5))
+        return True
 
     def resumed_streams(self) -> list[str]:
-        """data_ids an earlier process left unfinished in this spool, now uploading again."""
-        return [d for d in self._spool.resumed if self._spool.stream(d) is not None]
+        """Ids (data_id, or local_id if not created yet) of streams an earlier process left
+        unfinished in this spool, now uploading again."""
+        found = []
+        for local_id in self._spool.resumed:
+            spooled = self._spool.stream(local_id)
+            if spooled is not None and spooled.closed is None:
+                found.append(spooled.first_data_id or local_id)
+        return found
 
-    # ---- finalize ----
+    # ---- finalize and drain ----
 
-    def finalize(self, data_id: str, drain_timeout_s: float = 600.0) -> StreamReport:
-        """Drain, close the spool stream, then end it on the server (12 attempts for RHEED).
+    def _report(self, spooled: SpoolStream, drained: bool = True) -> StreamReport:
+        waiting = spooled.closed is None and (spooled.pending > 0 or not spooled.ready)
+        return spooled.report(drained, self._gate.current_pause_s() if waiting else 0.0)
 
-        Works for streams this client opened and for resumed ones. A second call after success
-        returns the same report; after a failed end request it repeats the request.
+    def _ended(self, local_id: str) -> None:
+        """A stream was ended (or its end refused) and its folder removed: keep its report."""
+        spooled = self._spool.stream(local_id)
+        if spooled is None:
+            return
+        report = self._report(spooled)
+        with self._lock:
+            for key in spooled.ids():
+                self._finalized[key] = report
+            live = self._streams.pop(local_id, None)
+        if live is not None:
+            live.report = report
+        self._spool.forget_stream(local_id)
+        if report.not_uploaded:
+            message = (
+                f"{report.not_uploaded} of the {report.spooled + report.dropped} chunk(s) of "
+                f"stream {report.data_id or local_id} were not uploaded: "
+                f"{_describe_losses(report)}"
+            )
+            log.warning(message)
+        log.info(
+            "finalized stream %s: %d uploaded, %d not uploaded",
+            report.data_id or local_id,
+            report.uploaded,
+            report.not_uploaded,
+        )
+
+    def finalize(self, stream_id: str, drain_timeout_s: float = 600.0) -> StreamReport:
+        """Drain up to ``drain_timeout_s``, then end the stream on the server (12 attempts).
+
+        ``stream_id`` is its data_id or local_id; works for resumed streams too. If chunks are
+        still pending at the timeout nothing is deleted: the stream is marked "finalize
+        requested" in its spool, keeps uploading while this client lives (or in the next one on
+        the same spool), and is ended after its last chunk; the report says ``pending``. A
+        second call after the end returns the same report.
         """
         if not (drain_timeout_s >= 0):
             raise ValueError("drain_timeout_s must be non-negative")
         with self._lock:
-            done = self._finalized.get(data_id)
-            live = self._streams.get(data_id)
+            done = self._finalized.get(stream_id)
         if done is not None:
             return done
+        spooled = self._spool.stream(stream_id)
+        if spooled is None:
+            raise UnknownStreamError(stream_id)
+        local_id = spooled.local_id
+        with self._lock:
+            live = self._streams.get(local_id)
         if live is not None:
             live.mark_finalizing()
-        spooled = self._spool.stream(data_id)
-        if spooled is None:
-            raise UnknownStreamError(data_id)
-        kind = spooled.kind
-        drained = self._spool.drain(data_id, drain_timeout_s)
-        self._spool.close_stream(data_id, "finalized")
-        report = spooled.report(drained=drained)
-        if report.not_uploaded:
-            message = (
-                f"{report.not_uploaded} of the {report.spooled + report.dropped} chunk(s) of "
-                f"stream {data_id} were not uploaded: {_describe_losses(report)}"
-            )
-            log.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        if kind == "rheed":
-            end = lambda: self._api.end_rheed_stream(data_id)  # noqa: E731
-            transient = is_transient_on_end
+        deadline = time.monotonic() + drain_timeout_s
+        while not self._keeper.begin_end(local_id):  # the background is ending it right now
+            if time.monotonic() >= deadline:
+                break
+            self._spool.wait_changed(0.1)
         else:
-            end = lambda: self._api.timeseries_finalize(data_id)  # noqa: E731
-            transient = is_transient_on_end
-        try:
-            with_retries(f"finalize {data_id}", FINALIZE_ATTEMPTS, end, transient=transient)
-        except Exception as error:
-            raise AtomscaleClientError(str(error)) from None
-        self._spool.forget_stream(data_id)
+            try:
+                self._spool.request_finalize(local_id)
+                drained = self._spool.drain(local_id, max(deadline - time.monotonic(), 0.0))
+                ended = drained and spooled.closed is None and self._end_now(spooled)
+            finally:
+                self._keeper.end_done(local_id)
+            if ended:
+                report = self._report(spooled)
+                self._ended(local_id)
+                if report.not_uploaded:
+                    warnings.warn(
+                        f"{report.not_uploaded} of the {report.spooled + report.dropped} "
+                        f"chunk(s) of stream {report.data_id} were not uploaded: "
+                        f"{_describe_losses(report)}",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                return report
         with self._lock:
-            self._finalized[data_id] = report
-            self._streams.pop(data_id, None)
+            done = self._finalized.get(local_id)
+        if done is not None:  # the background ended it meanwhile
+            return done
+        self._spool.request_finalize(local_id)
+        report = self._report(spooled, drained=False)
         if live is not None:
             live.report = report
-        log.info(
-            "finalized stream %s: %d uploaded, %d not uploaded",
-            data_id,
-            report.uploaded,
-            report.not_uploaded,
-        )
+        self._warn_pending(report, drain_timeout_s)
         return report
+
+    def _end_now(self, spooled: SpoolStream) -> bool:
+        """Send the end request (retrying outages); False when the key was refused."""
+        data_id = spooled.data_id
+        assert data_id is not None
+        try:
+            with_retries(
+                f"finalize {data_id}",
+                FINALIZE_ATTEMPTS,
+                lambda: self._setup.end(spooled.kind, data_id),
+                transient=is_transient_on_end,
+            )
+        except Exception as error:
+            if is_auth_error(error):
+                self._gate.pause(f"ending stream {data_id}", error)
+                return False
+            raise AtomscaleClientError(str(error)) from None
+        self._gate.resume()
+        self._spool.close_stream(spooled.local_id)
+        return True
+
+    def _warn_pending(self, report: StreamReport, waited_s: float) -> None:
+        what = report.data_id or f"{report.local_id} (not created on the server yet)"
+        log.warning(
+            "stream %s is not finalized after %.0f s: %d chunk(s) still pending in the spool "
+            "(nothing is deleted); they keep uploading while this process runs and the stream "
+            "is ended after the last one; to finish them later run `atomscale-bluesky drain`",
+            what,
+            waited_s,
+            report.pending,
+        )
+        if report.not_uploaded:
+            log.warning(
+                "%d of the chunk(s) of stream %s were not uploaded: %s",
+                report.not_uploaded,
+                what,
+                _describe_losses(report),
+            )
+
+    def drain(
+        self,
+        timeout_s: float | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[StreamReport]:
+        """Upload everything this spool holds for this endpoint and finalize what can be.
+
+        Streams still to be created are created, streams whose finalize was requested and
+        every resumed stream (its process is gone) are ended after their last chunk; streams
+        this client still holds open are uploaded, not ended. Waits up to ``timeout_s`` (None:
+        until done), calling ``progress`` with a status dict about once a second. Returns one
+        report per stream; on timeout nothing is deleted (reports say ``pending``).
+        """
+        if timeout_s is not None and not (timeout_s >= 0):
+            raise ValueError("timeout_s must be non-negative")
+        streams = [s for s in self._spool.streams() if s.closed is None]
+        for spooled in streams:
+            if not spooled.live:
+                self._spool.request_finalize(spooled.local_id)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        shown = 0.0
+        while True:
+            busy = [s for s in streams if s.closed is None and _busy(s)]
+            now = time.monotonic()
+            if progress is not None and (not busy or now - shown >= 1.0):
+                shown = now
+                progress(self._progress(busy))
+            if not busy or (deadline is not None and now >= deadline):
+                break
+            wait = 0.5 if deadline is None else min(0.5, max(deadline - now, 0.0))
+            self._spool.wait_changed(wait)
+        reports = []
+        for spooled in streams:
+            with self._lock:
+                done = self._finalized.get(spooled.local_id)
+            reports.append(done if done is not None else self._report(spooled, drained=False))
+        pending = sum(r.pending for r in reports)
+        if pending:
+            log.warning(
+                "drain stopped after %.0f s with %d chunk(s) still pending in %s (nothing is "
+                "deleted); run it again to finish them",
+                timeout_s or 0.0,
+                pending,
+                self._spool.root,
+            )
+        return reports
+
+    def _progress(self, busy: list[SpoolStream]) -> dict[str, Any]:
+        status = self.status()
+        return {
+            "streams_busy": len(busy),
+            "chunks_pending": status["chunks_pending"],
+            "chunks_uploaded": status["chunks_uploaded"],
+            "bytes": status["bytes"],
+            "auth_paused": status["auth_paused"],
+            "streams_not_created": sum(1 for s in busy if not s.data_ids),
+        }
 
     # ---- status ----
 
     def status(self) -> dict[str, Any]:
-        """Spool status (the reference's keys), endpoint and the clock status."""
+        """Spool status (the reference's keys, ``quarantined``), endpoint, clock, auth pause."""
         status = self._spool.status()
         status["endpoint"] = self.endpoint
         status["clock"] = self.clock_status()
+        status["auth_paused"] = self._gate.paused
+        status["auth_pauses"] = self._gate.pauses
+        status["auth_paused_s"] = self._gate.paused_s + self._gate.current_pause_s()
         return status
 
     def clock_status(self) -> dict[str, float] | None:
@@ -388,8 +656,10 @@ class AtomscaleClient:
             return
         self._closed = True
         self._workers.request_stop()
+        self._keeper.request_stop()
         self._spool.close()
         self._workers.join(timeout)
+        self._keeper.join(timeout)
         self._http.close()
 
     def __enter__(self) -> AtomscaleClient:

@@ -6,6 +6,7 @@ __all__ = [
     "AtomscaleClientError",
     "BadResponseError",
     "HttpStatusError",
+    "RefusedError",
     "StreamClosedError",
     "UnknownStreamError",
 ]
@@ -40,3 +41,7 @@ class HttpStatusError(AtomscaleClientError):
 
 class BadResponseError(AtomscaleClientError):
     """A 2xx reply whose body is not what the protocol promises (retried like a transport error)."""
+
+
+class RefusedError(AtomscaleClientError):
+    """The server refused a stream set-up request itself (e.g. a sample or tag id it lacks)."""

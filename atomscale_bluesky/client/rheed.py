@@ -55,14 +55,14 @@ class RheedStream(SpooledStream):
     def __init__(
         self,
         services: StreamServices,
-        data_id: str,
+        local_id: str,
         *,
         fps: float,
         rotations_per_min: float,
         chunk_size: int,
         name: str,
     ) -> None:
-        super().__init__(services, data_id)
+        super().__init__(services, local_id)
         self.fps = fps
         self.rotations_per_min = rotations_per_min
         self.chunk_size = chunk_size
@@ -74,7 +74,8 @@ class RheedStream(SpooledStream):
 
     def __repr__(self) -> str:
         return (
-            f"RheedStream(data_id={self.data_id!r}, fps={self.fps}, chunk_size={self.chunk_size})"
+            f"RheedStream(data_id={self.data_id!r}, local_id={self.local_id!r}, fps={self.fps}, "
+            f"chunk_size={self.chunk_size})"
         )
 
     def push(
@@ -96,7 +97,7 @@ class RheedStream(SpooledStream):
         arrival = now_ms()
         if self._finalizing:
             raise StreamClosedError(
-                f"stream {self.data_id} was finalized; no more chunks can be pushed to it"
+                f"stream {self.name_for_logs} was finalized; no more chunks can be pushed to it"
             )
         start_ms = _capture_start(capture_start_ms_utc)
         planes = _uint8_planes(frames, bit_depth)
@@ -109,7 +110,7 @@ class RheedStream(SpooledStream):
             n, (h, w) = len(planes), planes[0].shape
         if n > self.chunk_size:
             raise FrameError(
-                f"a chunk of {n} frames exceeds stream {self.data_id}'s chunk_size "
+                f"a chunk of {n} frames exceeds stream {self.name_for_logs}'s chunk_size "
                 f"{self.chunk_size}; push it in pieces of at most {self.chunk_size} frames"
             )
         with self._lock:
@@ -117,7 +118,7 @@ class RheedStream(SpooledStream):
                 self._frame_shape = (h, w)
             elif self._frame_shape != (h, w):
                 raise FrameError(
-                    f"frames of stream {self.data_id} are {self._frame_shape[0]}x"
+                    f"frames of stream {self.name_for_logs} are {self._frame_shape[0]}x"
                     f"{self._frame_shape[1]}; got {h}x{w}"
                 )
             if chunk_idx is None:
@@ -144,11 +145,11 @@ class RheedStream(SpooledStream):
             metadata["clock_offset_ms"] = correction.offset_ms
             metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
         shard = encode_shard_parts(stack)
-        dropped = self._services.enqueue(self.data_id, idx, "rheed", metadata, shard)
+        dropped = self._services.enqueue(self.local_id, idx, "rheed", metadata, shard)
         with self._lock:
             self._frames_pushed += n
         if dropped is None:
-            log.debug("chunk %d of stream %s spooled (%d frames)", idx, self.data_id, n)
+            log.debug("chunk %d of stream %s spooled (%d frames)", idx, self.name_for_logs, n)
         return idx
 
     def status(self) -> dict[str, Any]:
@@ -157,8 +158,9 @@ class RheedStream(SpooledStream):
         elapsed = max(time.monotonic() - self._opened, 1e-9)
         uploaded_bytes = counts.get("bytes_uploaded", 0)
         return {
-            "data_id": self.data_id,
             **counts,
+            "data_id": self.data_id,
+            "local_id": self.local_id,
             "frames_pushed": self._frames_pushed,
             "frames_per_s": self._frames_pushed / elapsed,
             "upload_bytes_per_s": uploaded_bytes / elapsed,

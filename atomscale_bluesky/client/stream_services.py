@@ -16,12 +16,12 @@ from .report import StreamReport
 __all__ = ["Enqueue", "StreamServices"]
 
 Enqueue = Callable[[str, int, str, dict[str, Any], "bytes | list[Any]"], "str | None"]
-"""``(data_id, chunk_idx, kind, metadata, payload) -> None`` once spooled, else the drop reason."""
+"""``(local_id, chunk_idx, kind, metadata, payload) -> None`` once spooled, else the drop reason."""
 
 
 @dataclass(frozen=True)
 class StreamServices:
-    """The client's services a stream calls, each keyed by the stream's data_id."""
+    """The client's services a stream calls, each keyed by the stream's local id."""
 
     enqueue: Enqueue
     counts: Callable[[str], dict[str, Any]]
@@ -30,3 +30,7 @@ class StreamServices:
     """Drain, close and end a stream on the server, waiting at most the given seconds."""
     clock: LabClock | None
     """The endpoint's clock that corrects host times, or None when clock sync is off."""
+    data_id: Callable[[str], str | None]
+    """The stream's remote id, None until the server created it."""
+    wait_opened: Callable[[str, float | None], bool]
+    """Wait up to the given seconds (None: forever) for the remote id; True once known."""

@@ -68,19 +68,19 @@ def validate_channel(
 class TimeseriesStream(SpooledStream):
     """A stream opened by :meth:`AtomscaleClient.open_timeseries_stream`; thread-safe."""
 
-    def __init__(self, services: StreamServices, data_id: str, *, points_per_chunk: int) -> None:
-        super().__init__(services, data_id)
+    def __init__(self, services: StreamServices, local_id: str, *, points_per_chunk: int) -> None:
+        super().__init__(services, local_id)
         self.points_per_chunk = points_per_chunk
         self._next: dict[str, int] = {}
         self._points = 0
 
     def __repr__(self) -> str:
-        return f"TimeseriesStream(data_id={self.data_id!r})"
+        return f"TimeseriesStream(data_id={self.data_id!r}, local_id={self.local_id!r})"
 
     def _check_open(self) -> None:
         if self._finalizing:
             raise StreamClosedError(
-                f"stream {self.data_id} was finalized; no more points can be pushed to it"
+                f"stream {self.name_for_logs} was finalized; no more points can be pushed to it"
             )
 
     def _offset_s(self) -> float:
@@ -164,8 +164,13 @@ class TimeseriesStream(SpooledStream):
     def _spool(self, idx: int, path: str, names: list[str], body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         meta = {"path": path, "channels": names, "chunk_index": idx}
-        self._services.enqueue(self.data_id, idx, "timeseries", meta, payload)
+        self._services.enqueue(self.local_id, idx, "timeseries", meta, payload)
 
     def status(self) -> dict[str, Any]:
         """Counters (reference keys) plus the number of points pushed."""
-        return {"data_id": self.data_id, **self._counts(), "points_pushed": self._points}
+        return {
+            **self._counts(),
+            "data_id": self.data_id,
+            "local_id": self.local_id,
+            "points_pushed": self._points,
+        }

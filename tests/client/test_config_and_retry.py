@@ -17,7 +17,9 @@ from atomscale_bluesky.client.config import (
 from atomscale_bluesky.client.errors import BadResponseError, HttpStatusError
 from atomscale_bluesky.client.retry import (
     Backoff,
+    is_auth_error,
     is_rejection,
+    is_stale_refusal,
     is_transient,
     is_transient_on_end,
     with_retries,
@@ -71,8 +73,11 @@ def test_clock_switch(monkeypatch: pytest.MonkeyPatch) -> None:
         (408, "", True, False),
         (400, "<Code>RequestTimeout</Code>", True, False),
         (400, "bad", False, True),
-        (403, "", False, True),
-        (404, "", False, True),
+        (401, "", False, False),  # a refused key pauses uploads; it says nothing of the data
+        (403, "", False, False),
+        (404, "", False, False),  # retried: never turns data into "lost"
+        (409, '{"detail": "stream_error"}', False, False),  # stale: continues in a new part
+        (409, '{"detail": "dims differ"}', False, True),
         (422, "", False, True),
     ],
 )
@@ -80,6 +85,8 @@ def test_status_classification(status: int, body: str, transient: bool, rejectio
     err = HttpStatusError("x", status, body)
     assert is_transient(err) is transient
     assert is_rejection(err) is rejection
+    assert is_auth_error(err) is (status in (401, 403))
+    assert is_stale_refusal(err) is ("stream_error" in body)
 
 
 def test_other_errors() -> None:

@@ -191,10 +191,11 @@ def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
         with AtomscaleClient(
             planted + "-wrong", srv.url, spool_dir=tmp_path / "s2", clock_sync=False
         ) as wrong:
-            with pytest.raises(AtomscaleClientError) as info:
-                wrong.open_rheed_stream(fps=10.0)
-            texts.append(str(info.value))
-            texts.append(repr(info.value))
+            # a refused key pauses (loudly) instead of raising; the stream waits in the spool
+            pending = wrong.open_rheed_stream(fps=10.0)
+            assert pending.data_id is None and wrong.status()["auth_paused"]
+            texts += [repr(pending), str(wrong.status())]
+            texts += [p.read_bytes().decode("latin-1") for p in (tmp_path / "s2").rglob("*.json")]
     texts += [r.getMessage() for r in caplog.records]
     texts += [caplog.text]
     assert len(caplog.records) > 5

@@ -3,19 +3,28 @@
 Layout of ``<root>/<data_id>/``:
 
 * ``stream.json``: ``{"version", "data_id", "endpoint", "kind" ("rheed" | "timeseries"),
-  "created_at_ms", "last_upload_ms", "finalized", "info"}`` (``info`` holds the stream's
-  settings, e.g. fps; never the API key).
+  "created_at_ms", "last_upload_ms", "finalized", "info", "local_id", "data_ids", "create",
+  "linked", "finalize_requested"}``. ``data_id`` is the remote id (null until the server created
+  the stream), ``data_ids`` every remote part in order (continuations after a stale refusal),
+  ``create`` the full creation request (so a later client can create the stream or a new part),
+  ``info`` the stream's settings, e.g. fps; never the API key.
 * ``.lock``: an empty file held with ``fcntl.flock`` while a live client owns the stream, so a
   second client (in this or another process) never steals its entries.
 * per chunk, the stem ``{spooled_at_ms:013}-{seq:010}-c{chunk_idx}``: ``<stem>.zarr`` (RHEED: the
   shard, exactly the PUT body) or ``<stem>.body`` (time series: the JSON request body), and
-  ``<stem>.json``, the sidecar ``{"version", "data_id", "chunk_idx", "spooled_at_ms", "seq",
-  "shard_len", "kind", "metadata"}``. Payload first, sidecar last, each via ``<file>.tmp`` and a
-  rename, so an entry exists only once complete; deletion removes the sidecar first.
+  ``<stem>.json``, the sidecar ``{"version", "data_id" (the stream's spool key: its folder
+  name), "chunk_idx", "spooled_at_ms", "seq", "shard_len", "crc32c", "endpoint", "kind",
+  "metadata"}``. Payload first, sidecar last, each via ``<file>.tmp``, fsync and a rename, then
+  the folder is fsynced: an entry exists only once complete and durable; deletion removes the
+  sidecar first.
+
+Files are created 0600 and folders 0700 (owner only). With ``fsync=False`` (for measuring its
+cost) writes skip the fsyncs and a power loss may lose or truncate recent entries.
 
 Every file is written by ``write_atomically``, every stream folder is made by
 ``create_stream_folder`` and every bad file or folder found goes through ``discard_bad_file`` or
-``discard_bad_folder``: those are the places that decide how durable the spool is.
+``discard_bad_folder``, which move it under ``<root>/quarantine/`` with a reason file (see
+``quarantine``); only ``.tmp`` leftovers, never counted as spooled, are deleted.
 """
 
 from __future__ import annotations
@@ -30,7 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import crc32c
+
+from .quarantine import QUARANTINE_DIR, Quarantined, move_aside
+
 __all__ = [
+    "QUARANTINE_DIR",
+    "BadEntry",
     "Entry",
     "EntryKey",
     "Payload",
@@ -43,14 +58,18 @@ __all__ = [
     "is_sidecar_file",
     "is_temp_file",
     "lock_folder",
+    "make_private_dir",
     "open_payload",
+    "payload_crc32c",
     "payload_nbytes",
     "read_marker",
     "read_sidecar",
     "remove_entry",
     "remove_folder",
+    "remove_temp_file",
     "sidecar_bytes",
     "stream_folder",
+    "sync_directory",
     "unlock",
     "write_atomically",
     "write_entry",
@@ -65,11 +84,17 @@ LOCK_FILE = ".lock"
 SIDECAR_EXT = "json"
 PAYLOAD_EXT = {"rheed": "zarr", "timeseries": "body"}
 TMP_SUFFIX = ".tmp"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 Payload = bytes | list[Any]
 """A chunk's bytes, or buffers that written one after another are its bytes."""
 EntryKey = tuple[int, int, str]
 """``(spooled_at_ms, seq, data_id)``: the upload order of entries."""
+
+
+class BadEntry(Exception):
+    """A sidecar or payload that does not make a complete entry; the message says why."""
 
 
 # ---- entries ------------------------------------------------------------------------------------
@@ -88,7 +113,8 @@ class Entry:
         return (self.meta["spooled_at_ms"], self.meta["seq"], self.meta["data_id"])
 
     @property
-    def data_id(self) -> str:
+    def local_id(self) -> str:
+        """The stream's spool key (its folder name)."""
         return str(self.meta["data_id"])
 
     @property
@@ -118,22 +144,25 @@ class Entry:
 
 
 def entry_meta(
-    data_id: str,
+    local_id: str,
     chunk_idx: int,
     spooled_at_ms: int,
     seq: int,
-    payload_len: int,
+    payload: Payload,
     kind: str,
     metadata: dict[str, Any],
+    endpoint: str,
 ) -> dict[str, Any]:
-    """The sidecar record of a new entry."""
+    """The sidecar record of a new entry (with the payload's length and CRC32C)."""
     return {
         "version": FORMAT_VERSION,
-        "data_id": data_id,
+        "data_id": local_id,
         "chunk_idx": chunk_idx,
         "spooled_at_ms": spooled_at_ms,
         "seq": seq,
-        "shard_len": payload_len,
+        "shard_len": payload_nbytes(payload),
+        "crc32c": payload_crc32c(payload),
+        "endpoint": endpoint,
         "kind": kind,
         "metadata": metadata,
     }
@@ -149,11 +178,33 @@ def payload_nbytes(payload: Payload) -> int:
     return sum(memoryview(part).nbytes for part in payload)
 
 
-def write_entry(entry: Entry, payload: Payload, sidecar: bytes) -> None:
-    """Write the payload, then the sidecar; on failure nothing of the entry is left."""
-    write_atomically(entry.payload_path, payload)
+def payload_crc32c(payload: Payload) -> int:
+    """CRC32C of the payload's bytes, so recovery can tell a damaged payload from a good one."""
+    if isinstance(payload, bytes):
+        return int(crc32c.crc32c(payload))
+    value = 0
+    for part in payload:
+        value = crc32c.crc32c(memoryview(part).cast("B"), value)
+    return int(value)
+
+
+def file_crc32c(path: Path) -> int:
+    value = 0
+    with open(path, "rb") as fh:
+        while piece := fh.read(1 << 20):
+            value = crc32c.crc32c(piece, value)
+    return int(value)
+
+
+def write_entry(entry: Entry, payload: Payload, sidecar: bytes, *, fsync: bool = True) -> None:
+    """Write the payload, then the sidecar, then sync the folder; on failure nothing is left.
+
+    When this returns (with ``fsync``) both files and their names are on stable storage: only
+    then does the chunk count as spooled.
+    """
+    write_atomically(entry.payload_path, payload, fsync=fsync, sync_dir=False)
     try:
-        write_atomically(entry.sidecar_path, sidecar)
+        write_atomically(entry.sidecar_path, sidecar, fsync=fsync, sync_dir=fsync)
     except BaseException:
         with contextlib.suppress(OSError):
             entry.payload_path.unlink()
@@ -176,19 +227,48 @@ def open_payload(entry: Entry) -> BinaryIO:
     return open(entry.payload_path, "rb")
 
 
-def read_sidecar(file: Path, data_id: str) -> Entry | None:
-    """The entry a sidecar describes, when it is ours and its payload has the recorded size."""
+def read_sidecar(file: Path, local_id: str) -> Entry:
+    """The entry a sidecar describes; BadEntry (with the reason) when it is not a complete one.
+
+    Complete means: the sidecar parses, names this stream, and its payload has the recorded
+    size and (for sidecars that record one) the recorded CRC32C.
+    """
     try:
-        meta = json.loads(file.read_bytes())
+        raw = file.read_bytes()
+    except OSError as error:
+        raise BadEntry(f"sidecar unreadable: {error}") from None
+    if not raw:
+        raise BadEntry("sidecar is empty (0 bytes)")
+    try:
+        meta = json.loads(raw)
         entry = Entry(meta, file.parent, 0)
-        if meta["version"] != FORMAT_VERSION or meta["data_id"] != data_id:
-            return None
+        version, owner, recorded = meta["version"], meta["data_id"], int(meta["shard_len"])
+        _ = entry.payload_path, entry.stem
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadEntry(f"sidecar is not a valid record ({type(error).__name__}: {error})") from None
+    if version != FORMAT_VERSION:
+        raise BadEntry(f"sidecar has format version {version!r}, not {FORMAT_VERSION}")
+    if owner != local_id:
+        raise BadEntry(f"sidecar names stream {owner!r}, not this folder's {local_id!r}")
+    try:
         size = entry.payload_path.stat().st_size
-        if size != meta["shard_len"]:
-            return None
-        entry.nbytes = size + file.stat().st_size
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except FileNotFoundError:
+        raise BadEntry(f"payload {entry.payload_path.name} is missing") from None
+    except OSError as error:
+        raise BadEntry(f"payload unreadable: {error}") from None
+    if size != recorded:
+        raise BadEntry(f"payload is {size} bytes, the sidecar records {recorded} (truncated)")
+    expected = meta.get("crc32c")
+    if expected is not None:
+        try:
+            actual = file_crc32c(entry.payload_path)
+        except OSError as error:
+            raise BadEntry(f"payload unreadable: {error}") from None
+        if actual != expected:
+            raise BadEntry(
+                f"payload CRC32C {actual:#010x} differs from the recorded {expected:#010x}"
+            )
+    entry.nbytes = size + len(raw)
     return entry
 
 
@@ -209,15 +289,29 @@ def is_sidecar_file(file: Path) -> bool:
 
 @dataclass(frozen=True)
 class StreamMarker:
-    """The record ``stream.json`` holds for one stream."""
+    """The record ``stream.json`` holds for one stream.
 
-    data_id: str
+    ``data_ids`` lists the stream's remote parts (empty until the server created it); ``create``
+    is the creation request (None only for markers rebuilt from sidecars or from older versions);
+    ``finalized`` means the end request was sent.
+    """
+
+    local_id: str
     endpoint: str
     kind: str
     created_at_ms: int
     last_upload_ms: int
     finalized: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    data_ids: tuple[str, ...] = ()
+    create: dict[str, Any] | None = None
+    linked: bool = True
+    finalize_requested: bool = False
+
+    @property
+    def data_id(self) -> str | None:
+        """The remote id chunks go to now (the last part), None until created."""
+        return self.data_ids[-1] if self.data_ids else None
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -230,55 +324,92 @@ class StreamMarker:
                 "last_upload_ms": self.last_upload_ms,
                 "finalized": self.finalized,
                 "info": self.info,
+                "local_id": self.local_id,
+                "data_ids": list(self.data_ids),
+                "create": self.create,
+                "linked": self.linked,
+                "finalize_requested": self.finalize_requested,
             }
         ).encode()
 
 
-def read_marker(folder: Path, default_ms: int) -> StreamMarker | None:
-    """The folder's marker; None when it has none naming a stream and an endpoint.
+def read_marker(folder: Path, default_ms: int) -> StreamMarker:
+    """The folder's marker; BadEntry (with the reason) when it has none naming an endpoint.
 
-    Times it lacks read as ``default_ms``; a marker with times or info that are not numbers or
-    a mapping raises ValueError or TypeError.
+    Times it lacks read as ``default_ms``; markers of the previous format (no ``local_id``)
+    name their stream by ``data_id``, which is also the folder name.
     """
+    path = folder / MARKER_FILE
     try:
-        raw = json.loads((folder / MARKER_FILE).read_bytes())
-        data_id = str(raw["data_id"])
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise BadEntry(f"{MARKER_FILE} is missing") from None
+    except OSError as error:
+        raise BadEntry(f"{MARKER_FILE} unreadable: {error}") from None
+    if not raw_bytes:
+        raise BadEntry(f"{MARKER_FILE} is empty (0 bytes)")
+    try:
+        raw = json.loads(raw_bytes)
         endpoint = str(raw["endpoint"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    created = int(raw.get("created_at_ms", default_ms))
-    return StreamMarker(
-        data_id=data_id,
-        endpoint=endpoint,
-        kind=str(raw.get("kind", "rheed")),
-        created_at_ms=created,
-        last_upload_ms=int(raw.get("last_upload_ms", default_ms)),
-        finalized=bool(raw.get("finalized")),
-        info=dict(raw.get("info") or {}),
-    )
+        data_id = raw.get("data_id")
+        local_id = str(raw.get("local_id") or data_id)
+        if "data_ids" in raw:
+            data_ids = tuple(str(d) for d in raw["data_ids"])
+        else:
+            data_ids = (str(data_id),) if data_id else ()
+        created = int(raw.get("created_at_ms", default_ms))
+        create = raw.get("create")
+        return StreamMarker(
+            local_id=local_id,
+            endpoint=endpoint,
+            kind=str(raw.get("kind", "rheed")),
+            created_at_ms=created,
+            last_upload_ms=int(raw.get("last_upload_ms", default_ms)),
+            finalized=bool(raw.get("finalized")),
+            info=dict(raw.get("info") or {}),
+            data_ids=data_ids,
+            create=dict(create) if isinstance(create, dict) else None,
+            linked=bool(raw.get("linked", True)),
+            finalize_requested=bool(raw.get("finalize_requested")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BadEntry(
+            f"{MARKER_FILE} is not a valid record ({type(error).__name__}: {error})"
+        ) from None
 
 
-def write_marker(folder: Path, marker: StreamMarker) -> None:
-    write_atomically(folder / MARKER_FILE, marker.to_bytes())
+def write_marker(folder: Path, marker: StreamMarker, *, fsync: bool = True) -> None:
+    write_atomically(folder / MARKER_FILE, marker.to_bytes(), fsync=fsync)
 
 
 def stream_folder(root: Path, data_id: str) -> Path:
     """``<root>/<data_id>``; RuntimeError when the data_id cannot name a folder."""
     safe = data_id and all(c.isascii() and (c.isalnum() or c in "-_") for c in data_id)
-    if not safe:
+    if not safe or data_id == QUARANTINE_DIR:
         raise RuntimeError(f"data_id {json.dumps(data_id)} cannot name a spool directory")
     return root / data_id
 
 
-def create_stream_folder(folder: Path) -> int | None:
-    """Make a stream's folder and lock it; None when a live client holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` (and parents) readable by the owner only."""
+    folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+
+
+def create_stream_folder(folder: Path, *, fsync: bool = True) -> int | None:
+    """Make a stream's folder (0700, its name synced into the root) and lock it.
+
+    None when a live client holds it.
+    """
+    existed = folder.exists()
+    make_private_dir(folder)
+    if not existed and fsync:
+        sync_directory(folder.parent)
     return lock_folder(folder)
 
 
 def lock_folder(folder: Path) -> int | None:
     """An exclusive flock on ``<folder>/.lock``; None when a live client holds it."""
-    fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_WRONLY, 0o644)
+    fd = os.open(folder / LOCK_FILE, os.O_CREAT | os.O_WRONLY, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -297,7 +428,7 @@ def unlock(fd: int | None) -> None:
 
 
 def remove_folder(folder: Path) -> None:
-    """Delete a stream folder the spool is done with."""
+    """Delete a stream folder the spool is done with (every chunk of it was acknowledged)."""
     try:
         shutil.rmtree(folder)
     except FileNotFoundError:
@@ -306,14 +437,18 @@ def remove_folder(folder: Path) -> None:
         log.warning("could not remove %s: %s", folder, error)
 
 
-def discard_bad_folder(folder: Path) -> None:
-    """Get rid of a folder that holds no readable stream record."""
-    log.info("removing %s: it has no readable stream record", folder)
-    remove_folder(folder)
+def discard_bad_folder(folder: Path, reason: str) -> Quarantined | None:
+    """Move a folder that holds no usable stream record aside, with the reason."""
+    return move_aside(folder.parent, folder, reason)
 
 
-def discard_bad_file(file: Path) -> None:
-    """Get rid of a temp file, an orphan payload or a sidecar that does not describe an entry."""
+def discard_bad_file(file: Path, reason: str) -> Quarantined | None:
+    """Move a damaged payload, sidecar or marker aside (``<root>/quarantine/<folder>/``)."""
+    return move_aside(file.parent.parent, file, reason)
+
+
+def remove_temp_file(file: Path) -> None:
+    """Delete a ``.tmp`` leftover: a write that never completed, so never counted as spooled."""
     log.debug("removing incomplete spool file %s", file)
     with contextlib.suppress(OSError):
         file.unlink()
@@ -322,18 +457,39 @@ def discard_bad_file(file: Path) -> None:
 # ---- writing ------------------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, data: Payload) -> None:
-    """Write ``data`` (bytes, or buffers written one after another) to ``path`` via a rename."""
+def sync_directory(folder: Path) -> None:
+    """fsync a directory, so the names created or renamed in it survive a power loss."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(
+    path: Path, data: Payload, *, fsync: bool = True, sync_dir: bool | None = None
+) -> None:
+    """Write ``data`` (bytes, or buffers written one after another) to ``path`` via a rename.
+
+    The file is created 0600; with ``fsync`` its content is synced before the rename and the
+    directory after it (``sync_dir`` overrides the latter, for writers that sync it once later).
+    """
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with open(fd, "wb") as fh:
             if isinstance(data, bytes):
                 fh.write(data)
             else:
                 for part in data:
                     fh.write(part)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    if fsync if sync_dir is None else sync_dir:
+        sync_directory(path.parent)

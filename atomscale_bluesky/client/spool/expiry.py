@@ -1,9 +1,11 @@
 """When spooled chunks are given up unsent, and the reasons reported for them.
 
-An entry older than the retention (default 24 h) is purged. A RHEED stream with no confirmed
-upload for 2 h since it was created or last uploaded is abandoned: the backend has closed it as
-``stream_error``, so its entries are purged and the stream is closed. Closing a stream (finalize
-or abandonment) purges what it still holds.
+An entry older than the retention (default 24 h, ``spool_retention_s``) is purged with the
+reference's reason. Silence never deletes anything: a stream a live stream object holds open
+is never given up, however long it is idle (a long anneal with the camera stopped). A resumed
+stream of a dead process that has been idle for longer than the abandon window (2 h, the
+backend's ``stream_error`` rule) is only asked to finalize: its chunks still upload (into a new
+part if the backend refuses the stale stream) and then it is ended.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from .disk_format import Entry
 from .stream_state import SpoolStream
 
-__all__ = ["ExpiryRules", "closing_reason", "log_abandoned", "log_discarded"]
+__all__ = ["ExpiryRules", "log_discarded"]
 
 log = logging.getLogger("atomscale_bluesky.client.spool")
 
@@ -30,7 +32,7 @@ def hours(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class ExpiryRules:
-    """The retention of entries and the silence after which a RHEED stream is abandoned."""
+    """The retention of entries and the silence after which a resumed stream is finalized."""
 
     retention_s: float = DEFAULT_RETENTION_S
     abandon_after_s: float = ABANDON_AFTER_S
@@ -39,10 +41,14 @@ class ExpiryRules:
         """The entry has waited longer than the retention."""
         return now_ms - entry.spooled_at_ms > self.retention_s * 1000
 
-    def abandoned(self, stream: SpoolStream, now_ms: int) -> bool:
-        """The backend has closed this RHEED stream: no confirmed upload for too long."""
+    def orphaned(self, stream: SpoolStream, now_ms: int) -> bool:
+        """A resumed stream nobody holds, silent for longer than the abandon window."""
         return (
-            stream.kind == "rheed" and now_ms - stream.last_upload_ms > self.abandon_after_s * 1000
+            not stream.live
+            and stream.resumed
+            and not stream.finalize_requested
+            and stream.closed is None
+            and now_ms - stream.last_upload_ms > self.abandon_after_s * 1000
         )
 
     @property
@@ -50,20 +56,5 @@ class ExpiryRules:
         return f"not uploaded within the {hours(self.retention_s)} h retention limit"
 
 
-def closing_reason(closed: str) -> str:
-    """Why the entries a stream still holds when it closes are purged."""
-    return f"not uploaded before the stream was {closed}"
-
-
-def log_abandoned(data_id: str, rules: ExpiryRules, pending: int) -> None:
-    log.warning(
-        "stream %s has had no confirmed upload for over %s h, so the backend has closed it; "
-        "discarding its %d spooled chunk(s)",
-        data_id,
-        hours(rules.abandon_after_s),
-        pending,
-    )
-
-
 def log_discarded(entry: Entry, reason: str) -> None:
-    log.info("discarded chunk %d of stream %s: %s", entry.chunk_idx, entry.data_id, reason)
+    log.warning("discarded chunk %d of stream %s: %s", entry.chunk_idx, entry.local_id, reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 from .disk_format import Entry, EntryKey
 
@@ -30,10 +31,10 @@ class UploadQueue:
         self._entries[entry.key] = entry
         bisect.insort(self._order, entry.key)
 
-    def claim_oldest(self) -> Entry | None:
-        """The oldest entry no worker holds, now held; None when every entry is held."""
+    def claim_oldest(self, ready: Callable[[str], bool]) -> Entry | None:
+        """The oldest entry no worker holds of a stream that is ``ready``, now held; else None."""
         for key in self._order:
-            if key not in self._in_flight:
+            if key not in self._in_flight and ready(key[2]):
                 self._in_flight.add(key)
                 return self._entries[key]
         return None
