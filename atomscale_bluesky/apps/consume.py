@@ -6,7 +6,7 @@ spooling and upload happen here. Addresses are explicit ``tcp://host:port`` stri
 
 Crash recovery: the consume command opens its client (and so its spool) at start. Streams that an
 earlier consumer left unfinished in the same spool (it was killed mid-run) are uploaded again by the
-client and finalized in a background thread (:func:`finalize_resumed`), while new runs stream as
+client and finalized in a background thread (:func:`drain_spool`), while new runs stream as
 usual. Frames that never reached the spool are recovered with ``atomscale-bluesky replay``.
 """
 
@@ -87,28 +87,31 @@ def run_consumer(
     logger.info("consumer stopped")
 
 
-def finalize_resumed(client: Any, drain_timeout_s: float = 600.0) -> threading.Thread:
-    """Finalize, in a background thread, every stream ``client`` resumed from its spool.
+def drain_spool(client: Any) -> threading.Thread:
+    """Upload and finalize, in a background thread, what an earlier process left in the spool.
 
-    Each resumed stream's spooled chunks are already uploading; finalize waits for them and then
-    ends the stream on the server. Outcomes are logged (one line per stream).
+    Streams still to be created are created, every resumed chunk is uploaded and each resumed
+    stream is ended on the server after its last chunk; nothing unsent is deleted. Outcomes are
+    logged (one line per stream).
     """
 
     def work() -> None:
-        for data_id in client.resumed_streams():
-            try:
-                report = client.finalize(data_id, drain_timeout_s=drain_timeout_s)
-            except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the rest
-                logger.error("could not finalize resumed stream %s: %s", data_id, exc)
-                continue
+        try:
+            reports = client.drain()
+        except Exception as exc:  # noqa: BLE001 - recovery must not stop the consumer
+            logger.error("could not drain the spool: %s", exc)
+            return
+        for report in reports:
             logger.info(
-                "recovered stream %s from the spool: %d chunk(s) uploaded, %d not uploaded",
-                data_id,
+                "recovered stream %s from the spool: %d chunk(s) uploaded, %d pending, "
+                "%d not uploaded",
+                report.data_id or report.local_id,
                 report.uploaded,
+                report.pending,
                 report.not_uploaded,
             )
 
-    thread = threading.Thread(target=work, name="consume-recover", daemon=True)
+    thread = threading.Thread(target=work, name="consume-drain", daemon=True)
     thread.start()
     return thread
 
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     client = AtomscaleClient(endpoint=settings.endpoint, spool_dir=settings.spool_dir)
-    recovery = finalize_resumed(client)
+    recovery = drain_spool(client)
     try:
         callback = make_callback(settings, client=client)
         run_consumer(args.zmq, callback, prefix=args.prefix.encode())

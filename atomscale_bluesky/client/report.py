@@ -12,7 +12,7 @@ class StreamReport:
     """Chunk outcomes of one stream, exact at the moment it was read.
 
     Every chunk the spool accepted is in exactly one of ``uploaded`` (acknowledged by the
-    backend), ``pending`` (still in the spool, uploading), ``failed`` (refused by the backend as
+    backend), ``pending`` (still in the spool, uploading; their indices in ``pending_chunks``), ``failed`` (refused by the backend as
     invalid, with its reason) or ``purged`` (discarded unsent: past the retention, or damaged on
     disk and quarantined), so ``spooled == uploaded + pending + failed + purged``. ``dropped``
     chunks never reached the spool (spool full, disk low, write failed, stream closed).
@@ -32,6 +32,7 @@ class StreamReport:
     failed: int = 0
     purged: int = 0
     pending: int = 0
+    pending_chunks: list[int] = field(default_factory=list)
     lost: list[tuple[int, str]] = field(default_factory=list)
     drained: bool = True
     closed: str | None = None
@@ -66,6 +67,7 @@ class StreamReport:
             "chunks_failed": self.failed,
             "chunks_purged": self.purged,
             "chunks_pending": self.pending,
+            "pending_chunks": list(self.pending_chunks),
             "chunks_not_uploaded": self.not_uploaded,
             "lost": list(self.lost),
             "closed": self.closed,

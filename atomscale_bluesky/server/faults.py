@@ -35,7 +35,8 @@ class Faults:
 
     latency_s: seconds added before every faulted request is handled.
     error_rate: fraction (0..1) of requests answered with one of ``error_statuses``.
-    error_statuses: statuses to answer with, chosen at random (5xx and/or 429).
+    error_statuses: statuses to answer with, chosen at random (5xx and 429 are transient;
+        another 4xx, such as 422, is the backend refusing the request itself).
     drop_rate: fraction (0..1) of requests whose connection is closed without a response.
     outage: when true, every faulted request fails (``outage_mode``) until switched off.
     outage_s: start an outage window of this many seconds (counted from when it is set).
@@ -64,8 +65,8 @@ class Faults:
             (self.outage_mode in OUTAGE_MODES, f"outage_mode must be one of {OUTAGE_MODES}"),
             (bool(self.error_statuses), "error_statuses must not be empty"),
             (
-                all(s == 429 or 500 <= s <= 599 for s in self.error_statuses),
-                "error_statuses must be 429 or 5xx",
+                all(400 <= s <= 599 for s in self.error_statuses),
+                "error_statuses must be 4xx or 5xx",
             ),
         ]
         for ok, message in checks:

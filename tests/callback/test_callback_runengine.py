@@ -70,7 +70,8 @@ def test_monitor_stream_from_another_thread(server, client, RE):
 
 
 def test_failure_inside_the_callback_never_stops_the_run(server, client, RE, stops):
-    server.reader.set_faults(error_rate=1.0, error_statuses=[500], paths=["/rheed/stream"])
+    # the backend refuses to create the RHEED stream (a refusal, not an outage to wait out)
+    server.reader.set_faults(error_rate=1.0, error_statuses=[422], paths=["/rheed/stream"])
     try:
         cam = MemoryCamera(name="cam")
         callback = AtomscaleCallback(client)
@@ -89,7 +90,7 @@ def test_failure_inside_the_callback_never_stops_the_run(server, client, RE, sto
 
 
 def test_strict_mode_aborts_the_run(server, client, RE, stops):
-    server.reader.set_faults(error_rate=1.0, error_statuses=[500], paths=["/rheed/stream"])
+    server.reader.set_faults(error_rate=1.0, error_statuses=[422], paths=["/rheed/stream"])
     try:
         cam = MemoryCamera(name="cam")
         callback = AtomscaleCallback(client, strict=True)

@@ -142,6 +142,8 @@ def test_fault_switch_validates() -> None:
         switch.set(latency=1)
     with pytest.raises(ValueError, match="error_rate"):
         switch.set(error_rate=1.5)
-    with pytest.raises(ValueError, match="429 or 5xx"):
-        switch.set(error_statuses=[404])
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        switch.set(error_statuses=[302])
+    with pytest.raises(ValueError, match="outage_mode"):
+        switch.set(outage_mode="418")
     assert switch.current == Faults()

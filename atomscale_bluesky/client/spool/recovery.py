@@ -197,7 +197,7 @@ def recover_stream(
         return None
     fresh: list[Entry] = []
     for entry in entries:
-        stream.count_spooled(entry.shard_len)
+        stream.count_spooled(entry.chunk_idx, entry.shard_len)
         if rules.expired(entry, now_ms):
             _purge(stream, entry, rules.retention_reason)
         else:
@@ -250,7 +250,7 @@ def scan_entries(folder: Path, stream: SpoolStream, found: Recovery) -> list[Ent
                 _note(found, discard_bad_file(payload, f"its sidecar was set aside: {reason}"))
         chunk_idx = _chunk_of(file)
         if chunk_idx is not None:
-            stream.count_spooled(0)
+            stream.count_spooled(chunk_idx, 0)
             stream.count_lost(
                 "purged", chunk_idx, f"damaged in the spool and quarantined: {reason}"
             )

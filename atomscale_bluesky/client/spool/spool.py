@@ -274,7 +274,7 @@ class Spool:
                 disk_format.remove_entry(entry)
                 return self._drop(stream, chunk_idx, "stream was closed")
             self._capacity.store(need)
-            stream.count_spooled(payload_len)
+            stream.count_spooled(chunk_idx, payload_len)
             self._totals.spooled += 1
             self._queue.add(entry)
             self._changed.notify_all()
@@ -366,7 +366,7 @@ class Spool:
             stream = self._streams.get(entry.local_id)
             if stream is not None:
                 if fate == "uploaded":
-                    stream.count_uploaded(entry.shard_len, now)
+                    stream.count_uploaded(entry.chunk_idx, entry.shard_len, now)
                     if stream.marker_due(now):
                         refresh = stream
                 else:

@@ -71,7 +71,7 @@ class SpoolStream:
     dropped: int = 0
     failed: int = 0
     purged: int = 0
-    pending: int = 0
+    pending_chunks: set[int] = field(default_factory=set)  # indices spooled, not finished
     spooled_bytes: int = 0
     uploaded_bytes: int = 0
     auth_paused_s: float = 0.0
@@ -82,6 +82,11 @@ class SpoolStream:
     def data_id(self) -> str | None:
         """The remote id chunks go to now (the last part); None until the server created it."""
         return self.data_ids[-1] if self.data_ids else None
+
+    @property
+    def pending(self) -> int:
+        """Chunks spooled and not yet uploaded, failed or purged."""
+        return len(self.pending_chunks)
 
     @property
     def first_data_id(self) -> str | None:
@@ -101,24 +106,24 @@ class SpoolStream:
         if len(self.losses) < MAX_LISTED_LOSSES:
             self.losses.append((chunk_idx, reason))
 
-    def count_spooled(self, nbytes: int) -> None:
+    def count_spooled(self, chunk_idx: int, nbytes: int) -> None:
         self.spooled += 1
-        self.pending += 1
+        self.pending_chunks.add(chunk_idx)
         self.spooled_bytes += nbytes
 
     def count_dropped(self, chunk_idx: int, reason: str) -> None:
         self.dropped += 1
         self.lose(chunk_idx, f"dropped: {reason}")
 
-    def count_uploaded(self, nbytes: int, now_ms: int) -> None:
+    def count_uploaded(self, chunk_idx: int, nbytes: int, now_ms: int) -> None:
         self.uploaded += 1
-        self.pending -= 1
+        self.pending_chunks.discard(chunk_idx)
         self.uploaded_bytes += nbytes
         self.last_upload_ms = now_ms
 
     def count_lost(self, fate: Literal["failed", "purged"], chunk_idx: int, reason: str) -> None:
         setattr(self, fate, getattr(self, fate) + 1)
-        self.pending -= 1
+        self.pending_chunks.discard(chunk_idx)
         self.lose(chunk_idx, reason)
 
     def marker(self, endpoint: str) -> StreamMarker:
@@ -153,6 +158,7 @@ class SpoolStream:
             failed=self.failed,
             purged=self.purged,
             pending=self.pending,
+            pending_chunks=sorted(self.pending_chunks),
             lost=list(self.losses),
             drained=drained,
             closed=self.closed,
