@@ -32,9 +32,21 @@ def _invariant(spool: Spool) -> None:
         assert report.pending >= 0
 
 
-def test_retention_purges_with_the_reference_reason(tmp_path: Path) -> None:
+def test_chunks_wait_without_a_time_limit_unless_a_retention_is_set(tmp_path: Path) -> None:
     clock = Clock()
-    spool = Spool(tmp_path, EP, min_free_bytes=0, now_ms=clock)
+    spool = Spool(tmp_path / "default", EP, min_free_bytes=0, now_ms=clock)
+    spool.open_stream("s0", "timeseries", data_id="s0")
+    assert spool.enqueue("s0", 0, "timeseries", {"path": "/x"}, b"{}") is None
+    clock.ms += 30 * 24 * 3600 * 1000  # a month of outage
+    spool.sweep()
+    stream = spool.stream("s0")
+    assert stream is not None and stream.pending == 1 and not stream.losses
+    spool.close()
+
+
+def test_a_set_retention_purges_with_the_reference_reason(tmp_path: Path) -> None:
+    clock = Clock()
+    spool = Spool(tmp_path, EP, min_free_bytes=0, now_ms=clock, retention_s=24 * 3600.0)
     spool.open_stream("s1", "timeseries", data_id="s1")
     assert spool.enqueue("s1", 0, "timeseries", {"path": "/x"}, b"{}") is None
     clock.ms += 24 * 3600 * 1000 + 1

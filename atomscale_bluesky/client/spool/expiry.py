@@ -1,7 +1,8 @@
 """When spooled chunks are given up unsent, and the reasons reported for them.
 
-An entry older than the retention (default 24 h, ``spool_retention_s``) is purged with the
-reference's reason. Silence never deletes anything: a stream a live stream object holds open
+By default a chunk waits in the spool until it is uploaded, however long an outage lasts; only a
+retention the user sets (``spool_retention_s``) purges older entries, with the reference's
+reason. Silence never deletes anything: a stream a live stream object holds open
 is never given up, however long it is idle (a long anneal with the camera stopped). A resumed
 stream of a dead process that has been idle for longer than the abandon window (2 h, the
 backend's ``stream_error`` rule) is only asked to finalize: its chunks still upload (into a new
@@ -11,6 +12,7 @@ part if the backend refuses the stale stream) and then it is ended.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from .disk_format import Entry
@@ -20,7 +22,7 @@ __all__ = ["ExpiryRules", "log_discarded"]
 
 log = logging.getLogger("atomscale_bluesky.client.spool")
 
-DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_RETENTION_S = math.inf  # no time limit: an outage delays data, never loses it
 ABANDON_AFTER_S = 2 * 3600.0
 
 
