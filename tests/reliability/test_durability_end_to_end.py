@@ -68,14 +68,21 @@ def test_an_outage_past_the_drain_timeout_is_finished_by_drain_in_a_new_process(
     client.close()
     assert any(spool.rglob("*.json")), "the chunks stay in the spool"
 
-    local_server.faults.clear()
     env = {**os.environ, "ATOMSCALE_API_KEY": local_server.api_key,
            "ATOMSCALE_SKIP_CLOCK_SYNC": "1"}  # fmt: skip
-    drained = subprocess.run(
-        [sys.executable, "-m", "atomscale_bluesky.apps.cli", "drain", "--endpoint",
-         local_server.url, "--spool-dir", str(spool), "--timeout", "240"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+
+    def drain(timeout_s: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "atomscale_bluesky.apps.cli", "drain", "--endpoint",
+             local_server.url, "--spool-dir", str(spool), "--timeout", str(timeout_s)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    still_down = drain(2.0)  # the outage goes on: nothing is deleted, exit status 2
+    assert still_down.returncode == 2, still_down.stdout + still_down.stderr
+    assert "still pending" in still_down.stdout
+    local_server.faults.clear()
+    drained = drain(240.0)
     assert drained.returncode == 0, drained.stdout + drained.stderr
     assert local_server.api_key not in drained.stdout + drained.stderr
     streams = local_server.reader.streams()
