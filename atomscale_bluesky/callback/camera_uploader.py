@@ -1,8 +1,10 @@
 """One camera of a run, on the worker: frames -> uint8 stacks -> chunks -> its RHEED stream(s).
 
-A camera is one frame data key. Its frames are normalised by the project's pixel rule, ordered and
-chunked by hardware time (:mod:`~atomscale_bluesky.callback.frame_chunker`), and pushed to a RHEED
-stream opened when the frame rate is known. A change of frame shape starts a new segment (a new
+A camera is one frame data key. Its frames are normalised by the project's pixel rule, timed
+(:mod:`~atomscale_bluesky.callback.frame_times`: every frame's hardware time and the measured
+frame rate), ordered and chunked by hardware time
+(:mod:`~atomscale_bluesky.callback.frame_chunker`), and pushed to a RHEED stream opened when the
+frame rate is known. A change of frame shape starts a new segment (a new
 stream, "part 2"); flat frames wait, bounded, until their height and width are known.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from atomscale_bluesky.callback.frame_chunker import CameraChunker, Chunk, normalise_frames
 from atomscale_bluesky.callback.frame_gaps import FrameSequence
+from atomscale_bluesky.callback.frame_times import FrameTimer, TimedFrames
 from atomscale_bluesky.callback.options import MiB
 from atomscale_bluesky.callback.routing import FrameKey
 from atomscale_bluesky.callback.run_context import RunContext
@@ -49,6 +52,7 @@ class _Held:
     stamps: list[float]
     counters: list[int | None] | None
     continuous: bool
+    initial: bool
 
 
 class CameraUploader:
@@ -57,7 +61,8 @@ class CameraUploader:
     def __init__(self, key: str, ctx: RunContext) -> None:
         self.key = key
         self._ctx = ctx
-        self.sequence = FrameSequence(run_start=ctx.meta.start_time)
+        self.sequence = FrameSequence()
+        self.timer = FrameTimer(fixed=ctx.options.overrides.fps)
         self.fkey: FrameKey | None = None
         self.counter_key: str | None = None  # the monitor stream's counter its frames match
         self.segments: list[Segment] = []
@@ -109,8 +114,14 @@ class CameraUploader:
         stamps: list[float],
         counters: list[int | None] | None,
         continuous: bool,
+        *,
+        initial: bool = False,
     ) -> None:
-        """Normalise one event's array and feed the chunker; push full chunks."""
+        """Normalise one reading's array and time its frames; push full chunks.
+
+        ``stamps`` holds one hardware time per frame, or the last frame's for the whole reading;
+        ``initial`` marks a monitor's first reading (its value from before the subscription).
+        """
         report = self._ctx.report
         raw = np.asarray(value)
         if raw.ndim == 1 and raw.size == 0:
@@ -122,7 +133,7 @@ class CameraUploader:
         if raw.ndim == 1 and raw.dtype.kind in "uif":
             shape = self._flat_shape(fkey)
             if shape is None:
-                self._hold(_Held(fkey, raw, stamps, counters, continuous))
+                self._hold(_Held(fkey, raw, stamps, counters, continuous, initial))
                 return
         self.release_if_shaped()  # frames that waited come first
         self._note_dtype(fkey, raw.dtype.str)
@@ -135,12 +146,23 @@ class CameraUploader:
         except (ValueError, TypeError) as exc:
             self.reject(1, f"cannot normalise frame {raw.shape} {raw.dtype}: {exc}")
             return
+        if self.timer.cadence is None:
+            self.timer.declared, self.timer.declared_source = self._declared_fps(fkey)
+        timed = self.timer.add(stack, stamps, counters, continuous=continuous, initial=initial)
+        for frames in timed:
+            self._chunk(fkey, frames)
+
+    def _chunk(self, fkey: FrameKey, timed: TimedFrames) -> None:
+        """Timed frames to their segment's chunker (a new segment on a new frame shape)."""
+        stack = timed.stack
         frame_shape = (int(stack.shape[1]), int(stack.shape[2]))
         if self.frame_shape is not None and frame_shape != self.frame_shape:
             self._new_segment(fkey, frame_shape)
         self.frame_shape = frame_shape
         segment = self.summary_segment(fkey)
-        chunks = segment.chunker.add(stack, stamps, counters, continuous=continuous)
+        chunks = segment.chunker.add(
+            stack, timed.stamps, timed.counters, continuous=timed.continuous
+        )
         self._push(segment, chunks)
 
     def _note_dtype(self, fkey: FrameKey, dtype: str) -> None:
@@ -216,7 +238,7 @@ class CameraUploader:
         self._held.clear()
         self._held_bytes = 0
         for h in held:
-            self.add_frames(h.fkey, h.raw, h.stamps, h.counters, h.continuous)
+            self.add_frames(h.fkey, h.raw, h.stamps, h.counters, h.continuous, initial=h.initial)
 
     def _reject_held(self) -> None:
         if self._held:
@@ -233,27 +255,31 @@ class CameraUploader:
         return self.current
 
     def _make_segment(self, fkey: FrameKey, part: int) -> Segment:
-        fps, source = self._fps(fkey)
+        """A segment at the camera's cadence (known once its first frames were timed)."""
+        cadence = self.timer.cadence
         name = f"{self._ctx.meta.name} ({self.key})" + (f" part {part}" if part > 1 else "")
         chunker = CameraChunker(
-            fps=fps,
+            fps=cadence.fps if cadence else None,
             chunk_seconds=self._ctx.options.chunk_seconds,
-            fps_source=source,
-            run_start=self.sequence.run_start,
+            fps_source=cadence.source if cadence else "measured",
             sequence=self.sequence,
         )
-        return Segment(chunker, RheedSummary(camera=self.key, name=name))
+        summary = RheedSummary(camera=self.key, name=name)
+        if cadence is not None:
+            summary.fps_measured = cadence.measured
+            if cadence.overruled:
+                summary.fps_declared = cadence.declared
+                summary.fps_declared_source = cadence.declared_source
+        return Segment(chunker, summary)
 
-    def _fps(self, fkey: FrameKey) -> tuple[float | None, str]:
-        override = self._ctx.options.overrides.fps
-        if override:
-            return float(override), "constructor"
+    def _declared_fps(self, fkey: FrameKey) -> tuple[float | None, str | None]:
+        """The camera's declared frame rate: its AcquirePeriod, else the run's metadata."""
         configured = self._ctx.facts.fps_for(fkey)
         if configured:
             return configured, "AcquirePeriod"
         if self._ctx.meta.fps:
             return self._ctx.meta.fps, "metadata"
-        return None, "measured"
+        return None, None
 
     def _new_segment(self, fkey: FrameKey, frame_shape: tuple[int, int]) -> None:
         old = self.current
@@ -329,6 +355,13 @@ class CameraUploader:
     def finish(self) -> None:
         """Flush every segment's last chunk; held flat frames of unknown size are rejected."""
         self._reject_held()
+        if self.fkey is not None:
+            for timed in self.timer.finish():
+                self._chunk(self.fkey, timed)
+        if self.segments:
+            first = self.segments[0]
+            first.chunker.stats.stale += self.timer.stats.stale
+            first.summary.wall_clock_frames = self.timer.stats.wall_clock
         for segment in self.segments:
             try:
                 self._push(segment, segment.chunker.finish())

@@ -1,14 +1,11 @@
 """Turn one camera's frames into uint8 (N, H, W) chunks stamped with hardware time.
 
-Every time is a hardware timestamp (the event's ``timestamps[key]``). A chunk's capture start is its
-first frame's timestamp and the protocol stamps its end as start + N/fps, so a chunk is cut at a
-time gap of more than ``cut_periods`` frame periods (a stale first frame, a paused acquisition) or a
-counter reset: each chunk's frames are evenly spaced, and every frame of the run is kept (a cut
-chunk is simply shorter than chunk_size). The one exception is a monitor's stale first value:
-frames stamped before the run started and followed by such a gap are left out and counted as
-``stale``: they belong to an earlier acquisition, not to this run's video. Frames are kept in
-timestamp order within what is not yet flushed; duplicates (same timestamp) and frames older than
-the last flushed one are dropped and counted. Missing frames are counted by
+Every time is a frame's hardware time (:mod:`~atomscale_bluesky.callback.frame_times`). A chunk's
+capture start is its first frame's time and the protocol stamps its end as start + N/fps, so a
+chunk is cut at a time gap of more than ``cut_periods`` frame periods (a paused acquisition) or a
+counter reset: each chunk's frames are evenly spaced, and every frame is kept (a cut chunk is
+simply shorter than chunk_size). Frames are kept in time order within what is not yet flushed;
+duplicates (same timestamp) and frames older than the last flushed one are dropped and counted. Missing frames are counted by
 :class:`~atomscale_bluesky.callback.frame_gaps.FrameSequence`.
 """
 
@@ -77,7 +74,7 @@ class ChunkStats:
     gap_events: int = 0
     counter_resets: int = 0
     missing_timestamps: int = 0
-    stale: int = 0  # frames from before the run, separated from it by a pause: not uploaded
+    stale: int = 0  # a monitor's pre-subscription value (counted by the camera's timer)
 
 
 @dataclass
@@ -103,16 +100,14 @@ class CameraChunker:
         fps_source: str = "configured",
         measure_frames: int = 10,
         pause_s: float = 2.0,
-        run_start: float | None = None,
         cut_periods: float = 4.0,
         sequence: FrameSequence | None = None,
     ) -> None:
         self.chunk_seconds = chunk_seconds
         self.cut_periods = cut_periods
-        self.run_start = run_start
         # gap accounting: shared by a camera's chunkers (one per frame shape), else our own
         self._owns_sequence = sequence is None
-        self.sequence = sequence or FrameSequence(run_start=run_start, pause_s=pause_s)
+        self.sequence = sequence or FrameSequence(pause_s=pause_s)
         self.fps: float | None = fps if fps and fps > 0 else None
         self.fps_source = fps_source if self.fps else "measured"
         self.measure_frames = max(2, measure_frames)
@@ -155,24 +150,8 @@ class CameraChunker:
             self.sequence.resolve(self.fps, final=True)
         chunks = self._full_chunks()
         while self._pending:
-            cut = self._cut_index()
-            if cut is not None and self._stale_before(cut):
-                self._drop_stale(cut)
-            else:
-                chunks.append(self._take(cut or len(self._pending)))
+            chunks.append(self._take(self._cut_index() or len(self._pending)))
         return chunks
-
-    def _stale_before(self, cut: int) -> bool:
-        return self.run_start is not None and self._pending[cut - 1].ts < self.run_start
-
-    def _drop_stale(self, n: int) -> None:
-        """Leave out the first ``n`` pending frames: a stale value from before the run."""
-        dropped, self._pending = self._pending[:n], self._pending[n:]
-        self._clean = max(self._clean - n, 0)
-        for item in dropped:
-            self._pending_ts.discard(item.ts)
-        self._last_flushed_ts = dropped[-1].ts
-        self.stats.stale += n
 
     def _expand(self, n: int, timestamps: Sequence[float | None]) -> list[float]:
         stamps = [float(t) if t is not None and _finite(t) else math.nan for t in timestamps]
@@ -218,9 +197,7 @@ class CameraChunker:
         chunks: list[Chunk] = []
         while self.chunk_size is not None and self._pending:
             cut = self._cut_index()
-            if cut is not None and self._stale_before(cut):
-                self._drop_stale(cut)
-            elif cut is not None:
+            if cut is not None:
                 chunks.append(self._take(cut))
             elif len(self._pending) >= self.chunk_size:
                 chunks.append(self._take(self.chunk_size))

@@ -5,8 +5,7 @@ timestamp. In a step scan they sit in one event; on monitor streams they are sep
 :class:`CounterFeed` keeps the counter's readings by timestamp and :class:`FrameSequence` matches
 each frame to its counter value. Missing frames are counter jumps (minus frames delivered whose
 counter update was not); a counter going backwards is an acquisition restart, counted as a reset.
-Frames stamped before the run started (a monitor's stale first value: the IOC's start-up frame or
-the last frame of an earlier acquisition) are outside the sequence. Only when a continuous stream
+Only when a continuous stream
 has no counter at all are missing frames estimated from gaps between hardware timestamps.
 """
 
@@ -85,11 +84,9 @@ class FrameSequence:
     def __init__(
         self,
         *,
-        run_start: float | None = None,
         pause_s: float = 2.0,
         max_waiting: int = 4096,
     ) -> None:
-        self.run_start = run_start
         self.pause_s = pause_s  # a longer silence on a counter-less stream is a stopped camera
         self.max_waiting = max_waiting
         self.feed: CounterFeed | None = None
@@ -104,8 +101,6 @@ class FrameSequence:
 
     def add(self, ts: float, counter: int | None, stats: GapStats, *, continuous: bool) -> None:
         """Note one delivered frame (its hardware time and, when in its event, its counter)."""
-        if self.run_start is not None and ts < self.run_start:
-            return  # stale: taken before the run, not part of this run's sequence
         if counter is None and not continuous and self.feed is None:
             return  # triggered frames without a counter: gaps between them are by design
         seen = _Seen(ts, counter, stats)

@@ -105,7 +105,8 @@ class RunUploader:
             if fkey.external == "FILESTORE":
                 self.external.wait_for_datum(camera, fkey, str(value), ts, counter, continuous)
                 continue
-            camera.add_frames(fkey, value, [ts], [counter], continuous)
+            initial = continuous and rows.seq_nums[i] == 1  # a monitor's pre-subscription value
+            camera.add_frames(fkey, value, [ts], [counter], continuous, initial=initial)
         if self.external.has_waiting(camera):
             self.external.drain(camera, final=False)
 

@@ -27,6 +27,9 @@ class RheedSummary:
     frame_shape: tuple[int, int] | None = None
     fps: float | None = None
     fps_source: str | None = None
+    fps_measured: float | None = None  # the cadence measured from hardware times
+    fps_declared: float | None = None  # a declared fps that lost against the measured cadence
+    fps_declared_source: str | None = None  # where that declared fps came from (AcquirePeriod)
     rotations_per_min: float = 0.0
     chunk_size: int | None = None
     frames: int = 0  # frames pushed
@@ -36,7 +39,8 @@ class RheedSummary:
     missing: int = 0  # frames absent from the camera's sequence (counter/timestamp gaps)
     gap_events: int = 0
     counter_resets: int = 0  # acquisition restarts (the frame counter went back)
-    stale: int = 0  # a monitor's stale pre-run value, separated from the run by a pause: not sent
+    stale: int = 0  # a monitor's pre-subscription value followed by a pause or restart: not sent
+    wall_clock_frames: int = 0  # frames without a hardware time, stamped on the callback's host
     rejected: int = 0  # bad frames (too big, not normalisable, wrong shape)
     dtype_changes: int = 0
     external_failed: int = 0
@@ -277,6 +281,11 @@ def _problems(r: RheedSummary) -> str:
         (r.missing, "missing", "missing"),
         (r.counter_resets, "counter reset", None),
         (r.stale, "stale pre-run frame left out", "stale pre-run frames left out"),
+        (
+            r.wall_clock_frames,
+            "frame without hardware time (host clock used)",
+            "frames without hardware time (host clock used)",
+        ),
         (r.rejected, "rejected", "rejected"),
         (r.dtype_changes, "dtype change", None),
         (r.external_failed, "external failed", "external failed"),
@@ -284,5 +293,10 @@ def _problems(r: RheedSummary) -> str:
         (r.lost_chunks or 0, "lost chunk", None),
     ]
     noted = [count_noun(n, one, many) for n, one, many in parts if n]
+    if r.fps_declared is not None:
+        noted.append(
+            f"declared {_fmt(r.fps_declared)} fps ({r.fps_declared_source}) disagrees with the "
+            f"measured {_fmt(r.fps_measured)} fps: measured used"
+        )
     out = ", " + ", ".join(noted) if noted else ""
     return out + (f" [{r.error}]" if r.error else "")

@@ -12,8 +12,11 @@ from bluesky.plans import count
 from ophyd import Signal
 
 from atomscale_bluesky.callback import AtomscaleCallback, AtomscaleCallbackError
+from atomscale_bluesky.callback.frame_times import FrameTimer
 
 from .devices import FrameStreamer, MemoryCamera
+
+MEASURE_FRAMES = FrameTimer().measure_frames  # a camera's stream opens once its cadence is measured
 
 
 @pytest.fixture
@@ -98,14 +101,16 @@ def test_strict_mode_aborts_the_run(server, client, RE, stops):
 
         @bpp.run_decorator()
         def snapshots():
-            """200 events, but after the first one wait (polled) until the upload has failed:
-            the order of events, not the speed of the retries, decides where the run ends."""
-            yield from bps.trigger_and_read([cam])
+            """200 events, but once the camera's cadence is measured (its stream opens) wait
+            (polled) until the upload has failed: the order of events, not the speed of the
+            retries, decides where the run ends."""
+            for _ in range(MEASURE_FRAMES):
+                yield from bps.trigger_and_read([cam])
             for _ in range(1200):  # a 60 s deadline, not a duration
                 if callback.counters.errors:
                     break
                 yield from bps.sleep(0.05)
-            for _ in range(199):
+            for _ in range(200 - MEASURE_FRAMES):
                 yield from bps.trigger_and_read([cam])
 
         with pytest.raises(AtomscaleCallbackError):
@@ -115,7 +120,8 @@ def test_strict_mode_aborts_the_run(server, client, RE, stops):
         server.reader.clear_faults()
     callback.close()
     assert stops[-1]["exit_status"] in ("fail", "abort")
-    assert stops[-1]["num_events"]["primary"] <= 2  # aborted at the first document after it
+    # aborted at the first document after the failure
+    assert stops[-1]["num_events"]["primary"] <= MEASURE_FRAMES + 1
     assert callback.summaries[0].exit_status in ("fail", "abort")
 
 

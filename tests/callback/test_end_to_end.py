@@ -141,9 +141,10 @@ def test_monitor_plan_streams_every_ioc_frame(server, client, RE, camera, sensor
     (summary,) = callback.summaries
     assert summary.errors == 0, summary.error_messages
     h, w = (240, 320) if fps == 120.0 else (480, 640)
-    # the monitor's first value is the frame from before the size change: a stream of its own
-    (rheed,) = [r for r in summary.rheed if r.frame_shape == (h, w)]
-    assert summary.shape_changes == (1 if fps == 120.0 else 0)
+    # the monitor's first value (at 120 fps the frame from before the size change) is followed by
+    # a pause: stale, left out, so it opens no stream of its own
+    (rheed,) = summary.rheed
+    assert rheed.frame_shape == (h, w) and summary.shape_changes == 0 and rheed.stale <= 1
     first = _assert_stream_is_ioc_frames(server, rheed, recorder, (h, w))
     # no frame lost: the stored frames are a contiguous run of what the IOC published (above),
     # and every image event the RunEngine emitted from the first stored frame on was stored
@@ -182,7 +183,13 @@ def test_step_count_streams_each_triggered_frame(server, client, RE, camera, sen
         callback.close()
     (summary,) = callback.summaries
     (rheed,) = summary.rheed
-    assert rheed.fps_source == "AcquirePeriod"
+    # triggered frames: the cadence is the events' (measured), unless AcquirePeriod agrees
+    assert rheed.fps_measured is not None
+    if rheed.fps_source == "measured":
+        assert rheed.fps_declared is not None and rheed.fps_declared_source == "AcquirePeriod"
+        assert "disagrees with the measured" in summary.text()
+    else:
+        assert rheed.fps_source == "AcquirePeriod"
     stored = server.reader.frames(rheed.data_id)
     expected = np.stack([np.asarray(e["data"]["rheed_image"]) for e in events])
     np.testing.assert_array_equal(stored, expected)

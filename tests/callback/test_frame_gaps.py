@@ -16,9 +16,9 @@ def _frames(values):
     return np.stack([np.full((8, 8), v, dtype=np.uint8) for v in values])
 
 
-def _monitor(frames, counters, *, run_start=T0, counters_first=False):
+def _monitor(frames, counters, *, counters_first=False):
     """Feed image timestamps and (ts, counter) readings as two monitor streams would."""
-    seq = FrameSequence(run_start=run_start)
+    seq = FrameSequence()
     seq.feed = CounterFeed()
     stats = ChunkStats()
     if counters_first:
@@ -68,13 +68,13 @@ def test_counter_reset_is_a_restart_not_missing():
     assert (stats.missing, stats.counter_resets) == (0, 1)
 
 
-def test_without_a_counter_time_gaps_count_but_not_the_stale_gap():
-    seq = FrameSequence(run_start=T0)
+def test_without_a_counter_time_gaps_count_but_not_a_pause():
+    seq = FrameSequence()
     stats = ChunkStats()
     for ts in [T0 - 5.0, T0 + 0.0, T0 + 0.1, T0 + 0.4, T0 + 0.5]:
         seq.add(ts, None, stats, continuous=True)
     seq.resolve(FPS)
-    assert seq.waiting == 4  # a counter stream may still be linked
+    assert seq.waiting == 5  # a counter stream may still be linked
     seq.resolve(FPS, final=True)
     assert stats.missing == 2 and stats.gap_events == 1
 
@@ -95,13 +95,6 @@ def test_chunks_are_cut_at_time_gaps_and_resets_so_frames_are_evenly_spaced():
         assert abs(span - (len(chunk.frames) - 1) / FPS) < 1e-6
     got = np.concatenate([np.stack(c.frames)[:, 0, 0] for c in chunks])
     assert got.tolist() == list(range(len(stamps)))
-    # in a run, the stale pre-run value before the pause is left out and counted
-    chunker = CameraChunker(fps=FPS, chunk_seconds=2.0, run_start=T0 - 0.01)
-    chunks = []
-    for i, ts in enumerate(stamps):
-        chunks += chunker.add(_frames([i % 256]), [ts])
-    chunks += chunker.finish()
-    assert [len(c.frames) for c in chunks] == [20, 5, 5] and chunker.stats.stale == 1
     # a counter reset without a pause also starts a new chunk
     chunker = CameraChunker(fps=FPS)
     out = chunker.add(_frames(range(6)), [T0 + i / FPS for i in range(6)], [7, 8, 9, 1, 2, 3])
