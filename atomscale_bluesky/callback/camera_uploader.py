@@ -71,6 +71,7 @@ class CameraUploader:
         self._held: collections.deque[_Held] = collections.deque()
         self._held_bytes = 0
         self._size_keys: tuple[str, str] | None = None  # (width, height) readings shaping frames
+        self._timed_key: FrameKey | None = None  # the frame key of the frames the timer holds
 
     @property
     def current(self) -> Segment:
@@ -146,6 +147,7 @@ class CameraUploader:
         except (ValueError, TypeError) as exc:
             self.reject(1, f"cannot normalise frame {raw.shape} {raw.dtype}: {exc}")
             return
+        self._timed_key = fkey
         if self.timer.cadence is None:
             self.timer.declared, self.timer.declared_source = self._declared_fps(fkey)
         timed = self.timer.add(stack, stamps, counters, continuous=continuous, initial=initial)
@@ -355,9 +357,9 @@ class CameraUploader:
     def finish(self) -> None:
         """Flush every segment's last chunk; held flat frames of unknown size are rejected."""
         self._reject_held()
-        if self.fkey is not None:
+        if self._timed_key is not None:
             for timed in self.timer.finish():
-                self._chunk(self.fkey, timed)
+                self._chunk(self._timed_key, timed)
         if self.segments:
             first = self.segments[0]
             first.chunker.stats.stale += self.timer.stats.stale

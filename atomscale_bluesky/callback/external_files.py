@@ -131,11 +131,13 @@ class ExternalStore:
         start = point * resource.frame_per_point
         return self._read(resource, start, start + resource.frame_per_point)
 
-    def read_stream_datum(self, doc: Mapping[str, Any]) -> ExternalFrames:
-        """Frames ``indices.start:indices.stop`` of a stream datum's dataset."""
+    def read_stream_datum(self, doc: Mapping[str, Any], per_index: int = 1) -> ExternalFrames:
+        """Frames of a stream datum: its indices count events, each ``per_index`` dataset rows
+        (ophyd-async's collections per event)."""
         resource = self._resource(self._stream_resources, doc["stream_resource"])
         indices = doc.get("indices") or {}
-        return self._read(resource, int(indices["start"]), int(indices["stop"]))
+        per = max(1, per_index)
+        return self._read(resource, int(indices["start"]) * per, int(indices["stop"]) * per)
 
     def close(self) -> None:
         for handle in self._files.values():

@@ -2,7 +2,9 @@
 
 References to external frames wait here, per camera and in order, until their file can be read
 (a file being written may not hold them yet); then the frames go to the camera's uploader with
-their hardware times: the file's per-frame EPICS times, else the event's timestamp.
+their hardware times: the file's per-frame EPICS times, else their own key's timestamp in the event
+(or the camera's frame counter's, published with the frame), one reading per event. The event's
+own time (the RunEngine host's clock) is the last resort, counted as a fallback.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from atomscale_bluesky.callback.values import as_float
 
 __all__ = ["ExternalReader", "ExternalRef"]
 
+_Reading = tuple[np.ndarray, list[float], list[int | None] | None]  # frames, times, counters
+
 RETRY_INTERVAL_S = 0.5  # how often the worker retries files that were not readable yet
 
 
@@ -52,7 +56,10 @@ class ExternalReader:
         self.store = ExternalStore()
         self._waiting: dict[str, collections.deque[ExternalRef]] = {}  # camera key -> refs
         self._last_try: dict[str, float] = {}
-        self._seq_times: dict[str, dict[int, float]] = {}  # descriptor -> seq_num -> event time
+        # (descriptor, frame key) -> seq_num -> the frame's hardware time in that event
+        self._seq_times: dict[tuple[str, str], dict[int, float]] = {}
+        self._host_seqs: set[tuple[str, str, int]] = set()  # events with no hardware time
+        self.host_timed: dict[str, int] = {}  # camera key -> frames timed by the RunEngine host
 
     # -- documents --------------------------------------------------------------------------------
     def add_document(self, item: ExternalDocument) -> str | None:
@@ -72,17 +79,23 @@ class ExternalReader:
         return None
 
     def watch_descriptor(self, route: Route) -> None:
-        """Keep event times of a stream whose frames come by stream datum (they carry no times)."""
-        if any(fk.external == "STREAM" for fk in route.frames.values()):
-            self._seq_times.setdefault(route.descriptor_uid, {})
+        """Keep frame times of a stream whose frames come by stream datum (they carry no times)."""
+        for key, fk in route.frames.items():
+            if fk.external == "STREAM":
+                self._seq_times.setdefault((route.descriptor_uid, key), {})
 
     def note_rows(self, rows: EventRows) -> None:
-        """Record the event times of watched descriptors, by seq_num."""
-        times = self._seq_times.get(rows.route.descriptor_uid)
-        if times is None:
-            return
-        for i, seq in enumerate(rows.seq_nums):
-            times[seq] = _row_time(rows, i)
+        """Record each watched frame key's hardware time in each event, by seq_num."""
+        for key, fk in rows.route.frames.items():
+            times = self._seq_times.get((rows.route.descriptor_uid, key))
+            if times is None:
+                continue
+            for i, seq in enumerate(rows.seq_nums):
+                ts = _own_time(rows, i, key, fk.counter_key)
+                if math.isnan(ts):
+                    ts = as_float(rows.times[i] if i < len(rows.times) else None)
+                    self._host_seqs.add((rows.route.descriptor_uid, key, seq))
+                times[seq] = ts
 
     # -- references -------------------------------------------------------------------------------
     def wait_for_datum(
@@ -120,7 +133,7 @@ class ExternalReader:
         while waiting:
             ref = waiting[0]
             try:
-                frames, stamps, counters = self._read(ref, final)
+                readings = self._read(ref, final)
             except ExternalNotReady as exc:
                 if not final:
                     return
@@ -132,7 +145,8 @@ class ExternalReader:
                 self._failed(camera, ref, exc)
                 continue
             waiting.popleft()
-            camera.add_frames(ref.fkey, frames, stamps, counters, ref.continuous)
+            for frames, stamps, counters in readings:
+                camera.add_frames(ref.fkey, frames, stamps, counters, ref.continuous)
 
     def drain_all(self, cameras: list[CameraUploader], timeout_s: float) -> None:
         """At the end of the run: retry unreadable files for up to ``timeout_s``, then give up."""
@@ -147,33 +161,45 @@ class ExternalReader:
     def close(self) -> None:
         self.store.close()
 
-    def _read(
-        self, ref: ExternalRef, final: bool
-    ) -> tuple[np.ndarray, list[float], list[int | None] | None]:
+    def _read(self, ref: ExternalRef, final: bool) -> list[_Reading]:
+        """The referenced frames as readings: per-frame times, or one time per event."""
         if ref.datum_id is not None:
             got = self.store.read_datum(ref.datum_id)
             stamps = got.timestamps or [ref.timestamp if ref.timestamp is not None else math.nan]
             counters: list[int | None] | None = (
                 list(got.unique_ids) if got.unique_ids else [ref.counter]
             )
-            return got.frames, stamps, counters
-        assert ref.stream_datum is not None
-        got = self.store.read_stream_datum(ref.stream_datum)
-        stamps = got.timestamps or self._seq_stamps(ref.stream_datum, len(got.frames), final)
-        counters = list(got.unique_ids) if got.unique_ids else None
-        return got.frames, stamps, counters
+            return [(got.frames, stamps, counters)]
+        doc = ref.stream_datum
+        assert doc is not None
+        got = self.store.read_stream_datum(doc, ref.fkey.frames_per_event or 1)
+        ids: list[int | None] | None = list(got.unique_ids) if got.unique_ids else None
+        if got.timestamps:
+            return [(got.frames, got.timestamps, ids)]
+        return self._per_event(ref, got.frames, ids, final)
 
-    def _seq_stamps(self, doc: Mapping[str, Any], n_frames: int, final: bool) -> list[float]:
-        """Frame times of a stream datum from its events (they follow the stream datum)."""
+    def _per_event(
+        self, ref: ExternalRef, frames: np.ndarray, ids: list[int | None] | None, final: bool
+    ) -> list[_Reading]:
+        """A stream datum without per-frame times: one reading per event, at its frame time."""
+        doc = ref.stream_datum or {}
         seqs = doc.get("seq_nums") or {}
         start, stop = int(seqs.get("start", 0)), int(seqs.get("stop", 0))
-        times = self._seq_times.get(doc.get("descriptor", ""), {})
+        descriptor, key = str(doc.get("descriptor", "")), ref.fkey.key
+        times = self._seq_times.get((descriptor, key), {})
         if stop <= start:
-            return [math.nan] * n_frames
-        per = max(1, math.ceil(n_frames / (stop - start)))
+            return [(frames, [math.nan], ids)]
         if not final and any(s not in times for s in range(start, stop)):
             raise ExternalNotReady("waiting for the events of this stream datum")
-        return [times.get(start + j // per, math.nan) for j in range(n_frames)]
+        per = max(1, len(frames) // (stop - start))
+        readings: list[_Reading] = []
+        for j, seq in enumerate(range(start, stop)):
+            rows = slice(j * per, (j + 1) * per if seq < stop - 1 else len(frames))
+            part = None if ids is None else ids[rows]
+            if (descriptor, key, seq) in self._host_seqs:
+                self.host_timed[key] = self.host_timed.get(key, 0) + len(frames[rows])
+            readings.append((frames[rows], [times.get(seq, math.nan)], part))
+        return readings
 
     def _failed(self, camera: CameraUploader, ref: ExternalRef, exc: BaseException) -> None:
         camera.note_external_failed(ref.fkey)
@@ -181,10 +207,12 @@ class ExternalReader:
         self._report.error(f"external frames of {camera.key} ({what})", exc)
 
 
-def _row_time(rows: EventRows, i: int) -> float:
-    """Best hardware time of one event row: any timestamp it carries, else the event time."""
-    for stamps in rows.timestamps.values():
-        number = as_float(stamps[i] if i < len(stamps) else None)
+def _own_time(rows: EventRows, i: int, key: str, counter_key: str | None) -> float:
+    """A frame key's hardware time in one event row: its own timestamp, else its camera's frame
+    counter's (published with the frame); NaN when the event carries neither."""
+    for name in (key, counter_key):
+        stamps = rows.timestamps.get(name) if name else None
+        number = as_float(stamps[i] if stamps is not None and i < len(stamps) else None)
         if math.isfinite(number):
             return number
-    return as_float(rows.times[i] if i < len(rows.times) else None)
+    return math.nan

@@ -138,6 +138,7 @@ class RunUploader:
         cameras = list(self.cameras.values())
         self.external.drain_all(cameras, self.ctx.options.external_timeout_s)
         for camera in cameras:
+            camera.timer.stats.wall_clock += self.external.host_timed.get(camera.key, 0)
             camera.finish()
         self.points.finish()
         self.external.close()
