@@ -203,9 +203,11 @@ class FrameTimer:
             return
         first, rest = self._held[0], self._held[1:]
         nxt = rest[0]
+        fps = measure_fps(_anchors(rest))
         gap = nxt.stamps[0] - first.last
-        period = measure_fps(_anchors(rest))
-        paused = period is not None and gap > self.pause_periods / period
+        if fps is not None and not nxt.per_frame:
+            gap -= (len(nxt.stack) - 1) / fps  # the next reading's time is its newest frame's
+        paused = fps is not None and gap > self.pause_periods / fps
         c_first = first.counters[-1] if first.counters else None
         c_next = nxt.counters[0] if nxt.counters else None
         restarted = c_first is not None and c_next is not None and c_next != c_first + 1
