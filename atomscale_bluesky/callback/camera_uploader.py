@@ -132,7 +132,7 @@ class CameraUploader:
             return
         shape = self._ctx.facts.declared_shape(fkey)
         if raw.ndim == 1 and raw.dtype.kind in "uif":
-            shape = self._flat_shape(fkey)
+            shape = self._flat_shape(fkey, raw.size)
             if shape is None:
                 self._hold(_Held(fkey, raw, stamps, counters, continuous, initial))
                 return
@@ -197,12 +197,30 @@ class CameraUploader:
         self._ctx.counters.add(external_failed=1)
 
     # -- flat frames whose size is not known yet --------------------------------------------------
-    def _flat_shape(self, fkey: FrameKey) -> tuple[int, int] | None:
-        """(H, W) of a flat frame: the descriptor's, the run's hints, else the camera's readings."""
+    def _flat_shape(self, fkey: FrameKey, size: int) -> tuple[int, int] | None:
+        """(H, W) of a flat frame of ``size`` values: the first that fits it exactly of the
+        user's ``frame_shapes``, the camera's latest width/height readings (a binning or ROI
+        change), the descriptor's; None (wait) while none fits. Several frames in one flat
+        array only when the descriptor says so."""
+        candidates = [
+            self._ctx.options.routing.frame_shape_for(fkey.key),
+            self._read_size(fkey),
+            self._ctx.facts.hints.size_for(fkey.object_name, fkey.key),
+            fkey.frame_shape,
+        ]
+        shapes = [c for c in candidates if c is not None]
+        for shape in shapes:
+            if shape[0] * shape[1] == size:
+                return shape
+        per_event = fkey.frames_per_event or 1
+        for shape in shapes:
+            if per_event > 1 and shape[0] * shape[1] * per_event == size:
+                return shape
+        return None
+
+    def _read_size(self, fkey: FrameKey) -> tuple[int, int] | None:
+        """(H, W) from the camera's latest width/height readings in any stream."""
         facts = self._ctx.facts
-        shape = facts.declared_shape(fkey)
-        if shape is not None:
-            return shape
         if self._size_keys is None:
             self._size_keys = facts.size_keys_for(fkey)
             if self._size_keys is None:
@@ -234,7 +252,8 @@ class CameraUploader:
 
     def release_if_shaped(self) -> None:
         """Feed the held flat frames, in order, once their size is known."""
-        if not self._held or self._flat_shape(self._held[0].fkey) is None:
+        first = self._held[0] if self._held else None
+        if first is None or self._flat_shape(first.fkey, first.raw.size) is None:
             return
         held = list(self._held)
         self._held.clear()

@@ -112,3 +112,48 @@ def test_held_flat_frames_are_bounded_the_oldest_rejected(server, client, monkey
     assert summary.rejected_frames == 6 and summary.lost == 6 and summary.errors == 0
     (rheed,) = summary.rheed
     np.testing.assert_array_equal(server.reader.frames(rheed.data_id), cam.frames[6:])
+
+
+def test_a_binning_change_mid_run_starts_a_segment_with_the_new_size(server, client):
+    small = make_camera("rheed-image", 20, h=48, w=96, fps=20.0, seed=26)
+    big = make_camera("rheed-image", 20, h=96, w=192, fps=20.0, seed=27, t0=T0 + 1.0)
+    rd = RunDocs.start()
+    image = _image_monitor(rd, small, "RHEED:")
+    sizes = {
+        side: _monitor(rd, f"rheed-{side}", f"ca://RHEED:image1:{pv}")
+        for side, pv in (("width", "ArraySize0_RBV"), ("height", "ArraySize1_RBV"))
+    }
+    _reading(rd, sizes["width"], "rheed-width", 96, T0 - 5, 1)
+    _reading(rd, sizes["height"], "rheed-height", 48, T0 - 5, 1)
+    _flat_frames(rd, image, small, 0, 20)
+    # binning 2 -> 1: the size readings change, then frames four times as large arrive
+    _reading(rd, sizes["width"], "rheed-width", 192, T0 + 0.99, 2)
+    _reading(rd, sizes["height"], "rheed-height", 96, T0 + 0.99, 2)
+    for i in range(20):
+        _reading(rd, image, big.key, big.frames[i].reshape(-1), float(big.times[i]), 21 + i)
+    summary = _run(AtomscaleCallback(client), rd)
+    assert summary.errors == 0 and summary.rejected_frames == 0 and summary.lost == 0
+    assert summary.shape_changes == 1
+    first, second = summary.rheed
+    assert (first.frame_shape, first.frames) == ((48, 96), 20)
+    assert (second.frame_shape, second.frames) == ((96, 192), 20)
+    np.testing.assert_array_equal(server.reader.frames(first.data_id), small.frames)
+    np.testing.assert_array_equal(server.reader.frames(second.data_id), big.frames)
+    (chunk,) = server.reader.chunk_times(second.data_id)
+    assert chunk["start_unix_ms_utc"] == round(big.times[0] * 1000)
+
+
+def test_a_larger_flat_frame_of_unknown_size_is_never_cut_into_smaller_frames(server, client):
+    small = make_camera("rheed-image", 20, h=48, w=96, fps=20.0, seed=28)
+    big = make_camera("rheed-image", 3, h=96, w=192, fps=20.0, seed=29, t0=T0 + 1.0)
+    rd = RunDocs.start()
+    image = _image_monitor(rd, small, "RHEED:")
+    _flat_frames(rd, image, small, 0, 20)
+    for i in range(3):
+        _reading(rd, image, big.key, big.frames[i].reshape(-1), float(big.times[i]), 21 + i)
+    summary = _run(AtomscaleCallback(client, frame_shapes={"rheed-image": (48, 96)}), rd)
+    (rheed,) = summary.rheed
+    assert rheed.frames == 20 and summary.rejected_frames == 3 and summary.lost == 3
+    assert "height and width are unknown" in " ".join(summary.error_messages) or (
+        "3 rejected frames" in summary.text()
+    )
