@@ -91,7 +91,7 @@ class ExternalReader:
             if times is None:
                 continue
             for i, seq in enumerate(rows.seq_nums):
-                ts = _own_time(rows, i, key, fk.counter_key)
+                ts = _own_time(rows, i, (key, fk.counter_key, *fk.device_keys))
                 if math.isnan(ts):
                     ts = as_float(rows.times[i] if i < len(rows.times) else None)
                     self._host_seqs.add((rows.route.descriptor_uid, key, seq))
@@ -207,10 +207,10 @@ class ExternalReader:
         self._report.error(f"external frames of {camera.key} ({what})", exc)
 
 
-def _own_time(rows: EventRows, i: int, key: str, counter_key: str | None) -> float:
-    """A frame key's hardware time in one event row: its own timestamp, else its camera's frame
-    counter's (published with the frame); NaN when the event carries neither."""
-    for name in (key, counter_key):
+def _own_time(rows: EventRows, i: int, keys: tuple[str | None, ...]) -> float:
+    """A frame's hardware time in one event row: the first of ``keys`` (its own key, its
+    camera's frame counter, its device's other readings) with a timestamp; NaN when none has."""
+    for name in keys:
         stamps = rows.timestamps.get(name) if name else None
         number = as_float(stamps[i] if stamps is not None and i < len(stamps) else None)
         if math.isfinite(number):

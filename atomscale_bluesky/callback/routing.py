@@ -115,6 +115,8 @@ class FrameKey:
     fps: float | None  # from the camera's AcquirePeriod configuration reading
     flat: bool  # declared as a flat (1-D) array that must be reshaped to frame_shape
     source: str | None = None  # e.g. "PV:RHEED:image1:ArrayData"
+    # the same device's scalar readings in the descriptor (read with the frame, on its clock)
+    device_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -496,8 +498,23 @@ def _add_frame(
         fps=_config_fps(configuration, obj) or hints.fps_for(obj, key),
         flat=flat,
         source=dk.get("source") or None,
+        device_keys=_device_keys(data_keys, key, obj),
     )
     return None
+
+
+def _device_keys(data_keys: Mapping[str, Any], key: str, obj: str | None) -> tuple[str, ...]:
+    """Scalar, inline readings of the device ``obj`` other than ``key``."""
+    if obj is None:
+        return ()
+    return tuple(
+        k
+        for k, dk in data_keys.items()
+        if k != key
+        and (dk or {}).get("object_name") == obj
+        and (dk or {}).get("shape") in ([], ())
+        and not _is_external(dk or {})
+    )
 
 
 _SCHEME = re.compile(r"^(?:pv:|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)

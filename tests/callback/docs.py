@@ -61,6 +61,7 @@ class SensorSpec:
     times: np.ndarray
     units: str = ""
     dtype: str = "number"
+    object_name: str = ""  # the device it belongs to (its own key when empty)
 
 
 @dataclass
@@ -160,7 +161,7 @@ def camera_stream(
             "dtype": s.dtype,
             "shape": [],
             "units": s.units,
-            "object_name": s.key,
+            "object_name": s.object_name or s.key,
         }
     desc = rd.run.compose_descriptor(
         name=name,

@@ -69,7 +69,8 @@ def test_frames_and_points_round_trip(server, client, tmp_path, storage, form):
 
 def test_stream_datum_without_file_times_uses_its_events_timestamps(server, client, tmp_path):
     cam = make_camera("det_image", 30, fps=10.0, seed=2)
-    stamp = SensorSpec("det_sum", np.arange(30.0), cam.times)  # read in the same events
+    # the detector's own reading in the same events: its timestamp is the frame's
+    stamp = SensorSpec("det_sum", np.arange(30.0), cam.times, object_name="det")
     rd = RunDocs.start()
     camera_stream(
         rd, [cam], tmp_path=tmp_path, storage="stream", sensors=[stamp], epics_times_in_file=False
