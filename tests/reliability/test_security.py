@@ -375,6 +375,54 @@ def test_presigned_urls_are_single_use_bound_to_one_chunk_and_expire(tmp_path: P
         assert not (a_stored[:20] == 99).all(axis=(1, 2)).any()
 
 
+def _racing_puts(url: str, bodies: list[bytes], warm_up: str) -> list[int]:
+    """PUT each body to ``url`` from its own thread and connection, released together."""
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def put(body: bytes) -> None:
+        with httpx.Client(timeout=30) as http:
+            http.get(warm_up)  # connected before the race starts
+            barrier.wait()
+            statuses.append(http.put(url, content=body).status_code)
+
+    threads = [threading.Thread(target=put, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(statuses)
+
+
+def test_one_presigned_url_stores_one_shard_under_concurrent_puts(
+    local_server: Any, tmp_path: Path
+) -> None:
+    """Two PUTs racing with one token: one stores its shard, the other is refused (403)."""
+    data_id, frames = _stream_with_chunk(local_server, tmp_path)
+    rng = np.random.default_rng(7)
+    warm_up = f"{local_server.url}/gateway/time"
+    rounds = range(1, 13)
+    for idx in rounds:
+        url = _presign(local_server, data_id, idx)
+        bodies = [encode_shard(rng.integers(1, 255, (10, 16, 16), dtype=np.uint8)) for _ in "ab"]
+        assert _racing_puts(url, bodies, warm_up) == [200, 403], idx
+    chunks = local_server.reader.chunk_times(data_id)
+    assert [c["idx"] for c in chunks] == [0, *rounds]
+    assert all(c["uploads"] == 1 for c in chunks), [c["uploads"] for c in chunks]
+    counters = local_server.reader.rheed_stream(data_id)["counters"]
+    assert counters["duplicates"] == 0 and counters["chunks_received"] == 1 + len(rounds)
+    np.testing.assert_array_equal(local_server.reader.frames(data_id)[:10], frames)
+
+
+def test_a_refused_put_leaves_its_token_usable(local_server: Any, tmp_path: Path) -> None:
+    data_id, _ = _stream_with_chunk(local_server, tmp_path)
+    url = _presign(local_server, data_id, 1)
+    assert httpx.put(url, content=b"not a shard").status_code == 400
+    good = encode_shard(np.full((10, 16, 16), 5, np.uint8))
+    assert httpx.put(url, content=good).status_code == 200
+    assert httpx.put(url, content=good).status_code == 403
+
+
 # ---- TLS ----------------------------------------------------------------------------------------
 
 
