@@ -119,21 +119,32 @@ def insecure_http_allowed(allow_insecure_http: bool | None) -> bool:
     return os.environ.get(INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _split_url(url: str) -> urllib.parse.SplitResult | None:
+    """The URL's parts, or None when it cannot be parsed (an unclosed ``[``, a bad port)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily; a bad port raises here
+    except ValueError:
+        return None
+    return parts
+
+
 def check_endpoint(endpoint: str, allow_insecure_http: bool | None = None) -> None:
     """Refuse a URL the key would travel in clear to: ``http://`` to a host that is not loopback.
 
     ``https://`` goes anywhere; ``http://`` only to loopback unless the opt-in is given (a site
     that terminates TLS on a trusted local network).
     """
-    parts = urllib.parse.urlsplit(endpoint)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    parts = _split_url(endpoint)
+    scheme = parts.scheme.lower() if parts else ""
+    if parts is None or not parts.hostname or scheme not in ("http", "https"):
         raise ConfigError(f"endpoint must be an http(s) URL with a host; got {endpoint!r}")
     if scheme == "https" or is_loopback_host(parts.hostname):
         return
     if not insecure_http_allowed(allow_insecure_http):
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no user:password
         raise InsecureEndpointError(
-            f"refusing to send the Atomscale API key in clear text to {endpoint!r}: plain http:// "
+            f"refusing to send the Atomscale API key in clear text to {shown!r}: plain http:// "
             "is allowed only to this machine (localhost, 127.0.0.0/8, ::1). Use an https:// URL "
             "(the endpoint argument, --endpoint or AS_API_ENDPOINT), or, if TLS ends on a "
             f"trusted local network, set {INSECURE_HTTP_ENV}=1 (allow_insecure_http=True)"

@@ -25,7 +25,7 @@ import pytest
 
 from atomscale_bluesky.apps.settings import CallbackSettings, make_callback
 from atomscale_bluesky.callback import AtomscaleCallback
-from atomscale_bluesky.client import ApiKey, AtomscaleClient, InsecureEndpointError
+from atomscale_bluesky.client import ApiKey, AtomscaleClient, ConfigError, InsecureEndpointError
 from atomscale_bluesky.client.config import check_endpoint, is_loopback_host
 from atomscale_bluesky.client.key_guard import KeyOriginGuard, origin
 
@@ -142,6 +142,19 @@ def test_plain_http_to_another_host_is_refused_naming_the_settings(url: str) -> 
     assert "AS_API_ENDPOINT" in text and "ATOMSCALE_ALLOW_INSECURE_HTTP=1" in text
     assert "https://" in text
     check_endpoint(url, allow_insecure_http=True)  # the opt-in lets it through
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://", "nonsense", "ftp://127.0.0.1",
+                                 "http://127.0.0.1:abc", "https://h:99999"])  # fmt: skip
+def test_an_unusable_endpoint_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="endpoint must be an http"):
+        check_endpoint(url)
+
+
+def test_the_refusal_does_not_echo_credentials_in_the_url() -> None:
+    with pytest.raises(InsecureEndpointError) as info:
+        check_endpoint("http://user:pa55word@proxy.example:8080/api")
+    assert "pa55word" not in str(info.value) and "proxy.example:8080/api" in str(info.value)
 
 
 def test_loopback_names() -> None:
