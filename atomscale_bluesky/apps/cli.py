@@ -130,7 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("atomscale_bluesky").setLevel(min(level, logging.INFO))
     tune_allocator()  # every subcommand is a long-running process that moves frames
     sub: Subcommand = args._subcommand
-    result = _load(sub, sub.run)(args)
+    from atomscale_bluesky.client.config import ConfigError
+
+    try:
+        result = _load(sub, sub.run)(args)
+    except ConfigError as error:  # a setting to change, not a bug: say which, without a trace
+        print(f"atomscale-bluesky {sub.name}: {error}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -1,8 +1,9 @@
 """Callback configuration from the environment and the command line (profile, consume, replay, demo).
 
 Every setting has one environment variable; a command-line option of the same meaning wins over it.
-The API key is read from the environment by the client itself and never passes through here as text
-that could be printed.
+The API key is read from the environment (``ATOMSCALE_API_KEY``, ``AS_API_KEY`` or the file
+``ATOMSCALE_API_KEY_FILE`` names) by the client itself and never passes through here as text that
+could be printed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _renames(text: str | None) -> dict[str, str] | None:
 
 
 ENVIRONMENT = {
-    "endpoint": "AS_API_ENDPOINT (or ATOMSCALE_ENDPOINT): Atomscale API URL; the local server's URL for tests",
+    "endpoint": "AS_API_ENDPOINT (or ATOMSCALE_ENDPOINT): Atomscale API URL; the local server's URL for tests (plain http:// only to this machine unless ATOMSCALE_ALLOW_INSECURE_HTTP=1)",
     "spool_dir": "ATOMSCALE_BLUESKY_SPOOL_DIR: where chunks wait for upload (read by the client)",
     "sample": "ATOMSCALE_SAMPLE: physical sample name or UUID for every run (overrides the run's sample)",
     "project_id": "ATOMSCALE_PROJECT_ID: project for every run (overrides the run's project_id)",
@@ -106,12 +107,14 @@ class CallbackSettings:
 def make_callback(settings: CallbackSettings | None = None, **overrides: Any) -> Any:
     """An ``AtomscaleCallback`` from settings (default: the environment) and explicit overrides."""
     from atomscale_bluesky.callback import AtomscaleCallback
+    from atomscale_bluesky.client.config import resolve_endpoint
 
     kwargs = (settings or CallbackSettings.from_env()).callback_kwargs()
     kwargs.update(overrides)
     spool_dir = kwargs.pop("spool_dir", None)
     if spool_dir is not None and "client" not in kwargs:
         endpoint = kwargs.get("endpoint")
+        resolve_endpoint(endpoint)  # a plain-http endpoint to another machine fails here
 
         def client_factory() -> Any:
             from atomscale_bluesky.client import AtomscaleClient

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atomscale_bluesky.callback.counters import CallbackCounters, LockedCounters
 from atomscale_bluesky.callback.finalizer import Finalizers
@@ -39,6 +39,9 @@ from atomscale_bluesky.callback.stream_opener import StreamOpener
 from atomscale_bluesky.callback.summary import RunSummary
 from atomscale_bluesky.callback.work_queue import WorkQueue
 from atomscale_bluesky.callback.worker import Worker
+
+if TYPE_CHECKING:
+    from atomscale_bluesky.client.secret import ApiKey
 
 __all__ = ["AtomscaleCallback", "AtomscaleCallbackError"]
 
@@ -62,11 +65,14 @@ class AtomscaleCallback:
         callback makes one from ``api_key`` and ``endpoint`` (or ``client_factory``) on its
         worker thread at first use, and closes it in :meth:`close`.
     api_key
-        API key for the client the callback makes; None reads ``ATOMSCALE_API_KEY``, then
-        ``AS_API_KEY``. Never logged. Ignored when ``client`` or ``client_factory`` is given.
+        API key (str or ``ApiKey``) for the client the callback makes; None reads
+        ``ATOMSCALE_API_KEY``, ``AS_API_KEY``, then ``ATOMSCALE_API_KEY_FILE``. Held as an
+        ``ApiKey``, never logged. Ignored when ``client`` or ``client_factory`` is given.
     endpoint
         Atomscale API URL for the client the callback makes (a local server's ``.url`` for
-        tests); None reads ``AS_API_ENDPOINT``, else ``https://api.atomscale.ai``.
+        tests); None reads ``AS_API_ENDPOINT``, else ``https://api.atomscale.ai``. Plain
+        ``http://`` to another machine raises ValueError here unless
+        ``ATOMSCALE_ALLOW_INSECURE_HTTP=1``.
     sample
         Physical sample (name or UUID) of every run; overrides the start document's ``sample``
         or ``physical_sample``.
@@ -137,7 +143,7 @@ class AtomscaleCallback:
         self,
         client: Any = None,
         *,
-        api_key: str | None = None,
+        api_key: str | ApiKey | None = None,
         endpoint: str | None = None,
         sample: str | None = None,
         project_id: str | None = None,
@@ -197,7 +203,7 @@ class AtomscaleCallback:
         self._queue: WorkQueue[WorkItem] = WorkQueue(queue_max_bytes)
         self._opener = StreamOpener(
             client,
-            client_factory or (lambda: _make_client(api_key, endpoint)),
+            client_factory or _default_client_factory(client, api_key, endpoint),
             self._counters,
             endpoint,
         )
@@ -278,7 +284,16 @@ class AtomscaleCallback:
         return f"AtomscaleCallback(summaries={len(self.summaries)})"
 
 
-def _make_client(api_key: str | None, endpoint: str | None) -> Any:
+def _default_client_factory(
+    client: Any, api_key: str | ApiKey | None, endpoint: str | None
+) -> Callable[[], Any]:
+    """Makes the callback's own client; holds the key as an ``ApiKey``, never as text, and
+    refuses a plain-http endpoint to another machine now rather than on the worker thread."""
     from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.client.config import resolve_endpoint
+    from atomscale_bluesky.client.secret import ApiKey as Secret
 
-    return AtomscaleClient(api_key=api_key, endpoint=endpoint)
+    secret = Secret(api_key) if isinstance(api_key, str) else api_key
+    if client is None:
+        resolve_endpoint(endpoint)
+    return lambda: AtomscaleClient(api_key=secret, endpoint=endpoint)

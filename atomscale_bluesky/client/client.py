@@ -27,6 +27,7 @@ from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
 from .config import ClientConfig, clock_sync_enabled, resolve_api_key, resolve_endpoint
 from .errors import AtomscaleClientError, UnknownStreamError
+from .key_guard import KeyOriginGuard
 from .report import StreamReport
 from .retry import (
     FINALIZE_ATTEMPTS,
@@ -37,6 +38,7 @@ from .retry import (
     with_retries,
 )
 from .rheed import RheedStream
+from .secret import ApiKey
 from .spool import Spool, SpoolStream, default_spool_root
 from .spool.recovery import LOCAL_ID_PREFIX
 from .stream_keeper import StreamKeeper
@@ -95,15 +97,21 @@ def _describe_losses(report: StreamReport) -> str:
 class AtomscaleClient:
     """Streams RHEED video and tool-state time series to an Atomscale endpoint, durably.
 
+    The key is ``api_key`` (a str or an :class:`ApiKey`), else ``ATOMSCALE_API_KEY``, else
+    ``AS_API_KEY``, else the file ``ATOMSCALE_API_KEY_FILE`` names. An ``http://`` endpoint whose
+    host is not this machine is refused (the key would travel in clear) unless
+    ``allow_insecure_http=True`` or ``ATOMSCALE_ALLOW_INSECURE_HTTP=1``; redirects are never
+    followed, and no request to another origin carries the key.
     ``verify=False`` turns TLS certificate checks off (only for a lab proxy you trust);
     ``backoff`` shortens upload retries (tests); defaults follow the reference client.
     """
 
     def __init__(
         self,
-        api_key: str | None = None,
+        api_key: str | ApiKey | None = None,
         endpoint: str | None = None,
         *,
+        allow_insecure_http: bool | None = None,
         spool_dir: str | Path | None = None,
         spool_max_bytes: int | None = None,
         spool_min_free_bytes: int | None = None,
@@ -124,7 +132,9 @@ class AtomscaleClient:
         ):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be non-negative")
-        self.config = ClientConfig(resolve_api_key(api_key), resolve_endpoint(endpoint), verify)
+        self.config = ClientConfig(
+            resolve_api_key(api_key), resolve_endpoint(endpoint, allow_insecure_http), verify
+        )
         self.endpoint = self.config.endpoint
         self._clock: LabClock | None = (
             clock_for(self.endpoint, verify=verify) if clock_sync_enabled(clock_sync) else None
@@ -132,6 +142,9 @@ class AtomscaleClient:
         self._http = httpx.Client(
             timeout=REQUEST_TIMEOUT,
             verify=verify,
+            follow_redirects=False,
+            event_hooks={"request": [KeyOriginGuard(self.endpoint)]},
+            mounts={"http://": None},  # plain http never goes through HTTP_PROXY/ALL_PROXY
             limits=httpx.Limits(
                 max_connections=upload_workers + 8, max_keepalive_connections=upload_workers + 8
             ),

@@ -2,66 +2,161 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_ENDPOINT", "ApiKey", "ClientConfig", "resolve_api_key", "resolve_endpoint"]
+from .secret import ApiKey
+
+__all__ = [
+    "API_KEY_FILE_ENV",
+    "DEFAULT_ENDPOINT",
+    "INSECURE_HTTP_ENV",
+    "ApiKey",
+    "ClientConfig",
+    "ConfigError",
+    "InsecureEndpointError",
+    "check_endpoint",
+    "is_loopback_host",
+    "resolve_api_key",
+    "resolve_endpoint",
+]
 
 DEFAULT_ENDPOINT = "https://api.atomscale.ai"
 API_KEY_ENVS = ("ATOMSCALE_API_KEY", "AS_API_KEY")
+API_KEY_FILE_ENV = "ATOMSCALE_API_KEY_FILE"
+MAX_KEY_FILE_CHARS = 4096
 ENDPOINT_ENV = "AS_API_ENDPOINT"
 SKIP_CLOCK_ENV = "ATOMSCALE_SKIP_CLOCK_SYNC"
+INSECURE_HTTP_ENV = "ATOMSCALE_ALLOW_INSECURE_HTTP"
 
 
-class ApiKey:
-    """The API key, kept out of every repr, str and format so it cannot leak into logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The key itself, for the one place that needs it: the X-API-KEY header."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "ApiKey('***')"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __reduce__(self) -> str:
-        raise TypeError("an API key is not picklable")
+class ConfigError(ValueError):
+    """A setting is missing or unusable; the message names the setting to change."""
 
 
-def resolve_api_key(api_key: str | None) -> ApiKey:
-    """The argument, else ``ATOMSCALE_API_KEY``, else ``AS_API_KEY``; a missing key is an error."""
-    value = api_key
-    if value is None:
-        value = next((os.environ[e] for e in API_KEY_ENVS if os.environ.get(e, "").strip()), None)
-    if value is None or not value.strip():
-        raise ValueError(
-            "no Atomscale API key: pass api_key=... or set ATOMSCALE_API_KEY (or AS_API_KEY)"
-        )
+class InsecureEndpointError(ConfigError):
+    """The endpoint is plain ``http://`` to a host that is not this machine, and not allowed."""
+
+
+def _key_from_file(path: str) -> str:
+    """The key a file holds (systemd credentials, Kubernetes secrets), one trailing newline off.
+
+    Errors name the variable and the path, never what the file holds.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(MAX_KEY_FILE_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not text"
+        raise ConfigError(
+            f"{API_KEY_FILE_ENV}={path}: the API key file cannot be read ({reason})"
+        ) from None
+    if len(text) > MAX_KEY_FILE_CHARS:
+        raise ConfigError(f"{API_KEY_FILE_ENV}={path}: the file is too long to be an API key")
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text.strip():
+        raise ConfigError(f"{API_KEY_FILE_ENV}={path}: the API key file is empty")
+    return text
+
+
+def _key_text(api_key: str | ApiKey | None) -> tuple[str, str]:
+    """The key's text and where it came from, in the documented order of sources."""
+    if isinstance(api_key, ApiKey):
+        return api_key.reveal(), "the api_key argument"
+    if api_key is not None:
+        return api_key, "the api_key argument"
+    for name in API_KEY_ENVS:
+        value = os.environ.get(name, "")
+        if value.strip():
+            return value, name
+    path = os.environ.get(API_KEY_FILE_ENV, "").strip()
+    if path:
+        return _key_from_file(path), f"the file {API_KEY_FILE_ENV} names"
+    raise ConfigError(
+        "no Atomscale API key: pass api_key=... or set ATOMSCALE_API_KEY (or AS_API_KEY), or "
+        f"{API_KEY_FILE_ENV} to a file holding it"
+    )
+
+
+def resolve_api_key(api_key: str | ApiKey | None) -> ApiKey:
+    """The key from, in order: the argument, ``ATOMSCALE_API_KEY``, ``AS_API_KEY``, the file
+    ``ATOMSCALE_API_KEY_FILE`` names. A missing key, or one no HTTP header can carry, is an error
+    that never shows the key."""
+    value, source = _key_text(api_key)
     value = value.strip()
+    if not value:
+        raise ConfigError(f"the Atomscale API key from {source} is empty")
     if not all(" " < c <= "~" for c in value):
         # httpx would refuse the header and quote the key in its error; say why without it
-        raise ValueError(
-            "the Atomscale API key holds whitespace, control or non-ASCII characters, which an "
-            "HTTP header cannot carry; check the value you set (it is not shown here)"
+        raise ConfigError(
+            f"the Atomscale API key from {source} holds whitespace, control or non-ASCII "
+            "characters, which an HTTP header cannot carry; check the value you set (it is not "
+            "shown here)"
         )
     return ApiKey(value)
 
 
-def resolve_endpoint(endpoint: str | None) -> str:
-    """The argument, else ``AS_API_ENDPOINT``, else production; trailing slashes removed."""
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, an address in 127.0.0.0/8, ``::1`` (or 127.x as an IPv4-mapped address)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def insecure_http_allowed(allow_insecure_http: bool | None) -> bool:
+    """An explicit argument wins; otherwise ``ATOMSCALE_ALLOW_INSECURE_HTTP`` set to 1/true/yes/on."""
+    if allow_insecure_http is not None:
+        return allow_insecure_http
+    return os.environ.get(INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _split_url(url: str) -> urllib.parse.SplitResult | None:
+    """The URL's parts, or None when it cannot be parsed (an unclosed ``[``, a bad port)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily; a bad port raises here
+    except ValueError:
+        return None
+    return parts
+
+
+def check_endpoint(endpoint: str, allow_insecure_http: bool | None = None) -> None:
+    """Refuse a URL the key would travel in clear to: ``http://`` to a host that is not loopback.
+
+    ``https://`` goes anywhere; ``http://`` only to loopback unless the opt-in is given (a site
+    that terminates TLS on a trusted local network).
+    """
+    parts = _split_url(endpoint)
+    scheme = parts.scheme.lower() if parts else ""
+    if parts is None or not parts.hostname or scheme not in ("http", "https"):
+        raise ConfigError(f"endpoint must be an http(s) URL with a host; got {endpoint!r}")
+    if scheme == "https" or is_loopback_host(parts.hostname):
+        return
+    if not insecure_http_allowed(allow_insecure_http):
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no user:password
+        raise InsecureEndpointError(
+            f"refusing to send the Atomscale API key in clear text to {shown!r}: plain http:// "
+            "is allowed only to this machine (localhost, 127.0.0.0/8, ::1). Use an https:// URL "
+            "(the endpoint argument, --endpoint or AS_API_ENDPOINT), or, if TLS ends on a "
+            f"trusted local network, set {INSECURE_HTTP_ENV}=1 (allow_insecure_http=True)"
+        )
+
+
+def resolve_endpoint(endpoint: str | None, allow_insecure_http: bool | None = None) -> str:
+    """The argument, else ``AS_API_ENDPOINT``, else production; trailing slashes removed; an
+    ``http://`` URL to a host that is not loopback refused (see :func:`check_endpoint`)."""
     value = endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
     value = value.strip().rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint must be an http(s) URL; got {value!r}")
+    check_endpoint(value, allow_insecure_http)
     return value
 
 

@@ -33,17 +33,17 @@ OUTAGE_MODES = ("drop", "503", "401", "403")
 class Faults:
     """Fault switches; all off by default.
 
-    latency_s: seconds added before every faulted request is handled.
-    error_rate: fraction (0..1) of requests answered with one of ``error_statuses``.
-    error_statuses: statuses to answer with, chosen at random (5xx and 429 are transient;
-        another 4xx, such as 422, is the backend refusing the request itself).
-    drop_rate: fraction (0..1) of requests whose connection is closed without a response.
-    outage: when true, every faulted request fails (``outage_mode``) until switched off.
-    outage_s: start an outage window of this many seconds (counted from when it is set).
-    outage_mode: during an outage, "drop" (close the connection), "503" (answer 503), or
-        "401"/"403" (an authentication outage: a rotated key or an auth gateway's glitch).
-    paths: path prefixes the faults apply to (empty = every protocol endpoint).
-    seed: seed of the RNG that draws errors and drops (None = unseeded).
+    - ``latency_s``: seconds added before every faulted request is handled.
+    - ``error_rate``: fraction (0..1) of requests answered with one of ``error_statuses``.
+    - ``error_statuses``: statuses to answer with, chosen at random (5xx and 429 are transient;
+      another 4xx, such as 422, is the backend refusing the request itself).
+    - ``drop_rate``: fraction (0..1) of requests whose connection is closed without a response.
+    - ``outage``: when true, every faulted request fails (``outage_mode``) until switched off.
+    - ``outage_s``: start an outage window of this many seconds (counted from when it is set).
+    - ``outage_mode``: during an outage, "drop" (close the connection), "503" (answer 503), or
+      "401"/"403" (an authentication outage: a rotated key or an auth gateway's glitch).
+    - ``paths``: path prefixes the faults apply to (empty = every protocol endpoint).
+    - ``seed``: seed of the RNG that draws errors and drops (None = unseeded).
     """
 
     latency_s: float = 0.0

@@ -2,8 +2,9 @@
 
 ``POST /data_entries/raw_data/staged/upload_urls/`` turns the client's string-valued chunk metadata
 into a ``ChunkGrant`` and registers it under a fresh ``secrets.token_urlsafe`` token; the PUT to
-``/upload/<token>`` needs no API key, only a live token. A token is spent by the PUT that stores its
-chunk (a PUT that is refused leaves it usable until it expires), and it expires after a TTL
+``/upload/<token>`` needs no API key, only a live token. A PUT claims its token (checked and taken in
+one locked step, so two PUTs with one token store at most one shard); the token is spent when the
+chunk is stored, and a PUT that is refused leaves it usable until it expires after a TTL
 (default 15 min). Tokens live in memory: after a restart the client's next presign gets a new one.
 """
 
@@ -139,13 +140,20 @@ class _Entry:
 
 
 class PresignRegistry:
-    """Live upload tokens (thread-safe)."""
+    """Live upload tokens (thread-safe); each one stores at most one shard.
+
+    A PUT ``claim``s its token, which takes it out of the live set in the same locked step that
+    checks it, so a second PUT with the token is refused even while the first is still storing.
+    The first then ``spend``s it (stored) or ``release``s it (refused: usable again until it
+    expires).
+    """
 
     def __init__(self, ttl_s: float = 900.0) -> None:
         if ttl_s <= 0:
             raise ValueError("presign TTL must be positive")
         self.ttl_s = ttl_s
         self._entries: dict[str, _Entry] = {}
+        self._claimed: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
     def issue(self, grant: ChunkGrant) -> str:
@@ -158,16 +166,35 @@ class PresignRegistry:
         return token
 
     def lookup(self, token: str) -> ChunkGrant | None:
-        """The grant of a live token, or None when unknown, spent or expired."""
+        """The grant of a live token, or None when unknown, claimed, spent or expired."""
         with self._lock:
             entry = self._entries.get(token)
             if entry is None or entry.expires_at <= time.monotonic():
                 return None
             return entry.grant
 
-    def spend(self, token: str) -> None:
+    def claim(self, token: str) -> ChunkGrant | None:
+        """Check and take a live token for one upload, atomically; None when it is not live."""
         with self._lock:
+            entry = self._entries.pop(token, None)
+            if entry is None or entry.expires_at <= time.monotonic():
+                return None
+            self._claimed[token] = entry
+            return entry.grant
+
+    def release(self, token: str) -> None:
+        """The claimed upload was refused: the token is live again (until it expires)."""
+        with self._lock:
+            entry = self._claimed.pop(token, None)
+            if entry is not None:
+                self._entries[token] = entry
+
+    def spend(self, token: str) -> None:
+        """The claimed upload stored its shard: the token is gone for good."""
+        with self._lock:
+            self._claimed.pop(token, None)
             self._entries.pop(token, None)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries) + len(self._claimed)

@@ -36,6 +36,7 @@ from atomscale_bluesky.server.storage import StorageError
 
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 Auth = [Depends(require_api_key)]
+DEAD_TOKEN = "presigned URL is unknown, already used or expired"
 
 router = APIRouter()
 
@@ -179,14 +180,20 @@ async def upload_shard(
 ) -> JSONResponse:
     """The presigned PUT (no API key): the raw shard bytes of the chunk the token was issued for."""
     ctx = context(request)
-    grant = ctx.presigns.lookup(token)
-    if grant is None:
-        raise HTTPException(403, "presigned URL is unknown, already used or expired")
+    if ctx.presigns.lookup(token) is None:  # refused before its body is read
+        raise HTTPException(403, DEAD_TOKEN)
     body = await request.body()
-    if not body:
-        await to_thread.run_sync(ctx.storage.count_rejected, grant.data_id)
-        raise HTTPException(400, "empty body: expected the shard bytes")
-    result = await to_thread.run_sync(ctx.storage.store_chunk, grant, body)
+    grant = ctx.presigns.claim(token)
+    if grant is None:  # spent, expired, or claimed by a concurrent PUT meanwhile
+        raise HTTPException(403, DEAD_TOKEN)
+    try:
+        if not body:
+            await to_thread.run_sync(ctx.storage.count_rejected, grant.data_id)
+            raise HTTPException(400, "empty body: expected the shard bytes")
+        result = await to_thread.run_sync(ctx.storage.store_chunk, grant, body)
+    except BaseException:
+        ctx.presigns.release(token)
+        raise
     ctx.presigns.spend(token)
     etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
     return JSONResponse(

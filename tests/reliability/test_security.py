@@ -8,6 +8,7 @@ files, documents, the server's data directory and the demo's output.
 from __future__ import annotations
 
 import datetime
+import gc
 import ipaddress
 import json
 import logging
@@ -15,6 +16,7 @@ import os
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
@@ -34,7 +36,7 @@ from plugins.ioc_fixtures import wait_for
 
 from atomscale_bluesky.apps.settings import CallbackSettings
 from atomscale_bluesky.callback import AtomscaleCallback
-from atomscale_bluesky.client import AtomscaleClient, AtomscaleClientError
+from atomscale_bluesky.client import ApiKey, AtomscaleClient, AtomscaleClientError
 from atomscale_bluesky.server.runner import running_server
 from atomscale_bluesky.shards import encode_shard, shard_key
 
@@ -129,6 +131,9 @@ def test_planted_key_is_absent_from_logs_errors_reprs_spool_and_documents(
     texts.append(json.dumps(docs, default=str))
     texts.append(caplog.text)
     assert "HTTP Request" in caplog.text  # DEBUG/INFO logs of the requests were captured
+    loggers = {record.name.split(".")[0] for record in caplog.records}
+    assert {"httpx", "httpcore", "atomscale_bluesky"} <= loggers, loggers
+    assert any(r.levelno == logging.DEBUG and r.name.startswith("httpcore") for r in caplog.records)
     assert spooled_files, "the spool held no files while uploads were refused"
     assert spool_hits == []
     assert _grep_tree(planted_server.data_dir, PLANTED) == []
@@ -180,6 +185,55 @@ def test_demo_never_prints_the_planted_key(tmp_path: Path) -> None:
     assert "Demo summary" in text
     assert PLANTED not in text and PLANTED.lower() not in text
     assert _grep_tree(out, PLANTED) == []
+
+
+def test_the_callback_holds_the_key_as_an_api_key(planted_server: Any, tmp_path: Path) -> None:
+    """The callback's own client factory keeps an ApiKey; no str of the key is reachable."""
+    callback = AtomscaleCallback(api_key=PLANTED, endpoint=planted_server.url)
+    try:
+        factory = callback._opener._factory
+        cells = [cell.cell_contents for cell in factory.__closure__ or ()]
+        assert ApiKey(PLANTED) in cells
+        assert not any(isinstance(c, str) and PLANTED in c for c in cells)
+        seen: set[int] = set()
+        pending: list[Any] = [callback]
+        while pending and len(seen) < 20_000:  # what the callback references, transitively
+            obj = pending.pop()
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            assert not (isinstance(obj, str) and PLANTED in obj)
+            if not isinstance(obj, (str, bytes, int, float, type)):
+                pending.extend(gc.get_referents(obj))
+    finally:
+        callback.close()
+
+
+def test_a_streaming_session_leaves_only_owner_readable_files(
+    planted_server: Any, tmp_path: Path
+) -> None:
+    """Every spool folder is 0700 and every spool file 0600, whatever the process umask."""
+    spool = tmp_path / "spool"
+    old_umask = os.umask(0o002)
+    try:
+        planted_server.faults.set(outage=True, paths=[PRESIGN])
+        with AtomscaleClient(PLANTED, planted_server.url, spool_dir=spool, clock_sync=False,
+                             spool_min_free_bytes=0) as client:  # fmt: skip
+            stream = client.open_rheed_stream(fps=5.0)
+            stream.push(np.full((10, 16, 16), 3, np.uint8))
+            points = client.open_timeseries_stream(stream_name="modes")
+            points.push("T", [time.time()], [500.0])
+            assert wait_for(lambda: client.status()["chunks_pending"] >= 1, 20)
+            folders = [spool, *(p for p in spool.rglob("*") if p.is_dir())]
+            files = [p for p in spool.rglob("*") if p.is_file()]
+            assert files
+            assert {p: stat.S_IMODE(p.stat().st_mode) for p in folders} == dict.fromkeys(
+                folders, 0o700
+            )
+            assert {p: stat.S_IMODE(p.stat().st_mode) for p in files} == dict.fromkeys(files, 0o600)
+    finally:
+        os.umask(old_umask)
+        planted_server.faults.clear()
 
 
 @pytest.mark.parametrize("bad", [PLANTED + "\nX", "\t" + PLANTED + " x", PLANTED + "é"])
@@ -373,6 +427,54 @@ def test_presigned_urls_are_single_use_bound_to_one_chunk_and_expire(tmp_path: P
         np.testing.assert_array_equal(a_stored[:20], np.concatenate([a_frames, a_frames]))
         # the intruder's frames landed, if at all, only where the token allowed: A's chunk 2
         assert not (a_stored[:20] == 99).all(axis=(1, 2)).any()
+
+
+def _racing_puts(url: str, bodies: list[bytes], warm_up: str) -> list[int]:
+    """PUT each body to ``url`` from its own thread and connection, released together."""
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def put(body: bytes) -> None:
+        with httpx.Client(timeout=30) as http:
+            http.get(warm_up)  # connected before the race starts
+            barrier.wait()
+            statuses.append(http.put(url, content=body).status_code)
+
+    threads = [threading.Thread(target=put, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sorted(statuses)
+
+
+def test_one_presigned_url_stores_one_shard_under_concurrent_puts(
+    local_server: Any, tmp_path: Path
+) -> None:
+    """Two PUTs racing with one token: one stores its shard, the other is refused (403)."""
+    data_id, frames = _stream_with_chunk(local_server, tmp_path)
+    rng = np.random.default_rng(7)
+    warm_up = f"{local_server.url}/gateway/time"
+    rounds = range(1, 13)
+    for idx in rounds:
+        url = _presign(local_server, data_id, idx)
+        bodies = [encode_shard(rng.integers(1, 255, (10, 16, 16), dtype=np.uint8)) for _ in "ab"]
+        assert _racing_puts(url, bodies, warm_up) == [200, 403], idx
+    chunks = local_server.reader.chunk_times(data_id)
+    assert [c["idx"] for c in chunks] == [0, *rounds]
+    assert all(c["uploads"] == 1 for c in chunks), [c["uploads"] for c in chunks]
+    counters = local_server.reader.rheed_stream(data_id)["counters"]
+    assert counters["duplicates"] == 0 and counters["chunks_received"] == 1 + len(rounds)
+    np.testing.assert_array_equal(local_server.reader.frames(data_id)[:10], frames)
+
+
+def test_a_refused_put_leaves_its_token_usable(local_server: Any, tmp_path: Path) -> None:
+    data_id, _ = _stream_with_chunk(local_server, tmp_path)
+    url = _presign(local_server, data_id, 1)
+    assert httpx.put(url, content=b"not a shard").status_code == 400
+    good = encode_shard(np.full((10, 16, 16), 5, np.uint8))
+    assert httpx.put(url, content=good).status_code == 200
+    assert httpx.put(url, content=good).status_code == 403
 
 
 # ---- TLS ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from plugins.ioc_fixtures import ca_write
+from plugins.ioc_fixtures import ca_value, ca_write
 
 from atomscale_bluesky.plans import monitor_growth
 from atomscale_bluesky.sim.pattern import PatternConfig, RheedPattern
@@ -27,14 +27,28 @@ def specular_series(run_until, camera, frames: int, fps: float) -> tuple[np.ndar
     return np.asarray(times[1:]), np.asarray(values[1:])
 
 
+@pytest.fixture
+def own_sim(camera_ioc):
+    """The camera's ``sim:`` PVs as this test writes them: not mirroring the sensors IOC (whose
+    rotation, shutter and growth rate other tests may have left set) until the test ends."""
+    pv = camera_ioc.pv("sim:FollowSensors")
+    before = 1 if ca_value(pv) == "On" else 0
+    ca_write(pv, 0)
+    try:
+        yield camera_ioc
+    finally:
+        ca_write(pv, before)
+
+
 def specular_window_640x480() -> tuple[slice, slice]:
     """Where the IOC's 640x480 pattern puts the specular spot (same model, same geometry)."""
     return RheedPattern(PatternConfig(640, 480)).specular_window()
 
 
 def test_specular_oscillation_period_matches_the_ioc(
-    run_until, camera, camera_ioc, dominant_frequency
+    run_until, camera, own_sim, dominant_frequency
 ):
+    camera_ioc = own_sim
     period = 0.45
     ca_write(camera_ioc.pv("sim:MonolayerPeriod"), period)
     ca_write(camera_ioc.pv("sim:Damping"), 500.0)
@@ -47,9 +61,8 @@ def test_specular_oscillation_period_matches_the_ioc(
     assert x.max() > 1.3 * x.min()  # a visible oscillation, not noise
 
 
-def test_rotation_modulates_at_rpm_times_symmetry(
-    run_until, camera, camera_ioc, dominant_frequency
-):
+def test_rotation_modulates_at_rpm_times_symmetry(run_until, camera, own_sim, dominant_frequency):
+    camera_ioc = own_sim
     rpm = 10.0
     ca_write(camera_ioc.pv("sim:RotationRPM"), rpm)
     t, x = specular_series(run_until, camera, 360, 60.0)  # 6 s of frames, 4 modulation periods

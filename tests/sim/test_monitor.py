@@ -60,15 +60,27 @@ def test_monitor_delivers_every_frame_with_capture_timestamps(
     assert len(n) >= frames
     assert camera.acquire_period.get() == pytest.approx(1 / fps)
     assert n == list(range(n[0], n[0] + len(n))), "frame counter has gaps or repeats"
-    assert len(images) == len(counters)
+    # the image and counter monitors are added and removed one after the other, so a frame taken
+    # in between reaches only one of the two streams: at most one at either end goes unmatched
+    image_ts = [e["timestamps"]["rheed_image"] for e in images]
+    counter_ts = [c["timestamps"]["rheed_array_counter"] for c in counters]
+    shared = set(image_ts) & set(counter_ts)
+    for stamps in (image_ts, counter_ts):
+        inside = [i for i, ts in enumerate(stamps) if ts in shared]
+        assert inside == list(range(inside[0], inside[-1] + 1)), "unmatched frames mid-run"
+        assert inside[0] <= 1 and len(stamps) - 1 - inside[-1] <= 1, (len(stamps), inside[:3])
+    images = [e for e in images if e["timestamps"]["rheed_image"] in shared]
+    counters = [c for c in counters if c["timestamps"]["rheed_array_counter"] in shared]
     image_ts = [e["timestamps"]["rheed_image"] for e in images]
     counter_ts = [c["timestamps"]["rheed_array_counter"] for c in counters]
     assert image_ts == counter_ts  # each frame carries the capture stamp its counter carries
     assert all(np.diff(image_ts) > 0)
     assert len({e["data"]["rheed_image"][2] for e in images}) == len(images)  # distinct frames
     assert images[0]["data"]["rheed_image"][:2] == ((480, 640), np.dtype(np.uint8))
-    # the IOC's own counter ends where the monitored sequence ends
-    assert ca_value(camera_ioc.pv("image1:ArrayCounter_RBV")) == n[-1]
+    # the IOC's own counter is at or past the monitored sequence's end: frames taken while the
+    # run was being stopped (monitors removed before acquisition stops) are the run's no more
+    assert ca_value(camera_ioc.pv("image1:ArrayCounter_RBV")) >= n[-1]
+    assert len(images) >= frames - 2
     # sensor readbacks were monitored too, with units in their descriptors
     desc = {d["name"]: d for d in collector.docs["descriptor"]}
     assert (
