@@ -77,6 +77,15 @@ def _upload(server, client, rd: RunDocs, **options: Any):
     return summary
 
 
+def _one_frame_per_event(rd: RunDocs, desc: Any, frames: np.ndarray, times: np.ndarray) -> None:
+    """One event per frame, each stamped with its own hardware time."""
+    for i, (frame, ts) in enumerate(zip(frames, times, strict=True)):
+        event = desc.compose_event(
+            data={"cam_image": frame}, timestamps={"cam_image": float(ts)}, seq_num=i + 1
+        )
+        rd.docs.append(("event", event))
+
+
 def _stored_times(server, data_id: str) -> list[tuple[int, int, int]]:
     """(start ms, end ms, frames) of every stored chunk, in order."""
     chunks = sorted(server.reader.chunk_times(data_id), key=lambda c: c["idx"])
@@ -176,17 +185,7 @@ def test_a_declared_acquire_period_that_disagrees_with_the_cadence_loses(server,
     times = T0 + np.arange(n) / real
     rd = RunDocs.start()
     desc = _descriptor(rd, {"cam_image": _image_key([H, W])}, _period_config(declared))
-    for i in range(n):
-        rd.docs.append(
-            (
-                "event",
-                desc.compose_event(
-                    data={"cam_image": frames[i]},
-                    timestamps={"cam_image": float(times[i])},
-                    seq_num=i + 1,
-                ),
-            )
-        )
+    _one_frame_per_event(rd, desc, frames, times)
     summary = _upload(server, client, rd)
     (rheed,) = summary.rheed
     assert rheed.fps == pytest.approx(real, rel=0.02) and rheed.fps_source == "measured"
@@ -203,17 +202,7 @@ def test_a_declared_acquire_period_that_agrees_is_used(server, client):
     rd = RunDocs.start()
     desc = _descriptor(rd, {"cam_image": _image_key([H, W])}, _period_config(20.0))
     frames = _frames(n, 4)
-    for i in range(n):
-        rd.docs.append(
-            (
-                "event",
-                desc.compose_event(
-                    data={"cam_image": frames[i]},
-                    timestamps={"cam_image": float(times[i])},
-                    seq_num=i + 1,
-                ),
-            )
-        )
+    _one_frame_per_event(rd, desc, frames, times)
     summary = _upload(server, client, rd)
     (rheed,) = summary.rheed
     assert rheed.fps == 20.0 and rheed.fps_source == "AcquirePeriod"
@@ -372,11 +361,7 @@ def test_triggered_frames_are_never_stale_whatever_the_ioc_clock(server, client,
     start_time = rd.run.start_doc["time"]
     times = start_time + ioc_offset_s + 0.5 + np.arange(n) / 2.0  # the IOC's clock, 2 fps
     desc = _descriptor(rd, {"cam_image": _image_key([H, W])})
-    for i in range(n):
-        event = desc.compose_event(
-            data={"cam_image": frames[i]}, timestamps={"cam_image": float(times[i])}, seq_num=i + 1
-        )
-        rd.docs.append(("event", event))
+    _one_frame_per_event(rd, desc, frames, times)
     summary = _upload(server, client, rd)
     (rheed,) = summary.rheed
     assert rheed.frames == n and rheed.stale == 0 and summary.lost == 0
