@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,27 +25,65 @@ def demo_env() -> dict[str, str]:
     return env
 
 
-def demo_processes() -> list[str]:
-    """Command lines of IOC processes the demo starts (found by the demo's PV prefix)."""
-    found = []
+def demo_iocs(demo_pid: int) -> set[int]:
+    """PIDs of the IOC processes a demo started: its children serving the demo's PV prefix.
+
+    Only this demo's children count: another suite's demo on the same machine is not ours."""
+    found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
+            status = (proc / "status").read_text()
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "DEMO:RHEED:" in cmdline and str(os.getpid()) != proc.name:
-            found.append(cmdline)
+        ppid = next(
+            (line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), ""
+        )
+        if ppid == str(demo_pid) and "DEMO:RHEED:" in cmdline:
+            found.add(int(proc.name))
     return found
+
+
+def still_running(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still alive (a zombie waiting to be reaped has exited)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def run_demo(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str], set[int]]:
+    """Run the demo to its end, noting the IOC processes it started on the way (its output goes
+    to files, so a long output never blocks it while this polls)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "atomscale_bluesky.apps.cli", "demo", *args],
+            env=demo_env(), stdout=out, stderr=err, text=True,
+        )  # fmt: skip
+        iocs: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            iocs |= demo_iocs(process.pid)
+            time.sleep(0.2)
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(
+            process.args, process.returncode, out.read(), err.read()
+        )
+    return result, iocs
 
 
 def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "atomscale_bluesky.apps.cli", "demo", "--duration", "9", *ARGS, "--output-dir", str(out)],
-        env=demo_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result, iocs = run_demo(["--duration", "9", *ARGS, "--output-dir", str(out)], timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = result.stdout
     assert "local Atomscale-compatible server on http://127.0.0.1:" in text
@@ -55,7 +94,7 @@ def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
     assert stored_frames and f"{summary['frames']} frames stored" in stored_frames[0]
     figure = out / "demo-summary.png"
     assert figure.exists() and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert demo_processes() == []
+    assert iocs and still_running(iocs) == []
 
 
 def test_demo_stops_everything_on_ctrl_c(tmp_path):
@@ -69,12 +108,13 @@ def test_demo_stops_everything_on_ctrl_c(tmp_path):
     for line in process.stdout:
         if "running growth_recipe" in line or time.monotonic() > deadline:
             break
+    iocs = demo_iocs(process.pid)
     time.sleep(3)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 130, rest
     assert "interrupted" in rest
-    assert demo_processes() == []
+    assert iocs and still_running(iocs) == []
 
 
 def test_demo_rejects_bad_options():
