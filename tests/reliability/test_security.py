@@ -216,14 +216,15 @@ def test_a_streaming_session_leaves_only_owner_readable_files(
     spool = tmp_path / "spool"
     old_umask = os.umask(0o002)
     try:
-        planted_server.faults.set(outage=True, paths=[PRESIGN])
+        # both kinds of chunk stay spooled (no upload deletes a file while the modes are read)
+        planted_server.faults.set(outage=True, paths=[PRESIGN, "/tool-state/stream/chunk"])
         with AtomscaleClient(PLANTED, planted_server.url, spool_dir=spool, clock_sync=False,
                              spool_min_free_bytes=0) as client:  # fmt: skip
             stream = client.open_rheed_stream(fps=5.0)
             stream.push(np.full((10, 16, 16), 3, np.uint8))
             points = client.open_timeseries_stream(stream_name="modes")
             points.push("T", [time.time()], [500.0])
-            assert wait_for(lambda: client.status()["chunks_pending"] >= 1, 20)
+            assert wait_for(lambda: client.status()["chunks_pending"] >= 2, 20)
             folders = [spool, *(p for p in spool.rglob("*") if p.is_dir())]
             files = [p for p in spool.rglob("*") if p.is_file()]
             assert files
