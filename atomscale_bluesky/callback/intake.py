@@ -29,7 +29,7 @@ from atomscale_bluesky.callback.messages import (
 from atomscale_bluesky.callback.options import CallbackOptions, MiB
 from atomscale_bluesky.callback.routing import Route, RunHints, route_descriptor
 from atomscale_bluesky.callback.run_metadata import RunMetadata
-from atomscale_bluesky.callback.run_report import FailureLatch, RunReport, log_error
+from atomscale_bluesky.callback.run_report import FailureLatch, RunReport, report_outside_runs
 from atomscale_bluesky.callback.work_queue import WorkQueue
 
 __all__ = ["Intake"]
@@ -109,9 +109,9 @@ class Intake:
         if latest is not None:
             latest.report.error(context, exc)
             return
-        message = log_error("run -", context, exc, self._counters)
-        if self._options.strict:
-            self._failure.trip(message)
+        report_outside_runs(
+            context, exc, self._counters, self._failure, strict=self._options.strict
+        )
 
     # -- runs ---------------------------------------------------------------------------------------
     def _on_start(self, doc: Mapping[str, Any]) -> None:

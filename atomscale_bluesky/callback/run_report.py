@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from atomscale_bluesky.callback.counters import CallbackCounters, LockedCounters
 from atomscale_bluesky.callback.summary import RunCounts
 
-__all__ = ["FailureLatch", "RunReport", "log_error"]
+__all__ = ["FailureLatch", "RunReport", "log_error", "report_outside_runs"]
 
 logger = logging.getLogger("atomscale_bluesky.callback")
 
@@ -61,6 +61,20 @@ def log_error(prefix: str, context: str, exc: BaseException | str, counters: Loc
         logger.error("Atomscale: %s", message)
     counters.add(errors=1)
     return message
+
+
+def report_outside_runs(
+    context: str,
+    exc: BaseException | str,
+    counters: LockedCounters,
+    failure: FailureLatch,
+    *,
+    strict: bool,
+) -> None:
+    """A failure no run can own: logged, counted, and remembered for strict mode."""
+    message = log_error("run -", context, exc, counters)
+    if strict:
+        failure.trip(message)
 
 
 class RunReport:

@@ -24,7 +24,7 @@ from atomscale_bluesky.callback.messages import (
 )
 from atomscale_bluesky.callback.options import CallbackOptions
 from atomscale_bluesky.callback.progress import ProgressDisplay
-from atomscale_bluesky.callback.run_report import FailureLatch, log_error
+from atomscale_bluesky.callback.run_report import FailureLatch, report_outside_runs
 from atomscale_bluesky.callback.run_uploader import RunUploader
 from atomscale_bluesky.callback.stream_opener import StreamOpener
 from atomscale_bluesky.callback.work_queue import WorkQueue
@@ -88,9 +88,9 @@ class Worker:
             if run is not None:
                 run.ctx.report.error(context, exc)
             else:
-                message = log_error("run -", context, exc, self._counters)
-                if self._options.strict:
-                    self._failure.trip(message)
+                report_outside_runs(
+                    context, exc, self._counters, self._failure, strict=self._options.strict
+                )
 
     def _handle(self, item: WorkItem) -> None:
         if isinstance(item, FlushMarker):

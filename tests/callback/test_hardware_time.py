@@ -86,6 +86,15 @@ def _one_frame_per_event(rd: RunDocs, desc: Any, frames: np.ndarray, times: np.n
         rd.docs.append(("event", event))
 
 
+def _stream_datum(sres: Any, desc: Any, e: int) -> dict[str, Any]:
+    """The stream datum of event ``e``: the detector's ``e``-th collection in the file."""
+    return sres.compose_stream_datum(
+        indices={"start": e, "stop": e + 1},
+        seq_nums={"start": e + 1, "stop": e + 2},
+        descriptor=desc.descriptor_doc,
+    )
+
+
 def _stored_times(server, data_id: str) -> list[tuple[int, int, int]]:
     """(start ms, end ms, frames) of every stored chunk, in order."""
     chunks = sorted(server.reader.chunk_times(data_id), key=lambda c: c["idx"])
@@ -266,16 +275,7 @@ def test_stream_datum_step_scan_frames_take_their_cameras_time_not_another_keys(
     times = T0 + np.arange(n) / fps
     rd, desc, sres = _stream_run(tmp_path, frames, per, file_times=None)
     for e in range(events):
-        rd.docs.append(
-            (
-                "stream_datum",
-                sres.compose_stream_datum(
-                    indices={"start": e, "stop": e + 1},
-                    seq_nums={"start": e + 1, "stop": e + 2},
-                    descriptor=desc.descriptor_doc,
-                ),
-            )
-        )
+        rd.docs.append(("stream_datum", _stream_datum(sres, desc, e)))
         last = float(times[(e + 1) * per - 1])
         rd.docs.append(
             (
@@ -304,16 +304,7 @@ def test_stream_datum_without_any_frame_time_falls_back_to_the_event_time_and_sa
     frames = _frames(events, 6)
     rd, desc, sres = _stream_run(tmp_path, frames, 1, file_times=None, counter=False)
     for e in range(events):
-        rd.docs.append(
-            (
-                "stream_datum",
-                sres.compose_stream_datum(
-                    indices={"start": e, "stop": e + 1},
-                    seq_nums={"start": e + 1, "stop": e + 2},
-                    descriptor=desc.descriptor_doc,
-                ),
-            )
-        )
+        rd.docs.append(("stream_datum", _stream_datum(sres, desc, e)))
         event = desc.compose_event(
             data={"heater_setpoint": 600.0},
             timestamps={"heater_setpoint": T0 - 600.0},
