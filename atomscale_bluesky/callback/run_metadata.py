@@ -44,10 +44,6 @@ class RunMetadata:
     rotations_per_min: float | None
     bit_depth: int | None
 
-    @property
-    def short_uid(self) -> str:
-        return self.uid[:8]
-
     @classmethod
     def from_start(cls, start: Mapping[str, Any], overrides: RunOverrides) -> RunMetadata:
         uid = str(start["uid"])
