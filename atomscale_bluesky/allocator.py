@@ -18,22 +18,23 @@ import sys
 
 __all__ = ["DEFAULT_MMAP_THRESHOLD", "tune_allocator"]
 
-log = logging.getLogger("atomscale_bluesky.allocator")
+log = logging.getLogger(__name__)
 
 DEFAULT_MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, held fixed
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
-_ENV_SWITCH = "ATOMSCALE_TUNE_MALLOC"  # "0" leaves the allocator as it is
 
 
 def tune_allocator(mmap_threshold: int = DEFAULT_MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at ``mmap_threshold`` bytes; False where it does not apply.
 
     Nothing happens (False) on other C libraries or platforms, when ``MALLOC_MMAP_THRESHOLD_`` is
-    already in the environment (the user's choice wins), or when ``ATOMSCALE_TUNE_MALLOC=0``.
+    already in the environment (the user's choice wins), or when ``ATOMSCALE_TUNE_MALLOC`` is false.
     """
     if mmap_threshold <= 0:
         raise ValueError(f"mmap_threshold must be a positive number of bytes; got {mmap_threshold}")
-    if not sys.platform.startswith("linux") or os.environ.get(_ENV_SWITCH, "1") == "0":
+    from atomscale_bluesky.settings import load_settings
+
+    if not sys.platform.startswith("linux") or not load_settings().tune_malloc:
         return False
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False

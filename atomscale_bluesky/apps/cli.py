@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from atomscale_bluesky.allocator import tune_allocator
+from atomscale_bluesky.log import LOGGER_NAME, config_atomscale_logging
+from atomscale_bluesky.settings import ConfigError
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,23 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: int) -> None:
+    """Our lines at ``ATOMSCALE_LOG_LEVEL`` (INFO) or DEBUG with ``-vv``; other libraries' at
+    WARNING, INFO with ``-v``, DEBUG with ``-vv``; all on stderr, each line once."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ours = config_atomscale_logging("DEBUG" if verbose >= 2 else None, file=sys.stderr)
+    ours.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger(LOGGER_NAME).propagate = False  # the root handler would print them again
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(args_list).parse_args(args_list)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("atomscale_bluesky").setLevel(min(level, logging.INFO))
-    tune_allocator()  # every subcommand is a long-running process that moves frames
     sub: Subcommand = args._subcommand
-    from atomscale_bluesky.client.config import ConfigError
-
     try:
+        configure_logging(args.verbose)
+        tune_allocator()  # every subcommand is a long-running process that moves frames
         result = _load(sub, sub.run)(args)
     except ConfigError as error:  # a setting to change, not a bug: say which, without a trace
         print(f"atomscale-bluesky {sub.name}: {error}", file=sys.stderr)

@@ -125,7 +125,7 @@ def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from atomscale_bluesky.apps.settings import add_callback_arguments
+    from atomscale_bluesky.apps.settings import add_callback_arguments, add_env_file_argument
 
     parser.add_argument(
         "--zmq",
@@ -135,17 +135,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prefix", default="", help="only documents published with this prefix")
     add_callback_arguments(parser)
+    add_env_file_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from atomscale_bluesky.apps.settings import make_callback, settings_from_args
+    from atomscale_bluesky.apps.settings import callback_from_args
     from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.settings import load_settings, with_env_file
 
-    settings = settings_from_args(args)
-    client = AtomscaleClient(endpoint=settings.endpoint, spool_dir=settings.spool_dir)
+    environment = load_settings(with_env_file(args.env_file))  # the command line wins over both
+    client = AtomscaleClient(
+        settings=environment.replace(endpoint=args.endpoint, spool_dir=args.spool_dir)
+    )
     recovery = drain_spool(client)
     try:
-        callback = make_callback(settings, client=client)
+        callback = callback_from_args(args, environment, client=client)
         run_consumer(args.zmq, callback, prefix=args.prefix.encode())
     finally:
         recovery.join(timeout=5.0)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from atomscale_bluesky.settings import load_settings
+
 logger = logging.getLogger(__name__)
 
 SAMPLE = "demo GaAs(001) wafer"
@@ -365,9 +367,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cloud = (
-        bool(os.environ.get("ATOMSCALE_API_KEY") or os.environ.get("AS_API_KEY")) and not args.local
-    )
+    cloud = load_settings().api_key is not None and not args.local
     try:
         options = DemoOptions(
             duration=args.duration,

@@ -26,8 +26,8 @@ PROGRESS_EVERY_S = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint", help="Atomscale API URL (AS_API_ENDPOINT)")
-    parser.add_argument("--spool-dir", help="spool directory (ATOMSCALE_BLUESKY_SPOOL_DIR)")
+    parser.add_argument("--endpoint", help="Atomscale API URL (ATOMSCALE_ENDPOINT)")
+    parser.add_argument("--spool-dir", help="spool directory (ATOMSCALE_SPOOL_DIR)")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -65,13 +65,11 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atomscale_bluesky.apps.settings import CallbackSettings
     from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.settings import load_settings
 
-    settings = CallbackSettings.from_env()
-    endpoint = args.endpoint or settings.endpoint
-    spool_dir = args.spool_dir or settings.spool_dir
-    with AtomscaleClient(endpoint=endpoint, spool_dir=spool_dir) as client:
+    settings = load_settings(endpoint=args.endpoint, spool_dir=args.spool_dir)
+    with AtomscaleClient(settings=settings) as client:
         print(f"drain: spool {client.status()['dir']} -> {client.endpoint}", flush=True)
         reports = client.drain(timeout_s=args.timeout, progress=_Progress())
     for report in reports:

@@ -1,140 +1,73 @@
-"""Callback configuration from the environment and the command line (profile, consume, replay, demo).
+"""The callback of the commands and the profile: command-line options over the environment.
 
-Every setting has one environment variable; a command-line option of the same meaning wins over it.
-The API key is read from the environment (``ATOMSCALE_API_KEY``, ``AS_API_KEY`` or the file
-``ATOMSCALE_API_KEY_FILE`` names) by the client itself and never passes through here as text that
-could be printed.
+Settings come from :mod:`atomscale_bluesky.settings` (one model for the callback, the client and
+the commands); this module adds the command-line options that override them and
+:func:`make_callback`. The API key has no option: it is read from the environment (or a ``.env``
+file of a service) by the settings model, held as an ``ApiKey``, and never passes through here as
+text that could be printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from atomscale_bluesky.settings import AtomscaleSettings, ConfigError, load_settings
 
-def _split(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = [part.strip() for part in text.split(",")]
-    return [item for item in items if item] or None
+__all__ = [
+    "add_callback_arguments",
+    "add_env_file_argument",
+    "callback_from_args",
+    "make_callback",
+    "settings_from_args",
+]
 
-
-def _flag(text: str | None) -> bool:
-    return (text or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _renames(text: str | None) -> dict[str, str] | None:
-    """``"key=name,key2=name2"`` as a mapping."""
-    pairs = _split(text)
-    if not pairs:
-        return None
-    result = {}
-    for pair in pairs:
-        key, sep, name = pair.partition("=")
-        if not sep or not key.strip() or not name.strip():
-            raise ValueError(f"a rename must look like data_key=channel_name, got {pair!r}")
-        result[key.strip()] = name.strip()
-    return result
-
-
-ENVIRONMENT = {
-    "endpoint": "AS_API_ENDPOINT (or ATOMSCALE_ENDPOINT): Atomscale API URL; the local server's URL for tests (plain http:// only to this machine unless ATOMSCALE_ALLOW_INSECURE_HTTP=1)",
-    "spool_dir": "ATOMSCALE_BLUESKY_SPOOL_DIR: where chunks wait for upload (read by the client)",
-    "sample": "ATOMSCALE_SAMPLE: physical sample name or UUID for every run (overrides the run's sample)",
-    "project_id": "ATOMSCALE_PROJECT_ID: project for every run (overrides the run's project_id)",
-    "tags": "ATOMSCALE_TAGS: comma-separated tags for every stream (override the run's tags)",
-    "include": "ATOMSCALE_INCLUDE: comma-separated data keys to stream (default: all)",
-    "exclude": "ATOMSCALE_EXCLUDE: comma-separated data keys never to stream",
-    "rename": "ATOMSCALE_RENAME: data_key=channel,... channel names",
-    "rotation_key": "ATOMSCALE_ROTATION_KEY: data key of the substrate rotation speed (rpm)",
-    "strict": "ATOMSCALE_STRICT: 1 to abort a run when streaming fails",
-}
+#: Command-line option -> the setting it overrides (and the constructor argument it becomes).
+OPTION_SETTINGS = (
+    "endpoint",
+    "spool_dir",
+    "sample",
+    "project_id",
+    "tags",
+    "include",
+    "exclude",
+    "rename",
+    "rotation_key",
+    "strict",
+)
 
 
-@dataclass
-class CallbackSettings:
-    """Options of :class:`~atomscale_bluesky.callback.AtomscaleCallback` that a deployment sets."""
-
-    endpoint: str | None = None
-    spool_dir: str | None = None
-    sample: str | None = None
-    project_id: str | None = None
-    tags: list[str] | None = None
-    include: list[str] | None = None
-    exclude: list[str] | None = None
-    rename: dict[str, str] | None = None
-    rotation_key: str | None = None
-    strict: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> CallbackSettings:
-        env = os.environ if environ is None else environ
-        return cls(
-            endpoint=env.get("AS_API_ENDPOINT") or env.get("ATOMSCALE_ENDPOINT") or None,
-            sample=env.get("ATOMSCALE_SAMPLE") or None,
-            project_id=env.get("ATOMSCALE_PROJECT_ID") or None,
-            tags=_split(env.get("ATOMSCALE_TAGS")),
-            include=_split(env.get("ATOMSCALE_INCLUDE")),
-            exclude=_split(env.get("ATOMSCALE_EXCLUDE")),
-            rename=_renames(env.get("ATOMSCALE_RENAME")),
-            rotation_key=env.get("ATOMSCALE_ROTATION_KEY") or None,
-            strict=_flag(env.get("ATOMSCALE_STRICT")),
-        )
-
-    def callback_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``AtomscaleCallback``; unset options are left to its defaults."""
-        kwargs: dict[str, Any] = {
-            "endpoint": self.endpoint,
-            "sample": self.sample,
-            "project_id": self.project_id,
-            "tags": self.tags,
-            "include": self.include,
-            "exclude": self.exclude,
-            "rename": self.rename,
-            "rotation_key": self.rotation_key,
-            "strict": self.strict,
-        }
-        if self.spool_dir:
-            kwargs["spool_dir"] = self.spool_dir
-        kwargs.update(self.extra)
-        return {key: value for key, value in kwargs.items() if value is not None}
-
-
-def make_callback(settings: CallbackSettings | None = None, **overrides: Any) -> Any:
-    """An ``AtomscaleCallback`` from settings (default: the environment) and explicit overrides."""
+def make_callback(settings: AtomscaleSettings | None = None, **overrides: Any) -> Any:
+    """An ``AtomscaleCallback`` from ``settings`` (default: the environment) with ``overrides``
+    (constructor arguments) over them; ``spool_dir`` chooses the client's spool."""
     from atomscale_bluesky.callback import AtomscaleCallback
-    from atomscale_bluesky.client.config import resolve_endpoint
 
-    kwargs = (settings or CallbackSettings.from_env()).callback_kwargs()
-    kwargs.update(overrides)
-    spool_dir = kwargs.pop("spool_dir", None)
-    if spool_dir is not None and "client" not in kwargs:
-        endpoint = kwargs.get("endpoint")
-        resolve_endpoint(endpoint)  # a plain-http endpoint to another machine fails here
+    base = load_settings() if settings is None else settings
+    spool_dir = overrides.pop("spool_dir", None)
+    if spool_dir is not None:
+        base = base.replace(spool_dir=spool_dir)
+    return AtomscaleCallback(settings=base, **overrides)
 
-        def client_factory() -> Any:
-            from atomscale_bluesky.client import AtomscaleClient
 
-            return AtomscaleClient(endpoint=endpoint, spool_dir=spool_dir)
-
-        kwargs.setdefault("client_factory", client_factory)
-    return AtomscaleCallback(**kwargs)
+def add_env_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``--env-file``: the ``.env`` file of a service (``serve``, ``consume``)."""
+    parser.add_argument(
+        "--env-file",
+        help="a .env file of ATOMSCALE_ settings, under the environment "
+        "(default $ATOMSCALE_ENV_FILE, else ./.env when present)",
+    )
 
 
 def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options shared by ``consume`` and ``replay`` (each overrides its variable)."""
     group = parser.add_argument_group("Atomscale streaming (each option overrides its variable)")
-    group.add_argument("--endpoint", help="Atomscale API URL (AS_API_ENDPOINT)")
-    group.add_argument("--spool-dir", help="spool directory (ATOMSCALE_BLUESKY_SPOOL_DIR)")
-    group.add_argument("--sample", help="physical sample name or UUID (ATOMSCALE_SAMPLE)")
-    group.add_argument("--project-id", help="project id (ATOMSCALE_PROJECT_ID)")
+    group.add_argument("--endpoint", help="Atomscale API URL (ATOMSCALE_ENDPOINT)")
+    group.add_argument("--spool-dir", help="spool directory (ATOMSCALE_SPOOL_DIR)")
     group.add_argument(
-        "--tag", action="append", dest="tags", help="a tag; repeatable (ATOMSCALE_TAGS)"
+        "--sample", help="physical sample name or UUID of every run (over the run's own)"
     )
+    group.add_argument("--project-id", help="project id of every run (over the run's own)")
+    group.add_argument("--tag", action="append", dest="tags", help="a tag of every run; repeatable")
     group.add_argument(
         "--include",
         action="append",
@@ -156,37 +89,51 @@ def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--strict",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="abort runs on failure (ATOMSCALE_STRICT)",
     )
 
 
+def _renames(items: list[str]) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, name = item.partition("=")
+        if not sep or not key.strip() or not name.strip():
+            raise ConfigError(f"--rename must look like data_key=channel_name, got {item!r}")
+        result[key.strip()] = name.strip()
+    return result
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given on the command line, as constructor arguments (unset ones left out)."""
+    values = {name: getattr(args, name, None) for name in OPTION_SETTINGS}
+    if values["rename"] is not None:
+        values["rename"] = _renames(values["rename"])
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def settings_from_args(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> CallbackSettings:
-    """Environment settings with every option given on the command line applied over them."""
-    settings = CallbackSettings.from_env(environ)
-    for name in (
-        "endpoint",
-        "spool_dir",
-        "sample",
-        "project_id",
-        "tags",
-        "include",
-        "exclude",
-        "rotation_key",
-        "strict",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(settings, name, value)
-    renames = getattr(args, "rename", None)
-    if renames:
-        settings.rename = _renames(",".join(renames))
-    return settings
+    args: argparse.Namespace, settings: AtomscaleSettings | None = None
+) -> AtomscaleSettings:
+    """The environment's settings (or ``settings``) with the command line's options over them.
+
+    ``sample``, ``project_id`` and ``tags`` stay constructor arguments (they override what a run
+    says), so they are not settings: use :func:`overrides_from_args` for them.
+    """
+    base = load_settings() if settings is None else settings
+    given = overrides_from_args(args)
+    for name in ("sample", "project_id", "tags"):
+        given.pop(name, None)
+    return base.replace(**given)
 
 
-def callback_from_args(args: argparse.Namespace) -> Any:
-    """The callback a CLI subcommand streams through."""
-    return make_callback(settings_from_args(args))
+def callback_from_args(
+    args: argparse.Namespace, settings: AtomscaleSettings | None = None, **extra: Any
+) -> Any:
+    """The callback a command streams through: options over ``settings`` (default: the
+    environment) over defaults; ``extra`` are further constructor arguments."""
+    overrides = overrides_from_args(args)
+    settings = settings_from_args(args, settings)
+    kept = {name: overrides[name] for name in ("sample", "project_id", "tags") if name in overrides}
+    return make_callback(settings, **kept, **extra)

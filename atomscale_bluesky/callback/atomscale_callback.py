@@ -33,19 +33,20 @@ from atomscale_bluesky.callback.intake import Intake
 from atomscale_bluesky.callback.messages import FlushMarker, StopWorker, WorkItem
 from atomscale_bluesky.callback.options import CallbackOptions, MiB
 from atomscale_bluesky.callback.routing import RoutingOptions
-from atomscale_bluesky.callback.run_metadata import RunOverrides
+from atomscale_bluesky.callback.run_metadata import MetadataKeys, RunDefaults, RunOverrides
 from atomscale_bluesky.callback.run_report import FailureLatch
 from atomscale_bluesky.callback.stream_opener import StreamOpener
 from atomscale_bluesky.callback.summary import RunSummary
 from atomscale_bluesky.callback.work_queue import WorkQueue
 from atomscale_bluesky.callback.worker import Worker
+from atomscale_bluesky.settings import AtomscaleSettings, load_settings
 
 if TYPE_CHECKING:
     from atomscale_bluesky.client.secret import ApiKey
 
 __all__ = ["AtomscaleCallback", "AtomscaleCallbackError"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 
 class AtomscaleCallbackError(RuntimeError):
@@ -56,7 +57,9 @@ class AtomscaleCallback:
     """Bluesky document callback streaming RHEED video and sensor channels to Atomscale.
 
     Every option after ``client`` is keyword-only; the constructor overrides win over what the
-    start document, descriptors and readings say.
+    start document, descriptors and readings say. An option left None is read from ``settings``
+    (default: the environment, ``ATOMSCALE_...`` variables, read once here; see
+    :mod:`atomscale_bluesky.settings`), then its default.
 
     Parameters
     ----------
@@ -70,16 +73,19 @@ class AtomscaleCallback:
         ``ApiKey``, never logged. Ignored when ``client`` or ``client_factory`` is given.
     endpoint
         Atomscale API URL for the client the callback makes (a local server's ``.url`` for
-        tests); None reads ``AS_API_ENDPOINT``, else ``https://api.atomscale.ai``. Plain
-        ``http://`` to another machine raises ValueError here unless
-        ``ATOMSCALE_ALLOW_INSECURE_HTTP=1``.
+        tests); None reads ``ATOMSCALE_ENDPOINT`` (or ``AS_API_ENDPOINT``), else
+        ``https://api.atomscale.ai``. Plain ``http://`` to another machine raises ValueError here
+        unless ``ATOMSCALE_ALLOW_INSECURE_HTTP=1``.
     sample
-        Physical sample (name or UUID) of every run; overrides the start document's ``sample``
-        or ``physical_sample``.
+        Physical sample (name or UUID) of every run; overrides what the start document says
+        (``sample_name``, ``sample``, ``physical_sample``). ``ATOMSCALE_SAMPLE`` is weaker: it
+        applies only to runs that name no sample.
     project_id
-        Project of every run; overrides the start document's ``project_id``.
+        Project of every run; overrides the start document's ``project_id``
+        (``ATOMSCALE_PROJECT_ID`` applies only to runs that name none).
     tags
-        Tags of every stream; override the start document's ``tags``.
+        Tags of every stream; override the start document's ``tags`` (``ATOMSCALE_TAGS``
+        applies only to runs that give none). Tags from ``metadata_keys.tag_keys`` are added.
     include
         Glob pattern(s) of data keys to route (frames and channels); None routes all.
     exclude
@@ -96,7 +102,7 @@ class AtomscaleCallback:
     rotation_key
         Data key whose latest reading is the substrate rotation in rpm (0 = parked).
     strict
-        Raise :class:`AtomscaleCallbackError` on the next document after any failure, so the
+        (None: ``ATOMSCALE_STRICT``, else False.) Raise :class:`AtomscaleCallbackError` on the next document after any failure, so the
         RunEngine aborts the run (for users who prefer no run to a partial upload).
     stream_name
         Base name of every stream (default: the start's ``name``/``stream_name``, else
@@ -137,6 +143,13 @@ class AtomscaleCallback:
         ophyd-async images over Channel Access. Without it the height and width come from the
         descriptor, the camera's configuration, or its ``ArraySize0_RBV``/``ArraySize1_RBV``
         readings in any stream of the run (flat frames wait, bounded, until those arrive).
+    metadata_keys
+        Which start-document keys give the sample, the project and the tags
+        (:class:`~atomscale_bluesky.callback.run_metadata.MetadataKeys`); None reads
+        ``ATOMSCALE_SAMPLE_KEYS``, ``ATOMSCALE_PROJECT_KEYS`` and ``ATOMSCALE_TAG_KEYS``.
+    settings
+        Where options left None come from
+        (:class:`~atomscale_bluesky.settings.AtomscaleSettings`); None reads the environment.
     """
 
     def __init__(
@@ -155,7 +168,7 @@ class AtomscaleCallback:
         fps: float | None = None,
         rotations_per_min: float | None = None,
         rotation_key: str | None = None,
-        strict: bool = False,
+        strict: bool | None = None,
         stream_name: str | None = None,
         bit_depth: int | None = None,
         max_frame_bytes: int = 64 * MiB,
@@ -171,7 +184,11 @@ class AtomscaleCallback:
         progress_interval_s: float = 5.0,
         client_factory: Callable[[], Any] | None = None,
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
+        metadata_keys: MetadataKeys | None = None,
+        settings: AtomscaleSettings | None = None,
     ) -> None:
+        env = load_settings() if settings is None else settings
+        endpoint = env.endpoint if endpoint is None else endpoint
         self.options = CallbackOptions(
             overrides=RunOverrides.build(
                 sample=sample,
@@ -182,9 +199,18 @@ class AtomscaleCallback:
                 rotations_per_min=rotations_per_min,
                 bit_depth=bit_depth,
             ),
-            routing=RoutingOptions.build(include, exclude, rename, rotation_key, frame_shapes),
+            run_defaults=RunDefaults(env.sample, env.project_id, env.tags),
+            metadata_keys=metadata_keys
+            or MetadataKeys(env.sample_keys, env.project_keys, env.tag_keys),
+            routing=RoutingOptions.build(
+                env.include if include is None else include,
+                env.exclude if exclude is None else exclude,
+                env.rename if rename is None else rename,
+                env.rotation_key if rotation_key is None else rotation_key,
+                frame_shapes,
+            ),
             chunk_seconds=chunk_seconds,
-            strict=strict,
+            strict=env.strict if strict is None else strict,
             max_frame_bytes=max_frame_bytes,
             queue_max_bytes=queue_max_bytes,
             queue_timeout_s=queue_timeout_s,
@@ -203,7 +229,7 @@ class AtomscaleCallback:
         self._queue: WorkQueue[WorkItem] = WorkQueue(queue_max_bytes)
         self._opener = StreamOpener(
             client,
-            client_factory or _default_client_factory(client, api_key, endpoint),
+            client_factory or _default_client_factory(client, api_key, endpoint, env),
             self._counters,
             endpoint,
         )
@@ -285,7 +311,7 @@ class AtomscaleCallback:
 
 
 def _default_client_factory(
-    client: Any, api_key: str | ApiKey | None, endpoint: str | None
+    client: Any, api_key: str | ApiKey | None, endpoint: str | None, settings: AtomscaleSettings
 ) -> Callable[[], Any]:
     """Makes the callback's own client; holds the key as an ``ApiKey``, never as text, and
     refuses a plain-http endpoint to another machine now rather than on the worker thread."""
@@ -295,5 +321,5 @@ def _default_client_factory(
 
     secret = Secret(api_key) if isinstance(api_key, str) else api_key
     if client is None:
-        resolve_endpoint(endpoint)
-    return lambda: AtomscaleClient(api_key=secret, endpoint=endpoint)
+        resolve_endpoint(endpoint, settings=settings)
+    return lambda: AtomscaleClient(api_key=secret, endpoint=endpoint, settings=settings)

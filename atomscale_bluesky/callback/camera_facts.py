@@ -25,7 +25,7 @@ from atomscale_bluesky.callback.values import as_float, as_int, last_row, positi
 
 __all__ = ["CameraFacts"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 
 class CameraFacts:

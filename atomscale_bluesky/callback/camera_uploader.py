@@ -27,7 +27,7 @@ from atomscale_bluesky.callback.summary import RheedSummary
 
 __all__ = ["HELD_MAX_BYTES", "CameraUploader", "Segment"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 HELD_MAX_BYTES = 64 * MiB  # flat frames held per camera until their height and width are known
 

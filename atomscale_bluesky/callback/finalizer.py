@@ -22,7 +22,7 @@ from atomscale_bluesky.callback.summary import RheedSummary, RunSummary
 
 __all__ = ["Finalizers"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 
 class Finalizers:

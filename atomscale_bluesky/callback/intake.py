@@ -34,7 +34,7 @@ from atomscale_bluesky.callback.work_queue import WorkQueue
 
 __all__ = ["Intake"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 _EXTERNAL_RESOURCES = ("resource", "stream_resource")
 _EXTERNAL_DATUMS = ("datum", "stream_datum")
@@ -135,7 +135,7 @@ class Intake:
                         "nostop", "run ended without a stop document; finalizing it now"
                     )
                 self._end_run(run)
-            meta = RunMetadata.from_start(doc, self._options.overrides)
+            meta = self._options.run_metadata(doc)
             report = RunReport(uid, self._counters, self._failure, strict=self._options.strict)
             self._runs[uid] = _OpenRun(meta, report)
             self._queue.put_control(RunOpened(meta, report))

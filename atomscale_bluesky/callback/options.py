@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from atomscale_bluesky.callback.routing import RoutingOptions
-from atomscale_bluesky.callback.run_metadata import RunOverrides
+from atomscale_bluesky.callback.run_metadata import (
+    MetadataKeys,
+    RunDefaults,
+    RunMetadata,
+    RunOverrides,
+)
 
 __all__ = ["MiB", "CallbackOptions"]
 
@@ -35,6 +42,8 @@ class CallbackOptions:
     instrument_id: int | None = None
     progress: str | None = None
     progress_interval_s: float = 5.0
+    run_defaults: RunDefaults = field(default_factory=RunDefaults)
+    metadata_keys: MetadataKeys = field(default_factory=MetadataKeys)
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
@@ -45,6 +54,10 @@ class CallbackOptions:
             raise ValueError("stop_grace_s must not be negative")
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be None, 'log' or 'ipython', not {self.progress!r}")
+
+    def run_metadata(self, start: Mapping[str, Any]) -> RunMetadata:
+        """A run's metadata: constructor overrides, then the run's own keys, then the defaults."""
+        return RunMetadata.from_start(start, self.overrides, self.run_defaults, self.metadata_keys)
 
     @property
     def close_timeout_s(self) -> float:

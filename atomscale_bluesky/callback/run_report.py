@@ -15,7 +15,7 @@ from atomscale_bluesky.callback.summary import RunCounts
 
 __all__ = ["FailureLatch", "RunReport", "log_error", "report_outside_runs"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 MAX_ERROR_MESSAGES = 20
 _TOTAL_NAMES = frozenset(f.name for f in fields(CallbackCounters))

@@ -27,7 +27,7 @@ from .errors import AtomscaleClientError, BadResponseError, HttpStatusError, Ref
 
 __all__ = ["AtomscaleApi", "StreamLinks", "rust_float_text", "looks_like_uuid"]
 
-log = logging.getLogger("atomscale_bluesky.client.api")
+log = logging.getLogger(__name__)
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: Extra PUT time per byte: 60 s plus the shard at 100 kB/s (the reference's allowance).

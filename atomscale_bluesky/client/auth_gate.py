@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 __all__ = ["AuthGate"]
 
-log = logging.getLogger("atomscale_bluesky.client")
+log = logging.getLogger(__name__)
 
 
 class AuthGate:

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from atomscale_bluesky.settings import AtomscaleSettings, load_settings
+
 from .api import AtomscaleApi, rotational_period
 from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
@@ -49,7 +51,7 @@ from .uploader import UploadWorkers
 
 __all__ = ["AtomscaleClient", "default_stream_name"]
 
-log = logging.getLogger("atomscale_bluesky.client")
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 LISTED_LOSSES = 5
@@ -104,6 +106,8 @@ class AtomscaleClient:
     followed, and no request to another origin carries the key.
     ``verify=False`` turns TLS certificate checks off (only for a lab proxy you trust);
     ``backoff`` shortens upload retries (tests); defaults follow the reference client.
+    Every argument left None comes from ``settings`` (default: the environment, read now; see
+    :mod:`atomscale_bluesky.settings`), then the defaults.
     """
 
     def __init__(
@@ -121,7 +125,9 @@ class AtomscaleClient:
         verify: bool = True,
         backoff: Backoff | None = None,
         fsync: bool = True,
+        settings: AtomscaleSettings | None = None,
     ) -> None:
+        settings = load_settings() if settings is None else settings
         if spool_retention_s is not None and not (
             math.isfinite(spool_retention_s) and spool_retention_s > 0
         ):
@@ -133,11 +139,15 @@ class AtomscaleClient:
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be non-negative")
         self.config = ClientConfig(
-            resolve_api_key(api_key), resolve_endpoint(endpoint, allow_insecure_http), verify
+            resolve_api_key(api_key, settings),
+            resolve_endpoint(endpoint, allow_insecure_http, settings),
+            verify,
         )
         self.endpoint = self.config.endpoint
         self._clock: LabClock | None = (
-            clock_for(self.endpoint, verify=verify) if clock_sync_enabled(clock_sync) else None
+            clock_for(self.endpoint, verify=verify)
+            if clock_sync_enabled(clock_sync, settings)
+            else None
         )
         self._http = httpx.Client(
             timeout=REQUEST_TIMEOUT,
@@ -151,7 +161,11 @@ class AtomscaleClient:
         )
         self._api = AtomscaleApi(self.config, self._http)
         self._spool = self._open_spool(
-            spool_dir, spool_max_bytes, spool_min_free_bytes, spool_retention_s, fsync
+            spool_dir if spool_dir is not None else settings.spool_dir,
+            spool_max_bytes,
+            spool_min_free_bytes,
+            spool_retention_s,
+            fsync,
         )
         self._services = StreamServices(
             enqueue=self._spool.enqueue,

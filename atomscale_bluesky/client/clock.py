@@ -28,7 +28,7 @@ __all__ = [
     "sample_from_exchange",
 ]
 
-log = logging.getLogger("atomscale_bluesky.client.clock")
+log = logging.getLogger(__name__)
 
 BURST_SAMPLES = 4
 BURST_SPACING_S = 2.0

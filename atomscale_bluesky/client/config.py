@@ -1,11 +1,13 @@
-"""Where the client talks to and with which key: arguments first, then the environment."""
+"""Where the client talks to and with which key: arguments first, then the settings (the
+environment, :mod:`atomscale_bluesky.settings`), then the defaults."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import urllib.parse
 from dataclasses import dataclass, field
+
+from atomscale_bluesky.settings import AtomscaleSettings, ConfigError, load_settings
 
 from .secret import ApiKey
 
@@ -24,16 +26,9 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "https://api.atomscale.ai"
-API_KEY_ENVS = ("ATOMSCALE_API_KEY", "AS_API_KEY")
 API_KEY_FILE_ENV = "ATOMSCALE_API_KEY_FILE"
 MAX_KEY_FILE_CHARS = 4096
-ENDPOINT_ENV = "AS_API_ENDPOINT"
-SKIP_CLOCK_ENV = "ATOMSCALE_SKIP_CLOCK_SYNC"
 INSECURE_HTTP_ENV = "ATOMSCALE_ALLOW_INSECURE_HTTP"
-
-
-class ConfigError(ValueError):
-    """A setting is missing or unusable; the message names the setting to change."""
 
 
 class InsecureEndpointError(ConfigError):
@@ -61,30 +56,29 @@ def _key_from_file(path: str) -> str:
     return text
 
 
-def _key_text(api_key: str | ApiKey | None) -> tuple[str, str]:
+def _key_text(api_key: str | ApiKey | None, settings: AtomscaleSettings) -> tuple[str, str]:
     """The key's text and where it came from, in the documented order of sources."""
     if isinstance(api_key, ApiKey):
         return api_key.reveal(), "the api_key argument"
     if api_key is not None:
         return api_key, "the api_key argument"
-    for name in API_KEY_ENVS:
-        value = os.environ.get(name, "")
-        if value.strip():
-            return value, name
-    path = os.environ.get(API_KEY_FILE_ENV, "").strip()
-    if path:
-        return _key_from_file(path), f"the file {API_KEY_FILE_ENV} names"
+    if settings.api_key is not None:
+        return settings.api_key.reveal(), settings.source("api_key")
+    if settings.api_key_file is not None:
+        return _key_from_file(str(settings.api_key_file)), f"the file {API_KEY_FILE_ENV} names"
     raise ConfigError(
         "no Atomscale API key: pass api_key=... or set ATOMSCALE_API_KEY (or AS_API_KEY), or "
         f"{API_KEY_FILE_ENV} to a file holding it"
     )
 
 
-def resolve_api_key(api_key: str | ApiKey | None) -> ApiKey:
+def resolve_api_key(
+    api_key: str | ApiKey | None, settings: AtomscaleSettings | None = None
+) -> ApiKey:
     """The key from, in order: the argument, ``ATOMSCALE_API_KEY``, ``AS_API_KEY``, the file
-    ``ATOMSCALE_API_KEY_FILE`` names. A missing key, or one no HTTP header can carry, is an error
-    that never shows the key."""
-    value, source = _key_text(api_key)
+    ``ATOMSCALE_API_KEY_FILE`` names (``settings``, default: the environment). A missing key, or
+    one no HTTP header can carry, is an error that never shows the key."""
+    value, source = _key_text(api_key, load_settings() if settings is None else settings)
     value = value.strip()
     if not value:
         raise ConfigError(f"the Atomscale API key from {source} is empty")
@@ -112,11 +106,13 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback
 
 
-def insecure_http_allowed(allow_insecure_http: bool | None) -> bool:
-    """An explicit argument wins; otherwise ``ATOMSCALE_ALLOW_INSECURE_HTTP`` set to 1/true/yes/on."""
+def insecure_http_allowed(
+    allow_insecure_http: bool | None, settings: AtomscaleSettings | None = None
+) -> bool:
+    """An explicit argument wins; otherwise ``ATOMSCALE_ALLOW_INSECURE_HTTP`` (yes/no)."""
     if allow_insecure_http is not None:
         return allow_insecure_http
-    return os.environ.get(INSECURE_HTTP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return (load_settings() if settings is None else settings).allow_insecure_http
 
 
 def _split_url(url: str) -> urllib.parse.SplitResult | None:
@@ -129,7 +125,11 @@ def _split_url(url: str) -> urllib.parse.SplitResult | None:
     return parts
 
 
-def check_endpoint(endpoint: str, allow_insecure_http: bool | None = None) -> None:
+def check_endpoint(
+    endpoint: str,
+    allow_insecure_http: bool | None = None,
+    settings: AtomscaleSettings | None = None,
+) -> None:
     """Refuse a URL the key would travel in clear to: ``http://`` to a host that is not loopback.
 
     ``https://`` goes anywhere; ``http://`` only to loopback unless the opt-in is given (a site
@@ -141,30 +141,36 @@ def check_endpoint(endpoint: str, allow_insecure_http: bool | None = None) -> No
         raise ConfigError(f"endpoint must be an http(s) URL with a host; got {endpoint!r}")
     if scheme == "https" or is_loopback_host(parts.hostname):
         return
-    if not insecure_http_allowed(allow_insecure_http):
+    if not insecure_http_allowed(allow_insecure_http, settings):
         shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no user:password
         raise InsecureEndpointError(
             f"refusing to send the Atomscale API key in clear text to {shown!r}: plain http:// "
             "is allowed only to this machine (localhost, 127.0.0.0/8, ::1). Use an https:// URL "
-            "(the endpoint argument, --endpoint or AS_API_ENDPOINT), or, if TLS ends on a "
+            "(the endpoint argument, --endpoint or ATOMSCALE_ENDPOINT), or, if TLS ends on a "
             f"trusted local network, set {INSECURE_HTTP_ENV}=1 (allow_insecure_http=True)"
         )
 
 
-def resolve_endpoint(endpoint: str | None, allow_insecure_http: bool | None = None) -> str:
-    """The argument, else ``AS_API_ENDPOINT``, else production; trailing slashes removed; an
-    ``http://`` URL to a host that is not loopback refused (see :func:`check_endpoint`)."""
-    value = endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+def resolve_endpoint(
+    endpoint: str | None,
+    allow_insecure_http: bool | None = None,
+    settings: AtomscaleSettings | None = None,
+) -> str:
+    """The argument, else ``ATOMSCALE_ENDPOINT`` (or ``AS_API_ENDPOINT``), else production;
+    trailing slashes removed; an ``http://`` URL to a host that is not loopback refused (see
+    :func:`check_endpoint`)."""
+    settings = load_settings() if settings is None else settings
+    value = endpoint if endpoint is not None else settings.endpoint or DEFAULT_ENDPOINT
     value = value.strip().rstrip("/")
-    check_endpoint(value, allow_insecure_http)
+    check_endpoint(value, allow_insecure_http, settings)
     return value
 
 
-def clock_sync_enabled(clock_sync: bool | None) -> bool:
-    """An explicit argument wins; otherwise on unless ``ATOMSCALE_SKIP_CLOCK_SYNC`` is set."""
+def clock_sync_enabled(clock_sync: bool | None, settings: AtomscaleSettings | None = None) -> bool:
+    """An explicit argument wins; otherwise on unless ``ATOMSCALE_SKIP_CLOCK_SYNC`` is true."""
     if clock_sync is not None:
         return clock_sync
-    return os.environ.get(SKIP_CLOCK_ENV, "") in ("", "0")
+    return not (load_settings() if settings is None else settings).skip_clock_sync
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import httpx
 
 __all__ = ["KEY_HEADER", "KeyOriginGuard", "origin"]
 
-log = logging.getLogger("atomscale_bluesky.client")
+log = logging.getLogger(__name__)
 
 KEY_HEADER = "X-API-KEY"
 _DEFAULT_PORTS = {"http": 80, "https": 443}

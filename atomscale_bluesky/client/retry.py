@@ -26,7 +26,7 @@ __all__ = [
     "with_retries",
 ]
 
-log = logging.getLogger("atomscale_bluesky.client.retry")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from .stream_services import StreamServices
 
 __all__ = ["RheedStream"]
 
-log = logging.getLogger("atomscale_bluesky.client.rheed")
+log = logging.getLogger(__name__)
 
 
 def _capture_start(value: Any) -> int | None:

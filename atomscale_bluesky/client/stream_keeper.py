@@ -24,7 +24,7 @@ from .stream_setup import StreamSetup
 
 __all__ = ["StreamKeeper"]
 
-log = logging.getLogger("atomscale_bluesky.client")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from .stream_services import StreamServices
 
 __all__ = ["TimeseriesStream", "validate_channel"]
 
-log = logging.getLogger("atomscale_bluesky.client.timeseries")
+log = logging.getLogger(__name__)
 
 Points = tuple[list[float], list[float], "str | None"]
 

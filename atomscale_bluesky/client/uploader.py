@@ -31,7 +31,7 @@ from .spool import Entry, Spool
 
 __all__ = ["UploadWorkers"]
 
-log = logging.getLogger("atomscale_bluesky.client.upload")
+log = logging.getLogger(__name__)
 
 WARN_AFTER_ATTEMPTS = 5
 

@@ -33,7 +33,7 @@ from atomscale_bluesky.server.storage import Storage, StorageError
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("atomscale_bluesky.server")
+log = logging.getLogger(__name__)
 
 
 class PathNormalizer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,4 +35,6 @@ class ServerSettings:
 
 def keys_from_env() -> list[str]:
     """API keys from ``ATOMSCALE_LOCAL_API_KEYS`` (comma-separated)."""
-    return [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
+    from atomscale_bluesky.settings import load_settings
+
+    return list(load_settings().local_api_keys)

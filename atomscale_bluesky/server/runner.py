@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomscale_bluesky.server.config import ServerSettings, keys_from_env
+from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.faults import TRANSPORT_STATE_KEY, Faults, FaultSwitch
 from atomscale_bluesky.server.read_client import LocalServerClient
+from atomscale_bluesky.settings import AtomscaleSettings, load_settings, with_env_file
 
 DEFAULT_PORT = 8766
 DATA_DIR_ENV = "ATOMSCALE_LOCAL_DATA_DIR"
@@ -38,7 +39,7 @@ DEFAULT_DATA_DIR = Path("atomscale-local-data")
 KEY_FILE = "local-api-key"
 MiB = 1024 * 1024
 
-log = logging.getLogger("atomscale_bluesky.server")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -255,9 +256,11 @@ def running_server_process(
             tmp.cleanup()
 
 
-def _keys_or_generated(api_keys: Sequence[str] | None, data_dir: Path) -> tuple[list[str], str]:
-    """Keys from the argument, else the environment, else a generated key saved 0600 to a file."""
-    keys = [k for k in (api_keys or []) if k] or keys_from_env()
+def _keys_or_generated(
+    api_keys: Sequence[str] | None, data_dir: Path, settings: AtomscaleSettings
+) -> tuple[list[str], str]:
+    """Keys from the argument, else the settings, else a generated key saved 0600 to a file."""
+    keys = [k for k in (api_keys or []) if k] or list(settings.local_api_keys)
     if keys:
         return keys, f"API key(s): {len(keys)} configured"
     path = data_dir / KEY_FILE
@@ -283,20 +286,23 @@ def serve(
     max_upload_bytes: int = 512 * MiB,
     max_json_bytes: int = 16 * MiB,
     log_level: str = "info",
+    settings: AtomscaleSettings | None = None,
 ) -> None:
-    """Run the server in the foreground until interrupted (Ctrl-C)."""
+    """Run the server in the foreground until interrupted (Ctrl-C); arguments left None come from
+    ``settings`` (default: the environment), then the defaults."""
     from atomscale_bluesky.server.app import create_app
 
-    root = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-    keys, key_note = _keys_or_generated(api_keys, root)
-    settings = ServerSettings(
+    environment = load_settings() if settings is None else settings
+    root = Path(data_dir or environment.local_data_dir or DEFAULT_DATA_DIR)
+    keys, key_note = _keys_or_generated(api_keys, root, environment)
+    server_settings = ServerSettings(
         data_dir=root,
         api_keys=keys,
         presign_ttl_s=presign_ttl_s,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
     )
-    app = create_app(settings, _fault_switch(faults))
+    app = create_app(server_settings, _fault_switch(faults))
     sock = _bind(host, port)
     print(f"Atomscale local server on {_url(host, sock.getsockname()[1])}", flush=True)
     print(f"data in {root.resolve()}; {key_note}", flush=True)
@@ -335,6 +341,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=512.0, help="largest shard PUT, MiB")
     parser.add_argument("--max-json-mb", type=float, default=16.0, help="largest JSON body, MiB")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    parser.add_argument(
+        "--env-file",
+        help="a .env file of ATOMSCALE_ settings, under the environment "
+        "(default $ATOMSCALE_ENV_FILE, else ./.env when present)",
+    )
     faults = parser.add_argument_group("fault injection (protocol endpoints only)")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     faults.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 5xx/429")
@@ -374,5 +385,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * MiB),
         max_json_bytes=int(args.max_json_mb * MiB),
         log_level=args.log_level,
+        settings=load_settings(with_env_file(getattr(args, "env_file", None))),
     )
     return 0

@@ -1,11 +1,12 @@
 # Beamline session: imports and settings shared by the other startup files.
-import logging
 import os
 from pathlib import Path
 
 import numpy as np  # noqa: F401  (for interactive use)
 
-logging.getLogger("atomscale_bluesky").setLevel(logging.INFO)
+from atomscale_bluesky import config_atomscale_logging
+
+config_atomscale_logging()  # INFO (or $ATOMSCALE_LOG_LEVEL) in the session, as bluesky's helper
 
 DATA_HOME = (
     Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "atomscale-bluesky"

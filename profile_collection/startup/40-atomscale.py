@@ -8,7 +8,9 @@ from atomscale_bluesky.apps.settings import make_callback
 # (docs/troubleshooting.md; ATOMSCALE_TUNE_MALLOC=0 leaves glibc's allocator as it is)
 tune_allocator()
 
-if os.environ.get("ATOMSCALE_DISABLE", "").strip().lower() not in {"1", "true", "yes"}:
+from atomscale_bluesky.settings import load_settings
+
+if not load_settings().disable:
     atomscale = make_callback()
     RE.subscribe(atomscale)
     atexit.register(atomscale.close)

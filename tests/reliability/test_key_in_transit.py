@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from atomscale_bluesky.apps.settings import CallbackSettings, make_callback
+from atomscale_bluesky.apps.settings import make_callback
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client import ApiKey, AtomscaleClient, ConfigError, InsecureEndpointError
 from atomscale_bluesky.client.config import check_endpoint, is_loopback_host
@@ -177,7 +177,7 @@ def test_the_client_sends_nothing_to_a_plain_http_host_that_is_not_loopback(
             with pytest.raises(InsecureEndpointError):
                 AtomscaleCallback(api_key=KEY, endpoint=endpoint)
             with pytest.raises(InsecureEndpointError):
-                make_callback(CallbackSettings(endpoint=endpoint, spool_dir=str(tmp_path / "c")))
+                make_callback(endpoint=endpoint, spool_dir=str(tmp_path / "c"))
         assert rec.seen == []
         # the same names reach the recorder once allowed: the refusal is what kept it silent
         with AtomscaleClient(KEY, f"http://{FAR_NAME}:{rec.port}", spool_dir=tmp_path / "s",

@@ -34,10 +34,10 @@ import numpy as np
 import pytest
 from plugins.ioc_fixtures import wait_for
 
-from atomscale_bluesky.apps.settings import CallbackSettings
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.client import ApiKey, AtomscaleClient, AtomscaleClientError
 from atomscale_bluesky.server.runner import running_server
+from atomscale_bluesky.settings import load_settings
 from atomscale_bluesky.shards import encode_shard, shard_key
 
 from .conftest import PRESIGN, TEST_BACKOFF
@@ -93,7 +93,7 @@ def test_planted_key_is_absent_from_logs_errors_reprs_spool_and_documents(
         objects: list[Any] = [
             client, client.config, client._api, client.config.api_key, rheed, ts, callback,
             summary, planted_server, planted_server.reader, planted_server.faults,
-            CallbackSettings.from_env(), callback.counters, rheed.finalize(), ts.finalize(),
+            load_settings(), callback.counters, rheed.finalize(), ts.finalize(),
         ]  # fmt: skip
         texts += [repr(o) for o in objects] + [str(o) for o in objects]
         texts += [f"{client.config.api_key}", json.dumps(summary.as_dict(), default=str)]

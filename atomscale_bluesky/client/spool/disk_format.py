@@ -76,7 +76,7 @@ __all__ = [
     "write_marker",
 ]
 
-log = logging.getLogger("atomscale_bluesky.client.spool")
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MARKER_FILE = "stream.json"

@@ -20,7 +20,7 @@ from .stream_state import SpoolStream
 
 __all__ = ["ExpiryRules", "log_discarded"]
 
-log = logging.getLogger("atomscale_bluesky.client.spool")
+log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_S = math.inf  # no time limit: an outage delays data, never loses it
 ABANDON_AFTER_S = 2 * 3600.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["QUARANTINE_DIR", "Quarantined", "move_aside"]
 
-log = logging.getLogger("atomscale_bluesky.client.spool")
+log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.txt"

@@ -54,7 +54,7 @@ from .stream_state import SpoolStream
 
 __all__ = ["LOCAL_ID_PREFIX", "Recovered", "Recovery", "recover_streams", "scan_entries"]
 
-log = logging.getLogger("atomscale_bluesky.client.spool")
+log = logging.getLogger(__name__)
 
 LOCAL_ID_PREFIX = "local-"
 """Folder names of streams the server had not created when they were opened."""

@@ -31,7 +31,7 @@ from .upload_queue import UploadQueue
 
 __all__ = ["Spool"]
 
-log = logging.getLogger("atomscale_bluesky.client.spool")
+log = logging.getLogger(__name__)
 
 Check = Literal["go", "gone", "wait"]
 """What a worker does with a claimed entry: send it, forget it, or hand it back for later."""
