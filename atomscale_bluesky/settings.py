@@ -314,3 +314,7 @@ def variables_table(readers: Iterable[str] | None = None) -> str:
         kind = " (yes/no)" if v.kind == "flag" else ""
         rows.append(f"| {name} | {v.default} | {v.meaning}{kind} | {v.readers} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # the table docs/configuration.md holds
+    print(variables_table(), end="")
