@@ -165,3 +165,44 @@ def test_the_package_has_no_import_circles() -> None:
     found = cycles(import_graph())
     described = "\n".join(" -> ".join(cycle) for cycle in found)
     assert not found, f"import circles:\n{described}"
+
+
+HEAVY = (
+    "bluesky", "ophyd", "ophyd_async", "caproto", "epics", "fastapi", "uvicorn", "starlette",
+    "zarr", "tiled", "matplotlib", "pandas", "h5py", "IPython", "zmq", "pydantic", "dotenv",
+)  # fmt: skip
+
+
+def test_the_public_names_import_without_the_optional_stacks() -> None:
+    """``from atomscale_bluesky import AtomscaleCallback`` (and every public name) works in a
+    fresh interpreter and imports none of the optional extras' packages."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, atomscale_bluesky\n"
+        "assert 'atomscale_bluesky.callback' not in sys.modules, 'import atomscale_bluesky is lazy'\n"
+        "from atomscale_bluesky import *\n"
+        "from atomscale_bluesky import AtomscaleCallback, config_atomscale_logging, make_callback\n"
+        "assert AtomscaleCallback.__module__ == 'atomscale_bluesky.callback.atomscale_callback'\n"
+        "for name in atomscale_bluesky.__all__: getattr(atomscale_bluesky, name)\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"optional stacks imported: {result.stdout}"
+
+
+def test_an_unknown_public_name_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        atomscale_bluesky.Nope  # noqa: B018
