@@ -146,7 +146,7 @@ def check_endpoint(
         raise InsecureEndpointError(
             f"refusing to send the Atomscale API key in clear text to {shown!r}: plain http:// "
             "is allowed only to this machine (localhost, 127.0.0.0/8, ::1). Use an https:// URL "
-            "(the endpoint argument, --endpoint or ATOMSCALE_ENDPOINT), or, if TLS ends on a "
+            "(the endpoint argument, --endpoint, ATOMSCALE_ENDPOINT or AS_API_ENDPOINT), or, if TLS ends on a "
             f"trusted local network, set {INSECURE_HTTP_ENV}=1 (allow_insecure_http=True)"
         )
 
