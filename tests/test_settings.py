@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -474,3 +475,74 @@ def test_the_docs_table_is_the_settings_model():
     assert table == variables_table(), (
         "docs/configuration.md is out of date: paste `python -m atomscale_bluesky.settings`"
     )
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_line(path: Path, text: str, timeout: float) -> bool:
+    """Bounded wait for a line a child process logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(5)
+
+
+def test_consume_reads_its_settings_and_key_from_a_env_file(tmp_path, local_server):
+    """The consume service with nothing in its environment but ``--env-file``: the key, the
+    endpoint, the spool and the default tags all come from the file; a run streams through."""
+    pytest.importorskip("zmq")
+    workflows = ROOT / "tests" / "workflows"
+    env_file = tmp_path / "consume.env"
+    env_file.write_text(
+        f"ATOMSCALE_API_KEY={local_server.api_key}\n"
+        f"ATOMSCALE_ENDPOINT={local_server.url}\n"
+        f"ATOMSCALE_SPOOL_DIR={tmp_path / 'spool'}\n"
+        "ATOMSCALE_SKIP_CLOCK_SYNC=yes\n"
+        "ATOMSCALE_TAGS=from-env-file\n"
+    )
+    env = _base_env()
+    in_port, out_port = free_tcp_port(), free_tcp_port()
+    proxy = _cli("zmq-proxy", "--in-address", f"127.0.0.1:{in_port}",
+                 "--out-address", f"127.0.0.1:{out_port}", env=env, cwd=tmp_path)  # fmt: skip
+    consumer_log = tmp_path / "consumer.log"
+    with open(consumer_log, "wb") as log:
+        consumer = subprocess.Popen(
+            [sys.executable, "-m", "atomscale_bluesky.apps.cli", "consume",
+             "--zmq", f"127.0.0.1:{out_port}", "--env-file", str(env_file)],
+            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        assert wait_for_line(consumer_log, "consuming documents from", 60), consumer_log.read_text()
+        time.sleep(1.0)  # 0MQ subscriptions settle (slow joiner) before the publisher starts
+        publisher = subprocess.run(
+            [sys.executable, str(workflows / "publisher_process.py"),
+             f"tcp://127.0.0.1:{in_port}", str(tmp_path / "truth.npz"), "30"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert publisher.returncode == 0, publisher.stderr
+        assert wait_for_line(consumer_log, "Atomscale run", 60), consumer_log.read_text()
+    finally:
+        consumer_rc = stop(consumer)
+        stop(proxy, signal.SIGKILL)
+    log_text = consumer_log.read_text()
+    assert consumer_rc == 0, log_text
+    assert f"settings read from {env_file}" in log_text
+    assert local_server.api_key not in log_text
+    assert [t["name"] for t in local_server.reader.tags()] == ["from-env-file"]
+    assert (tmp_path / "spool").is_dir()
