@@ -156,7 +156,7 @@ class AtomscaleSettings:
     def replace(self, **values: Any) -> AtomscaleSettings:
         """These settings with explicit values (constructor arguments, options) over them;
         ``None`` values are ignored, so an unset argument never hides the environment."""
-        given = {name: value for name, value in values.items() if value is not None}
+        given = {name: _typed(name, value) for name, value in values.items() if value is not None}
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -165,6 +165,20 @@ class AtomscaleSettings:
     def source(self, attribute: str) -> str:
         """Where an attribute's value came from: the variable's name, else "the default"."""
         return self.sources.get(attribute, "the default")
+
+
+def _typed(attribute: str, value: Any) -> Any:
+    """An explicit value in the attribute's type: paths as ``Path``, lists as tuples."""
+    kind = next((v.kind for v in VARIABLES if v.attribute == attribute), None)
+    if kind == "path" and isinstance(value, (str, os.PathLike)):
+        return Path(value).expanduser()
+    if kind in ("list", "secrets") and not isinstance(value, str):
+        return tuple(value)
+    if kind == "secret" and isinstance(value, str):
+        from atomscale_bluesky.client.secret import ApiKey
+
+        return ApiKey(value)
+    return value
 
 
 def parse_flag(name: str, text: str) -> bool | None:

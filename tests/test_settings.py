@@ -546,3 +546,18 @@ def test_consume_reads_its_settings_and_key_from_a_env_file(tmp_path, local_serv
     assert local_server.api_key not in log_text
     assert [t["name"] for t in local_server.reader.tags()] == ["from-env-file"]
     assert (tmp_path / "spool").is_dir()
+
+
+def test_explicit_values_win_and_take_the_settings_types():
+    settings = load_settings(
+        {"ATOMSCALE_SPOOL_DIR": "/env", "ATOMSCALE_TAGS": "env"},
+        spool_dir="/explicit",
+        tags=["a", "b"],
+        api_key="k-explicit",
+        sample=None,  # None never hides the environment
+    )
+    assert settings.spool_dir == Path("/explicit") and settings.tags == ("a", "b")
+    assert settings.api_key == ApiKey("k-explicit") and "k-explicit" not in repr(settings)
+    assert load_settings({"ATOMSCALE_SAMPLE": "env"}, sample=None).sample == "env"
+    with pytest.raises(TypeError, match="unknown settings: colour"):
+        load_settings({}, colour="red")
