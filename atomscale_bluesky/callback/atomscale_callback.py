@@ -102,8 +102,9 @@ class AtomscaleCallback:
     rotation_key
         Data key whose latest reading is the substrate rotation in rpm (0 = parked).
     strict
-        (None: ``ATOMSCALE_STRICT``, else False.) Raise :class:`AtomscaleCallbackError` on the next document after any failure, so the
-        RunEngine aborts the run (for users who prefer no run to a partial upload).
+        Raise :class:`AtomscaleCallbackError` on the next document after any failure, so the
+        RunEngine aborts the run (for users who prefer no run to a partial upload); None reads
+        ``ATOMSCALE_STRICT``, else False.
     stream_name
         Base name of every stream (default: the start's ``name``/``stream_name``, else
         "<plan_name> scan <scan_id>").
