@@ -26,8 +26,10 @@ services live), imported only when a file is loaded.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +274,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **explicit: Any) -> 
                 values[variable.attribute] = value
                 sources[variable.attribute] = name
             break
+    _warn_unknown(env)
     return AtomscaleSettings(**values, sources=sources).replace(**explicit)
+
+
+#: ``ATOMSCALE_`` variables that are not settings: handed from our process to a child.
+INTERNAL = frozenset({"ATOMSCALE_CATALOG_API_KEY"})
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """A warning (shown once per name by Python's warning filter) for an ``ATOMSCALE_`` variable
+    no setting reads: a typo would otherwise be silently ignored."""
+    known = {name for v in VARIABLES for name in v.names} | INTERNAL
+    for name in env:
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.warn(f"{name} is not an Atomscale setting{hint}", UserWarning, stacklevel=3)
 
 
 def ours(name: str) -> bool:

@@ -561,3 +561,12 @@ def test_explicit_values_win_and_take_the_settings_types():
     assert load_settings({"ATOMSCALE_SAMPLE": "env"}, sample=None).sample == "env"
     with pytest.raises(TypeError, match="unknown settings: colour"):
         load_settings({}, colour="red")
+
+
+def test_an_unknown_atomscale_variable_is_a_warning_with_a_suggestion():
+    with pytest.warns(
+        UserWarning,
+        match="ATOMSCALE_PROJECT is not an Atomscale setting; did you mean ATOMSCALE_PROJECT_ID",
+    ):
+        settings = load_settings({"ATOMSCALE_PROJECT": "p-1"})
+    assert settings.project_id is None
