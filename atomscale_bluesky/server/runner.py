@@ -139,13 +139,15 @@ def running_server(
     max_json_bytes: int = 16 * MiB,
     log_level: str = "warning",
     startup_timeout_s: float = 30.0,
+    analysis: bool = True,
 ) -> Iterator[LocalServer]:
     """Start the server in a background thread; yield a LocalServer; stop it on exit.
 
     ``data_dir=None`` uses a temporary directory that is removed on exit; ``api_key=None``
-    generates one. ``faults`` sets the initial fault switches (see faults.Faults).
+    generates one. ``faults`` sets the initial fault switches (see faults.Faults);
+    ``analysis=False`` switches the live RHEED analysis off.
     """
-    from atomscale_bluesky.server.app import create_app
+    from atomscale_bluesky.server.app import close_app, create_app
 
     tmp = tempfile.TemporaryDirectory(prefix="atomscale-local-") if data_dir is None else None
     root = Path(tmp.name if tmp is not None else data_dir)  # type: ignore[arg-type]
@@ -157,6 +159,7 @@ def running_server(
         presign_ttl_s=presign_ttl_s,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
+        analysis=analysis,
     )
     app = create_app(settings, switch)
     sock = _bind(host, port)
@@ -186,7 +189,7 @@ def running_server(
             server.force_exit = True
             thread.join(5)
         sock.close()
-        app.state.ctx.storage.close()
+        close_app(app)
         if tmp is not None:
             tmp.cleanup()
 
@@ -283,9 +286,10 @@ def serve(
     max_upload_bytes: int = 512 * MiB,
     max_json_bytes: int = 16 * MiB,
     log_level: str = "info",
+    analysis: bool = True,
 ) -> None:
     """Run the server in the foreground until interrupted (Ctrl-C)."""
-    from atomscale_bluesky.server.app import create_app
+    from atomscale_bluesky.server.app import close_app, create_app
 
     root = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
     keys, key_note = _keys_or_generated(api_keys, root)
@@ -295,6 +299,7 @@ def serve(
         presign_ttl_s=presign_ttl_s,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
+        analysis=analysis,
     )
     app = create_app(settings, _fault_switch(faults))
     sock = _bind(host, port)
@@ -306,7 +311,7 @@ def serve(
         pass
     finally:
         sock.close()
-        app.state.ctx.storage.close()
+        close_app(app)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -335,6 +340,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=512.0, help="largest shard PUT, MiB")
     parser.add_argument("--max-json-mb", type=float, default=16.0, help="largest JSON body, MiB")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    parser.add_argument(
+        "--no-analysis",
+        dest="analysis",
+        action="store_false",
+        help="switch the live RHEED analysis off (the results endpoint answers 404)",
+    )
     faults = parser.add_argument_group("fault injection (protocol endpoints only)")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     faults.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 5xx/429")
@@ -374,5 +385,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * MiB),
         max_json_bytes=int(args.max_json_mb * MiB),
         log_level=args.log_level,
+        analysis=getattr(args, "analysis", True),
     )
     return 0
