@@ -93,8 +93,7 @@ class SpotTracker:
         if min(region.shape) < 3:
             return spot
         smooth = _box(region, 3)
-        row, col = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
-        row, col = int(row) + r0, int(col) + c0
-        row = min(max(row, spot.row - spot.half), spot.row + spot.half)
-        col = min(max(col, spot.col - spot.half), spot.col + spot.half)
+        peak_row, peak_col = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
+        row = min(max(int(peak_row) + r0, spot.row - spot.half), spot.row + spot.half)
+        col = min(max(int(peak_col) + c0, spot.col - spot.half), spot.col + spot.half)
         return Spot(row, col, spot.half)

@@ -97,15 +97,16 @@ class AnalysisWorker:
 
     def submit(self, notice: ChunkNotice) -> None:
         """Queue a stored chunk; its frames ride along while the queue is under budget."""
-        if notice.frames is not None:
+        frames = notice.frames
+        if frames is not None:
             with self._bytes_lock:
-                if self._queued_bytes + notice.frames.nbytes > self._max_bytes:
+                if self._queued_bytes + frames.nbytes > self._max_bytes:
                     notice = ChunkNotice(
                         notice.data_id, notice.chunk_idx, notice.n_frames, notice.start_ms,
                         notice.fps,
                     )  # fmt: skip
                 else:
-                    self._queued_bytes += notice.frames.nbytes
+                    self._queued_bytes += frames.nbytes
         self._queue.put(notice)
 
     def results(self, data_id: str) -> StreamResults | None:
