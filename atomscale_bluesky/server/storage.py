@@ -145,6 +145,12 @@ def name_key(name: str) -> str:
     return name.strip().lower()
 
 
+def _run_name(name: str | None) -> str:
+    """A stream name without its trailing ``(...)`` part: the run it belongs to."""
+    text = (name or "").strip()
+    return text.rsplit(" (", 1)[0] if text.endswith(")") else text
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -512,8 +518,8 @@ class Storage:
         return FrameStore.decode(raw, row["height"], row["width"])
 
     def related_timeseries(self, data_id: str) -> list[str]:
-        """Tool-state streams of the same physical sample, else the same project, else whose
-        name starts the stream's name (the callback names a run's streams alike)."""
+        """Tool-state streams of the same physical sample, else of the same project, else of the
+        same run (the callback names a run's streams ``<run name> (<what>)``)."""
         row = self.stream_row(data_id)
         for sql, args in (
             (
@@ -527,16 +533,15 @@ class Storage:
                 "ORDER BY created_at",
                 (row["project_id"],),
             ),
-            (
-                "SELECT data_id FROM streams WHERE kind = 'timeseries' AND name IS NOT NULL "
-                "AND name != '' AND ? LIKE name || '%' ORDER BY created_at",
-                (row["name"] or "",),
-            ),
         ):
             found = [r[0] for r in self._query(sql, args)]
             if found:
                 return found
-        return []
+        base = _run_name(row["name"])
+        rows = self._query(
+            "SELECT data_id, name FROM streams WHERE kind = 'timeseries' ORDER BY created_at"
+        )
+        return [r["data_id"] for r in rows if base and _run_name(r["name"]) == base]
 
     def _place_chunk(
         self, grant: ChunkGrant, store: FrameStore, staged: StagedChunk, nbytes: int
