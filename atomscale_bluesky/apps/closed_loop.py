@@ -65,17 +65,20 @@ def run_closed_loop(
         signal.wait_for_connection(timeout=10)
     follow.put(1, wait=True)
     analysis = AtomscaleAnalysis(callback, name="analysis")
+    decisions: list[GrowthDecision] = []
     try:
-        decision = RE(
+        RE(
             grow_monolayers(
                 monolayers, sensors.shutter_ga_cmd, analysis, nominal_rate=nominal_rate,
                 shutter_lead_s=shutter_lead_s, camera=camera, sensors=sensors, fps=fps, md=md,
+                decisions=decisions,
             )
         )  # fmt: skip
     finally:
         analysis.stop_polling()
-    if not isinstance(decision, GrowthDecision):  # RE(...) returns the plan's value
-        decision = getattr(decision, "plan_result", decision)
+    if not decisions:
+        raise RuntimeError("grow_monolayers ended without closing the shutter on a decision")
+    decision = decisions[-1]
     time.sleep(0.3)  # the simulation publishes its state every 0.1 s
     grown = float(truth.get(use_monitor=False))
     return ClosedLoopReport(monolayers, decision, grown, analysis.data_id.get())

@@ -84,14 +84,16 @@ class _Follower:
                 return count + rate * (now - result.time), rate, "analysis"
         if self.nominal_rate is None:
             return math.nan, math.nan, "waiting"
-        if now - self.opened > self.stale_after_s and self.fallback is None:
+        if now - self.opened > self.stale_after_s:
             since = "" if self.last_good is None else " since its last result"
-            self.fallback = (
+            text = (
                 f"no fresh Atomscale analysis result for {self.stale_after_s:g} s "
                 f"({message or 'results stopped'}); following the nominal rate "
                 f"{self.nominal_rate:g} monolayers/s{since}"
             )
-            log.warning("grow_monolayers: %s", self.fallback)
+            if text != self.fallback:
+                log.warning("grow_monolayers: %s", text)
+                self.fallback = text
         if self.last_good is not None:
             t, count, _ = self.last_good
             return count + self.nominal_rate * (now - t), self.nominal_rate, "nominal"
@@ -139,8 +141,11 @@ def _follow(
             reason = f"timeout: {timeout:g} s after the shutter opened"
             break
         if math.isfinite(estimate) and rate > 0:
+            # recording took time: the estimate moves on at the rate; the next step may come
+            # late on a busy machine, so close from this one when the target is near
+            estimate += rate * (time.time() - now)
             remaining = (n - estimate) / rate - shutter_lead_s
-            if remaining <= poll_s:
+            if remaining <= 2 * poll_s:
                 if remaining > 0:
                     yield from bps.sleep(remaining)
                 estimate += rate * max(remaining, 0.0)
@@ -179,6 +184,7 @@ def grow_monolayers(
     fps: float | None = None,
     open_run: bool = True,
     md: dict[str, Any] | None = None,
+    decisions: list[GrowthDecision] | None = None,
 ) -> Plan:
     """Grow ``n`` monolayers under live analysis; returns a :class:`GrowthDecision`.
 
@@ -186,13 +192,14 @@ def grow_monolayers(
     ``AtomscaleAnalysis``. With ``camera`` (and ``sensors``) the run also monitors them and
     acquires frames, as ``monitor_growth`` does; ``open_run=False`` runs inside the caller's run.
     ``timeout`` defaults to three times the nominal growth time (or 600 s without a nominal rate).
+    The decision is also appended to ``decisions`` (for a RunEngine that returns run uids).
     """
     if not n > 0:
         raise ValueError(f"n must be a positive number of monolayers, got {n}")
     if timeout is None:
         timeout = 3.0 * n / nominal_rate + 10.0 if nominal_rate else 600.0
     record = GrowthControlRecord(name="growth_control")
-    decision: list[GrowthDecision] = []
+    decision: list[GrowthDecision] = [] if decisions is None else decisions
 
     def body() -> Plan:
         decision.append(
@@ -223,4 +230,4 @@ def grow_monolayers(
         yield from bpp.run_wrapper(plan, md=run_md)
     else:
         yield from plan
-    return decision[0] if decision else None
+    return decision[-1] if decision else None

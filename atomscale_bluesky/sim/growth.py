@@ -33,7 +33,9 @@ class GrowthState:
     azimuth_deg: float
     roughness: float
     monolayers: float
-    layer_monolayers: float = 0.0  # grown since the shutter last opened (the truth to check against)
+    layer_monolayers: float = (
+        0.0  # grown since the shutter last opened (the truth to check against)
+    )
 
 
 class GrowthModel:

@@ -87,6 +87,12 @@ class StreamAnalysis:
         self._prune(float(times[-1]))
         self._publish(frames.shape[0], times, y, first_frame)
 
+    def retime_last(self, start: float, n: int, spacing: float) -> None:
+        """Re-time the last ``n`` intensities (the last chunk) with a measured frame spacing."""
+        if 0 < n <= len(self._t):
+            self._t[-n:] = start + np.arange(n) * spacing
+            self._last_window = None
+
     def _window(self, t_end: float) -> tuple[float, float]:
         p = self.params
         lo = t_end - p.max_window_s

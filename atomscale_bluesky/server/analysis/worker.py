@@ -51,6 +51,10 @@ class _StreamState:
     next_idx: int = 0
     next_frame: int = 0
     last_time: float | None = None
+    last_start: float | None = None  # first-frame time and size of the last analysed chunk
+    last_n: int = 0
+    last_idx: int = -1
+    spacing: float | None = None  # frame spacing measured between consecutive chunks
     pending: dict[int, ChunkNotice] = field(default_factory=dict)
     waiting_since: float | None = None
 
@@ -199,15 +203,30 @@ class AnalysisWorker:
         n = frames.shape[0]
         if notice.start_ms is not None:
             t0 = notice.start_ms / 1000.0
+            self._measure_spacing(state, notice.chunk_idx, t0, fps)
         elif state.last_time is not None:
             t0 = state.last_time + 1.0 / fps
         else:
             t0 = time.time() - n / fps
-        times = t0 + np.arange(n) / fps
+        spacing = state.spacing or 1.0 / fps
+        times = t0 + np.arange(n) * spacing
         state.analysis.add_chunk(frames, times, state.next_frame, self._interval_lookup(data_id))
         state.next_frame += n
         state.last_time = float(times[-1])
+        state.last_start, state.last_n, state.last_idx = t0, n, notice.chunk_idx
         self.chunks_analysed += 1
+
+    @staticmethod
+    def _measure_spacing(state: _StreamState, chunk_idx: int, t0: float, fps: float) -> None:
+        """The real frame spacing, from the first-frame times of two consecutive chunks: the
+        declared fps is the one measured when the stream opened, and a camera's cadence drifts.
+        The previous chunk's times are corrected with it; the new chunk is timed by it."""
+        if state.last_start is None or chunk_idx != state.last_idx + 1 or state.last_n < 2:
+            return
+        spacing = (t0 - state.last_start) / state.last_n
+        if 0.5 / fps < spacing < 2.0 / fps:
+            state.spacing = spacing
+            state.analysis.retime_last(state.last_start, state.last_n, spacing)
 
     def _interval_lookup(self, data_id: str) -> Callable[[float], GrowthInterval | None]:
         def lookup(t: float) -> GrowthInterval | None:
