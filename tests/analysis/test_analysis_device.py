@@ -20,7 +20,8 @@ from bluesky.callbacks.best_effort import BestEffortCallback
 from atomscale_bluesky.devices.analysis import AtomscaleAnalysis
 from atomscale_bluesky.devices.async_analysis import AtomscaleAnalysisAsync
 from atomscale_bluesky.server.runner import LocalServer
-from tests.analysis.growth_stream import GrowthStreamer
+
+from .growth_stream import GrowthStreamer
 
 FIELDS = ("specular_intensity", "oscillation_period", "growth_rate", "monolayers")
 

@@ -13,12 +13,12 @@ import math
 from typing import Any
 
 import pytest
+from plugins.ioc_fixtures import SENSORS_PREFIX, ca_value, ca_write, wait_for
 
 from atomscale_bluesky.callback import AtomscaleCallback
 from atomscale_bluesky.devices.analysis import AtomscaleAnalysis
 from atomscale_bluesky.plans.growth_control import GrowthDecision, grow_monolayers
 from atomscale_bluesky.server.runner import LocalServer, running_server
-from tests.plugins.ioc_fixtures import SENSORS_PREFIX, ca_value, ca_write, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ import pytest
 
 from atomscale_bluesky.devices.analysis_results import latest_result, parse_points
 from atomscale_bluesky.server.runner import LocalServer, running_server
-from tests.analysis.growth_stream import GrowthStreamer
+
+from .growth_stream import GrowthStreamer
 
 atomscale = pytest.importorskip("atomscale")
 polling = pytest.importorskip("atomscale.timeseries.polling")
