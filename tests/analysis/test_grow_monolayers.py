@@ -117,3 +117,30 @@ def test_no_results_falls_back_to_the_nominal_rate(
     assert abs(truth - 5.0) <= 0.25, (truth, decision)
     stop = next(d for n, d in docs if n == "stop")
     assert stop["exit_status"] == "success"
+
+
+def test_closed_loop_demo_step_reports_the_error(
+    RE: Any, camera: Any, sensors: Any, local_server: LocalServer, make_client: Any
+) -> None:
+    """The function the demo calls: grows to the target and reports the error against the
+    simulation's truth (read from ``sim:LayerMonolayers_RBV`` after the close)."""
+    from atomscale_bluesky.apps.closed_loop import run_closed_loop
+
+    ca_write(SENSORS_PREFIX + "shutter:Ga", 0)
+    callback = AtomscaleCallback(make_client(local_server))
+    RE.subscribe(callback)
+    try:
+        report = run_closed_loop(
+            RE, camera, sensors, callback, camera_prefix=camera.prefix, monolayers=5.0,
+            nominal_rate=1.0, shutter_lead_s=0.1, fps=30.0,
+        )  # fmt: skip
+    finally:
+        assert callback.flush(120)
+        callback.close()
+    assert report.decision.source == "analysis"
+    assert report.truth == pytest.approx(_truth(camera.prefix))
+    assert abs(report.error) <= 0.2 and report.error == report.truth - 5.0
+    assert report.data_id == callback.summaries[0].rheed[0].data_id
+    text = "\n".join(report.lines())
+    assert "target 5 monolayers" in text and "simulated truth" in text
+    print(text)
