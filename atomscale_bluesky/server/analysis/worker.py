@@ -117,12 +117,6 @@ class AnalysisWorker:
         with self._results_lock:
             return self._results.get(data_id)
 
-    def idle(self) -> bool:
-        """Nothing queued and nothing waiting for a missing chunk."""
-        return self._queue.unfinished_tasks == 0 and not any(
-            s.pending for s in list(self._streams.values())
-        )
-
     # -- worker thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
