@@ -248,6 +248,7 @@ class AtomscaleCallback:
             lambda: self.counters,
         )
         self._closed = False
+        self._latest_run: str | None = None
         self._worker.start()
 
     @property
@@ -270,11 +271,19 @@ class AtomscaleCallback:
         if self.options.strict and failure is not None and name not in ("start", "stop"):
             raise AtomscaleCallbackError(f"Atomscale upload failed (strict mode): {failure}")
         try:
+            if name == "start":
+                self._latest_run = str(doc.get("uid"))
             self._counters.add(documents=1)
             self._intake.deliver(name, doc)
         except Exception as exc:  # noqa: BLE001 - a callback bug must not end the run
             self._intake.error(f"{name} document", exc)
         return name, doc
+
+    def rheed_data_ids(self, run_uid: str | None = None) -> list[str]:
+        """Remote ids of the RHEED streams opened for ``run_uid`` (default: the latest run
+        started), oldest first; empty until the first chunk's stream exists on the server."""
+        uid = run_uid or self._latest_run
+        return [] if uid is None else self._opener.rheed_data_ids(uid)
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until queued work is processed and finished runs are finalized."""

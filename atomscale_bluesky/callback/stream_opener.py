@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ class StreamOpener:
         self._factory = client_factory
         self._counters = counters
         self.endpoint = endpoint
+        self._rheed: list[tuple[str, Any]] = []  # (run uid, stream), read by other threads
+        self._rheed_lock = threading.Lock()
 
     def _ensure_client(self) -> Any:
         if self.client is None:
@@ -54,7 +57,16 @@ class StreamOpener:
             tags=meta.tags,
         )
         self._counters.add(streams_opened=1)
+        with self._rheed_lock:
+            self._rheed.append((meta.uid, stream))
         return stream
+
+    def rheed_data_ids(self, run_uid: str) -> list[str]:
+        """Remote ids of the RHEED streams opened for a run, oldest first (thread-safe; a stream
+        the server has not created yet has none)."""
+        with self._rheed_lock:
+            streams = [stream for uid, stream in self._rheed if uid == run_uid]
+        return [d for d in (getattr(s, "data_id", None) for s in streams) if d]
 
     def open_timeseries(
         self, meta: RunMetadata, *, name: str, instrument_id: int | None, points_per_chunk: int

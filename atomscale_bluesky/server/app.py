@@ -24,6 +24,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from atomscale_bluesky.server import local_api, protocol_api
+from atomscale_bluesky.server.analysis import routes as analysis_routes
+from atomscale_bluesky.server.analysis import start_worker
 from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.dependencies import ARRIVED_KEY, ServerContext, context
 from atomscale_bluesky.server.faults import FaultMiddleware, FaultSwitch
@@ -31,7 +33,7 @@ from atomscale_bluesky.server.presign import PresignRegistry
 from atomscale_bluesky.server.server_clock import ServerClock
 from atomscale_bluesky.server.storage import Storage, StorageError
 
-__all__ = ["create_app"]
+__all__ = ["close_app", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,12 @@ def create_app(settings: ServerSettings, faults: FaultSwitch | None = None) -> F
         presigns=PresignRegistry(settings.presign_ttl_s),
         faults=faults or FaultSwitch(),
     )
+    ctx = app.state.ctx
+    if settings.analysis:
+        ctx.analysis = start_worker(ctx.storage, settings.analysis_shutter_pattern)
     _install_error_handlers(app)
     app.include_router(protocol_api.router)
+    app.include_router(analysis_routes.router)
     app.include_router(local_api.router)
     # add_middleware wraps: the last added is outermost
     app.add_middleware(FaultMiddleware, switch=app.state.ctx.faults)
@@ -142,3 +148,11 @@ def create_app(settings: ServerSettings, faults: FaultSwitch | None = None) -> F
     )
     app.add_middleware(PathNormalizer)
     return app
+
+
+def close_app(app: FastAPI) -> None:
+    """Stop the analysis worker and close the storage (after the server stopped serving)."""
+    ctx: ServerContext = app.state.ctx
+    if ctx.analysis is not None:
+        ctx.analysis.stop()
+    ctx.storage.close()

@@ -23,6 +23,8 @@ class ServerSettings:
     max_json_bytes: int = 16 * MiB
     max_frame_bytes: int = 2048 * MiB
     stream_idle_s: float = 2 * 3600.0  # a RHEED stream silent this long is closed (stream_error)
+    analysis: bool = True  # live RHEED analysis (GET /rheed/timeseries/{id}/); off: 404 always
+    analysis_shutter_pattern: str = "*shutter*"  # time-series channels carrying shutter states
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
@@ -34,6 +35,7 @@ class ServerContext:
     presigns: PresignRegistry
     faults: FaultSwitch
     internal_errors: int = 0
+    analysis: Any = None  # the AnalysisWorker, None when analysis is off
 
 
 def context(request: Request) -> ServerContext:

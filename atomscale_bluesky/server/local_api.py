@@ -2,7 +2,8 @@
 
 | method, path | answer |
 |---|---|
-| GET /local/health | ``{"status": "ok", "internal_errors": int, "presigns_live": int}`` |
+| GET /local/health | ``{"status": "ok", "internal_errors": int, "presigns_live": int, "analysis":
+  {"chunks_analysed", "cpu_s", "errors"} or null when analysis is off}`` |
 | GET /local/streams | list of stream summaries (RHEED and tool-state) with ``counters`` |
 | GET /local/rheed/{id} | RHEED summary (``n_frames``, ``missing_chunks``, ...) + ``chunks`` (idx,
   n_frames, offset, dims, start/end ms, clock, received_at) |
@@ -42,10 +43,18 @@ router = APIRouter(prefix="/local", dependencies=[Depends(require_api_key)], tag
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
     ctx = context(request)
+    worker = ctx.analysis
     return {
         "status": "ok",
         "internal_errors": ctx.internal_errors,
         "presigns_live": len(ctx.presigns),
+        "analysis": None
+        if worker is None
+        else {
+            "chunks_analysed": worker.chunks_analysed,
+            "cpu_s": worker.cpu_s,
+            "errors": worker.errors,
+        },
     }
 
 

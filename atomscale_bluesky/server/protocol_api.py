@@ -277,12 +277,8 @@ async def tool_state_timeseries(request: Request, data_id: IdPath) -> dict[str, 
     return result
 
 
-# -- analysis polling (no analysis yet: 404 means "no data yet" to the SDK) -----------------------
-
-
-@router.get("/rheed/timeseries/{data_id}/", dependencies=Auth, tags=["analysis"])
-async def rheed_timeseries(data_id: IdPath) -> JSONResponse:
-    return JSONResponse({"detail": "no data yet"}, status_code=404)
+# -- similarity polling (no similarity analysis: 404 means "no data yet" to the SDK) ----------
+# (the RHEED results endpoint is served by server/analysis/routes.py)
 
 
 @router.get("/similarity/rheed/{data_id}/trajectory/", dependencies=Auth, tags=["analysis"])

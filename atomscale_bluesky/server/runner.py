@@ -140,13 +140,15 @@ def running_server(
     max_json_bytes: int = 16 * MiB,
     log_level: str = "warning",
     startup_timeout_s: float = 30.0,
+    analysis: bool = True,
 ) -> Iterator[LocalServer]:
     """Start the server in a background thread; yield a LocalServer; stop it on exit.
 
     ``data_dir=None`` uses a temporary directory that is removed on exit; ``api_key=None``
-    generates one. ``faults`` sets the initial fault switches (see faults.Faults).
+    generates one. ``faults`` sets the initial fault switches (see faults.Faults);
+    ``analysis=False`` switches the live RHEED analysis off.
     """
-    from atomscale_bluesky.server.app import create_app
+    from atomscale_bluesky.server.app import close_app, create_app
 
     tmp = tempfile.TemporaryDirectory(prefix="atomscale-local-") if data_dir is None else None
     root = Path(tmp.name if tmp is not None else data_dir)  # type: ignore[arg-type]
@@ -158,6 +160,7 @@ def running_server(
         presign_ttl_s=presign_ttl_s,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
+        analysis=analysis,
     )
     app = create_app(settings, switch)
     sock = _bind(host, port)
@@ -187,7 +190,7 @@ def running_server(
             server.force_exit = True
             thread.join(5)
         sock.close()
-        app.state.ctx.storage.close()
+        close_app(app)
         if tmp is not None:
             tmp.cleanup()
 
@@ -286,11 +289,12 @@ def serve(
     max_upload_bytes: int = 512 * MiB,
     max_json_bytes: int = 16 * MiB,
     log_level: str = "info",
+    analysis: bool = True,
     settings: AtomscaleSettings | None = None,
 ) -> None:
     """Run the server in the foreground until interrupted (Ctrl-C); arguments left None come from
     ``settings`` (default: the environment), then the defaults."""
-    from atomscale_bluesky.server.app import create_app
+    from atomscale_bluesky.server.app import close_app, create_app
 
     environment = load_settings() if settings is None else settings
     root = Path(data_dir or environment.local_data_dir or DEFAULT_DATA_DIR)
@@ -301,6 +305,7 @@ def serve(
         presign_ttl_s=presign_ttl_s,
         max_upload_bytes=max_upload_bytes,
         max_json_bytes=max_json_bytes,
+        analysis=analysis,
     )
     app = create_app(server_settings, _fault_switch(faults))
     sock = _bind(host, port)
@@ -312,7 +317,7 @@ def serve(
         pass
     finally:
         sock.close()
-        app.state.ctx.storage.close()
+        close_app(app)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -345,6 +350,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--env-file",
         help="a .env file of ATOMSCALE_ settings, under the environment "
         "(default $ATOMSCALE_ENV_FILE, else ./.env when present)",
+    )
+    parser.add_argument(
+        "--no-analysis",
+        dest="analysis",
+        action="store_false",
+        help="switch the live RHEED analysis off (the results endpoint answers 404)",
     )
     faults = parser.add_argument_group("fault injection (protocol endpoints only)")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
@@ -385,6 +396,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * MiB),
         max_json_bytes=int(args.max_json_mb * MiB),
         log_level=args.log_level,
+        analysis=getattr(args, "analysis", True),
         settings=load_settings(with_env_file(getattr(args, "env_file", None))),
     )
     return 0

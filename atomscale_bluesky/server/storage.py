@@ -145,6 +145,12 @@ def name_key(name: str) -> str:
     return name.strip().lower()
 
 
+def _run_name(name: str | None) -> str:
+    """A stream name without its trailing ``(...)`` part: the run it belongs to."""
+    text = (name or "").strip()
+    return text.rsplit(" (", 1)[0] if text.endswith(")") else text
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -170,6 +176,7 @@ class Storage:
         self._db.row_factory = sqlite3.Row
         self._db_lock = threading.RLock()
         self._stream_locks: dict[str, threading.Lock] = {}
+        self._chunk_listeners: list[Callable[[ChunkGrant, ChunkResult, np.ndarray], None]] = []
         self._locks_guard = threading.Lock()
         with self._db_lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -485,9 +492,56 @@ class Storage:
         staged = store.stage(body, decoded)
         try:
             with self._stream_lock(grant.data_id):
-                return self._place_chunk(grant, store, staged, len(body))
+                result = self._place_chunk(grant, store, staged, len(body))
         finally:
             store.discard(staged)
+        for listener in self._chunk_listeners:
+            listener(grant, result, decoded.frames)
+        return result
+
+    def add_chunk_listener(
+        self, listener: Callable[[ChunkGrant, ChunkResult, np.ndarray], None]
+    ) -> None:
+        """Call ``listener(grant, result, frames)`` after each stored chunk (it must not block)."""
+        self._chunk_listeners.append(listener)
+
+    def read_chunk(self, data_id: str, chunk_idx: int) -> np.ndarray:
+        """The frames of one stored chunk, (N, H, W) uint8."""
+        store = self.frame_store(data_id)
+        with self._stream_lock(data_id):
+            row = self.stream_row(data_id, "rheed")
+            chunk = self._chunk_row(data_id, chunk_idx)
+            if chunk is None:
+                raise NotFound(f"stream {data_id!r} has no chunk {chunk_idx}")
+            first = int(chunk["frame_offset"])
+            raw = store.read_raw(first, first + int(chunk["n_frames"]))
+        return FrameStore.decode(raw, row["height"], row["width"])
+
+    def related_timeseries(self, data_id: str) -> list[str]:
+        """Tool-state streams of the same physical sample, else of the same project, else of the
+        same run (the callback names a run's streams ``<run name> (<what>)``)."""
+        row = self.stream_row(data_id)
+        for sql, args in (
+            (
+                "SELECT s.data_id FROM streams s JOIN sample_links a ON a.data_id = s.data_id "
+                "JOIN sample_links b ON b.sample_id = a.sample_id WHERE b.data_id = ? AND "
+                "s.kind = 'timeseries' ORDER BY s.created_at",
+                (data_id,),
+            ),
+            (
+                "SELECT data_id FROM streams WHERE kind = 'timeseries' AND project_id = ? "
+                "ORDER BY created_at",
+                (row["project_id"],),
+            ),
+        ):
+            found = [r[0] for r in self._query(sql, args)]
+            if found:
+                return found
+        base = _run_name(row["name"])
+        rows = self._query(
+            "SELECT data_id, name FROM streams WHERE kind = 'timeseries' ORDER BY created_at"
+        )
+        return [r["data_id"] for r in rows if base and _run_name(r["name"]) == base]
 
     def _place_chunk(
         self, grant: ChunkGrant, store: FrameStore, staged: StagedChunk, nbytes: int

@@ -361,6 +361,10 @@ class SimGroup(PVGroup):
         name="Monolayers_RBV", value=0.0, units="ML", precision=3, read_only=True
     )
     roughness_rbv = pvproperty(name="Roughness_RBV", value=0.0, precision=4, read_only=True)
+    layer_monolayers_rbv = pvproperty(
+        name="LayerMonolayers_RBV", value=0.0, units="ML", precision=3, read_only=True,
+        doc="monolayers grown since the growth shutter last opened",
+    )  # fmt: skip
     sensors_prefix_rbv = _str("SensorsPrefix_RBV", "")
     follow_sensors = _enum("FollowSensors", ["Off", "On"], "Off", doc="mirror the sensors IOC")
 
@@ -410,6 +414,7 @@ class SimGroup(PVGroup):
         state = self.parent.growth.advance(time.time())
         await instance.write(state.specular)
         await self.monolayers_rbv.write(state.monolayers)
+        await self.layer_monolayers_rbv.write(state.layer_monolayers)
         await self.roughness_rbv.write(state.roughness)
         await self.azimuth.write(state.azimuth_deg, verify_value=False)
         await self.parent.uptime.write(time.time() - self.parent.started)

@@ -33,6 +33,9 @@ class GrowthState:
     azimuth_deg: float
     roughness: float
     monolayers: float
+    layer_monolayers: float = (
+        0.0  # grown since the shutter last opened (the truth to check against)
+    )
 
 
 class GrowthModel:
@@ -45,6 +48,7 @@ class GrowthModel:
         self._t = t0
         self._azimuth = azimuth_deg % 360.0
         self._monolayers = 0.0
+        self._layer_start = 0.0
         self._rho = 0.0
         self._dip = 0.0  # the oscillating term, frozen and relaxing while the shutter is closed
 
@@ -56,6 +60,7 @@ class GrowthModel:
         self.advance(t)
         if is_open and not self.params.shutter_open:
             self._monolayers = math.floor(self._monolayers + 0.5)  # a recovered surface is complete
+            self._layer_start = self._monolayers
         self.params.shutter_open = is_open
 
     def advance(self, t: float) -> GrowthState:
@@ -76,4 +81,5 @@ class GrowthModel:
             self._rho *= decay
             self._dip *= decay
         specular = (1.0 - 0.3 * self._rho) * (1.0 - p.amplitude * (1.0 - self._rho) * self._dip)
-        return GrowthState(self._t, specular, self._azimuth, self._rho, self._monolayers)
+        layer = self._monolayers - self._layer_start
+        return GrowthState(self._t, specular, self._azimuth, self._rho, self._monolayers, layer)

@@ -1,0 +1,117 @@
+"""Oscillation period estimation on synthetic RHEED oscillations; spot finding on the simulator.
+
+Property: any period, phase, noise, damping and frame rate within range -> the period is within
+2% after three oscillations. Hypothesis runs derandomized, so the examples are the same each run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atomscale_bluesky.server.analysis.monolayers import MonolayerCounter, growth_interval
+from atomscale_bluesky.server.analysis.oscillation import estimate_period
+from atomscale_bluesky.server.analysis.spot import SpotTracker, find_spot
+from atomscale_bluesky.sim.growth import GrowthModel, GrowthParams
+from atomscale_bluesky.sim.pattern import FrameInputs, PatternConfig, RheedPattern
+
+
+def synthetic(
+    period: float, phase: float, noise: float, damping_periods: float, fps: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three oscillations after a shutter opening: drifting mean, damped cosine, Gaussian noise
+    (``noise`` is the noise's standard deviation over the oscillation amplitude)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, 3.0 * period, 1.0 / fps)
+    tau = damping_periods * period
+    amplitude = 0.3
+    y = (
+        0.8
+        - 0.15 * (1 - np.exp(-t / tau))
+        + amplitude * np.exp(-t / tau) * np.cos(2 * math.pi * t / period + phase)
+        + rng.normal(0.0, noise * amplitude, len(t))
+    )
+    return t + 1.7e9, y
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    period=st.floats(0.5, 10.0),
+    phase=st.floats(0.0, 2 * math.pi),
+    noise=st.floats(0.0, 0.15),
+    damping_periods=st.floats(5.0, 60.0),
+    samples_per_period=st.floats(20.0, 240.0),
+    seed=st.integers(0, 2**16),
+)
+def test_period_within_two_percent_after_three_oscillations(
+    period: float,
+    phase: float,
+    noise: float,
+    damping_periods: float,
+    samples_per_period: float,
+    seed: int,
+) -> None:
+    fps = samples_per_period / period
+    t, y = synthetic(period, phase, noise, damping_periods, fps, seed)
+    fit = estimate_period(t, y)
+    assert fit is not None
+    assert abs(fit.period_s / period - 1.0) < 0.02, (fit, period)
+    assert fit.rate == 1.0 / fit.period_s
+
+
+def test_noise_alone_is_no_oscillation() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(0.0, 10.0, 1 / 30) + 1.7e9
+    assert estimate_period(t, 0.5 + rng.normal(0.0, 0.05, len(t))) is None
+
+
+def test_too_little_data_is_no_oscillation() -> None:
+    t = np.arange(0.0, 1.0, 0.1)
+    assert estimate_period(t, np.cos(2 * math.pi * t)) is None
+
+
+def test_simulated_frames_spot_and_period() -> None:
+    """Frames of the simulator: the spot is found on the specular window and the period of the
+    tracked intensity matches the growth model's."""
+    pattern = RheedPattern(PatternConfig(width=320, height=240, seed=1))
+    model = GrowthModel(GrowthParams(monolayer_period_s=1.4), t0=0.0)
+    model.set_shutter(True, 0.0)
+    fps = 25.0
+    times = np.arange(0.0, 4.5, 1 / fps)
+    frames = []
+    for t in times:
+        state = model.advance(float(t))
+        frames.append(pattern.render(FrameInputs(state.specular, 0.0, state.roughness)))
+    stack = np.stack(frames)
+    spot = find_spot(stack[:10])
+    rows, cols = pattern.specular_window(half=spot.half)
+    assert rows.start <= spot.row < rows.stop and cols.start <= spot.col < cols.stop
+    tracker = SpotTracker()
+    y = np.concatenate([tracker.intensities(stack[k : k + 50]) for k in range(0, len(stack), 50)])
+    fit = estimate_period(times, y)
+    assert fit is not None and abs(fit.period_s / 1.4 - 1) < 0.02
+
+
+def test_growth_interval_from_shutter_channels() -> None:
+    channels = {
+        "ga": ([10.0, 20.0, 30.0, 40.0], [1.0, 0.0, 1.0, 0.0]),
+        "as": ([5.0], [0.0]),
+    }
+    assert growth_interval(channels, 15.0).opened == 10.0  # type: ignore[union-attr]
+    later = growth_interval(channels, 35.0)
+    assert later is not None and later.opened == 30.0 and later.closed == 40.0
+    assert growth_interval(channels, 9.0) is None
+
+
+def test_monolayer_counter_integrates_rate_history() -> None:
+    counter = MonolayerCounter()
+    assert counter.count(0.0, 5.0) is None
+    counter.update(2.0, 1.0)  # first estimate stands for the time before it too
+    assert counter.count(0.0, 5.0) == 5.0
+    counter.update(4.0, 2.0)
+    assert counter.count(0.0, 5.0) == 4.0 + 2.0
+    counter.update(3.0, 0.5)  # a newer window from t=3 replaces later segments
+    assert counter.count(0.0, 5.0) == 3.0 + 1.0
