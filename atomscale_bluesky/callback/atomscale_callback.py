@@ -137,6 +137,23 @@ class AtomscaleCallback:
         ophyd-async images over Channel Access. Without it the height and width come from the
         descriptor, the camera's configuration, or its ``ArraySize0_RBV``/``ArraySize1_RBV``
         readings in any stream of the run (flat frames wait, bounded, until those arrive).
+    cameras
+        The RHEED camera(s): data keys, device names or glob patterns (``"rheed"`` names the
+        device and its ``rheed_image``). Only their arrays stream; other arrays are skipped
+        with a reason (never counted lost). None: every areaDetector-like image streams
+        (frames written to files, an ``ArrayData`` PV, a camera-like name or configuration).
+    run_filter
+        Callable taking a run's start document, returning whether to upload the run (default:
+        every run). A start-document key ``atomscale`` wins over it: ``RE(plan,
+        atomscale=False)`` or ``atomscale={"upload": False}`` leaves a run out, ``True`` uploads.
+    root_map
+        Resource root (the directory the IOC wrote to) -> the directory this machine sees the
+        same files under, as in event_model's Filler (``{"/epics/data": "/mnt/ioc/data"}``).
+    handler_registry
+        Resource spec (or stream-resource mimetype) -> handler class, used before the built-in
+        handlers (AD_HDF5 and its SWMR variants, AD_TIFF, NPY_SEQ) and the installed ones
+        (``databroker.handlers`` entry points). Classes follow the ecosystem's convention:
+        ``cls(path, **resource_kwargs)``, called as ``handler(**datum_kwargs)``.
     """
 
     def __init__(
@@ -171,6 +188,10 @@ class AtomscaleCallback:
         progress_interval_s: float = 5.0,
         client_factory: Callable[[], Any] | None = None,
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
+        cameras: Iterable[str] | str | None = None,
+        run_filter: Callable[[Mapping[str, Any]], bool] | None = None,
+        root_map: Mapping[str, str] | None = None,
+        handler_registry: Mapping[str, Any] | None = None,
     ) -> None:
         self.options = CallbackOptions(
             overrides=RunOverrides.build(
@@ -182,7 +203,9 @@ class AtomscaleCallback:
                 rotations_per_min=rotations_per_min,
                 bit_depth=bit_depth,
             ),
-            routing=RoutingOptions.build(include, exclude, rename, rotation_key, frame_shapes),
+            routing=RoutingOptions.build(
+                include, exclude, rename, rotation_key, frame_shapes, cameras
+            ),
             chunk_seconds=chunk_seconds,
             strict=strict,
             max_frame_bytes=max_frame_bytes,
@@ -196,6 +219,9 @@ class AtomscaleCallback:
             instrument_id=instrument_id,
             progress=progress,
             progress_interval_s=progress_interval_s,
+            root_map=dict(root_map or {}),
+            handler_registry=dict(handler_registry or {}),
+            run_filter=run_filter,
         )
         self.summaries: list[RunSummary] = []
         self._counters = LockedCounters()

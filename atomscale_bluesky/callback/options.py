@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import RunOverrides
@@ -35,6 +37,9 @@ class CallbackOptions:
     instrument_id: int | None = None
     progress: str | None = None
     progress_interval_s: float = 5.0
+    root_map: Mapping[str, str] = field(default_factory=dict)  # resource root -> local root
+    handler_registry: Mapping[str, Any] = field(default_factory=dict)  # spec -> handler class
+    run_filter: Callable[[Mapping[str, Any]], bool] | None = None  # start doc -> upload it?
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:

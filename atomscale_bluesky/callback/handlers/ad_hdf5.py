@@ -1,0 +1,161 @@
+"""areaDetector HDF5 files: frames of ``/entry/data/data`` and their per-frame NDAttributes.
+
+``AreaDetectorHDF5Handler`` serves the ``AD_HDF5`` family of resource specs (point ``i`` is frames
+``[i*fpp, (i+1)*fpp)``); ``HDF5DatasetHandler`` serves ophyd-async stream resources (rows
+``[start, stop)`` of a named dataset). Both read a file while its writer holds it (SWMR when the
+writer enabled it, else reopening), and say "not yet" while the file or the rows are missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atomscale_bluesky.callback.handlers.errors import ExternalNotReady
+
+__all__ = ["EPICS_EPOCH_OFFSET", "AreaDetectorHDF5Handler", "HDF5DatasetHandler", "HDF5File"]
+
+EPICS_EPOCH_OFFSET = 631152000.0  # seconds from 1970-01-01 to the EPICS epoch 1990-01-01
+DEFAULT_DATASET = "/entry/data/data"
+_ATTRS = "/entry/instrument/NDAttributes/"
+_TS_SEC = _ATTRS + "NDArrayEpicsTSSec"
+_TS_NSEC = _ATTRS + "NDArrayEpicsTSnSec"
+_TIMESTAMP = _ATTRS + "NDArrayTimeStamp"  # float seconds since the EPICS epoch
+_UNIQUE_ID = _ATTRS + "NDArrayUniqueId"
+
+
+class HDF5File:
+    """One HDF5 file read while it may still be written: rows on demand, reopened when short."""
+
+    def __init__(self, path: str | Path, dataset: str = DEFAULT_DATASET) -> None:
+        self.path = Path(path)
+        self.dataset = dataset
+        self._handle: Any = None
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of the dataset; ExternalNotReady while the file holds fewer."""
+        data = self._dataset(stop)
+        return np.asarray(data[start:stop])
+
+    def times(self, start: int, stop: int) -> list[float] | None:
+        """Per-frame hardware times (POSIX seconds): EPICS timestamps, else NDArrayTimeStamp."""
+        handle = self._handle
+        if handle is None:
+            return None
+        if _has_rows(handle, _TS_SEC, stop) and _has_rows(handle, _TS_NSEC, stop):
+            sec = np.asarray(handle[_TS_SEC][start:stop], dtype=float).reshape(-1)
+            nsec = np.asarray(handle[_TS_NSEC][start:stop], dtype=float).reshape(-1)
+            if np.any(sec > 0):  # an IOC without EPICS times writes zeros
+                return [
+                    float(s + EPICS_EPOCH_OFFSET + n * 1e-9)
+                    for s, n in zip(sec, nsec, strict=False)
+                ]
+        if _has_rows(handle, _TIMESTAMP, stop):
+            stamps = np.asarray(handle[_TIMESTAMP][start:stop], dtype=float).reshape(-1)
+            if np.any(stamps > 0):
+                return [float(s + EPICS_EPOCH_OFFSET) for s in stamps]
+        return None
+
+    def unique_ids(self, start: int, stop: int) -> list[int] | None:
+        handle = self._handle
+        if handle is None or not _has_rows(handle, _UNIQUE_ID, stop):
+            return None
+        return [int(v) for v in np.asarray(handle[_UNIQUE_ID][start:stop]).reshape(-1)]
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                handle.close()
+
+    def _dataset(self, stop: int) -> Any:
+        """The dataset holding at least ``stop`` rows, reopening the file once if it holds fewer."""
+        for attempt in range(2):
+            handle = self._open()
+            data = handle.get(self.dataset)
+            if data is not None:
+                with contextlib.suppress(Exception):  # only SWMR-opened datasets refresh
+                    data.refresh()
+                if data.shape[0] >= stop:
+                    return data
+            if attempt == 0:
+                self.close()  # a non-SWMR reader sees new rows only after reopening
+        have = 0 if data is None else data.shape[0]
+        self.close()
+        raise ExternalNotReady(f"{self.path}:{self.dataset} holds {have} frames, need {stop}")
+
+    def _open(self) -> Any:
+        import h5py
+
+        if self._handle is not None:
+            return self._handle
+        if not self.path.exists():
+            raise ExternalNotReady(f"file {self.path} does not exist (yet)")
+        errors = []
+        for swmr in (True, False):
+            try:
+                self._handle = h5py.File(self.path, "r", swmr=swmr, locking=False)
+                return self._handle
+            except OSError as exc:  # held by its writer, or its header not flushed yet
+                errors.append(str(exc))
+        raise ExternalNotReady(f"{self.path} cannot be opened yet: {errors[-1]}")
+
+
+def _has_rows(handle: Any, name: str, stop: int) -> bool:
+    data = handle.get(name)
+    if data is None:
+        return False
+    with contextlib.suppress(Exception):
+        data.refresh()
+    return bool(data.shape and data.shape[0] >= stop)
+
+
+class AreaDetectorHDF5Handler:
+    """``AD_HDF5`` (and ``AD_HDF5_SWMR``, ``AD_HDF5_SWMR_STREAM``, ``AD_HDF5_SINGLE``)."""
+
+    specs = {"AD_HDF5", "AD_HDF5_SWMR", "AD_HDF5_SWMR_STREAM", "AD_HDF5_SINGLE"}
+
+    def __init__(
+        self, filename: str, frame_per_point: int = 1, dataset: str = DEFAULT_DATASET, **_: Any
+    ) -> None:
+        self.file = HDF5File(filename, dataset)
+        self.frame_per_point = max(1, int(frame_per_point or 1))
+
+    def _span(self, point_number: int) -> tuple[int, int]:
+        start = int(point_number) * self.frame_per_point
+        return start, start + self.frame_per_point
+
+    def __call__(self, point_number: int = 0, **_: Any) -> np.ndarray:
+        return self.file.rows(*self._span(point_number))
+
+    def frame_times(self, point_number: int = 0, **_: Any) -> list[float] | None:
+        """Each frame's hardware time, when the file's NDAttributes hold it."""
+        return self.file.times(*self._span(point_number))
+
+    def frame_ids(self, point_number: int = 0, **_: Any) -> list[int] | None:
+        return self.file.unique_ids(*self._span(point_number))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class HDF5DatasetHandler:
+    """An ophyd-async HDF5 stream resource: rows ``[start, stop)`` of ``parameters["dataset"]``."""
+
+    def __init__(self, filename: str, dataset: str = DEFAULT_DATASET, **_: Any) -> None:
+        self.file = HDF5File(filename, dataset)
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return self.file.rows(start, stop)
+
+    def frame_times(self, start: int, stop: int) -> list[float] | None:
+        return self.file.times(start, stop)
+
+    def frame_ids(self, start: int, stop: int) -> list[int] | None:
+        return self.file.unique_ids(start, stop)
+
+    def close(self) -> None:
+        self.file.close()
