@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.callback.handlers.errors import ExternalNotReady
+from atomscale_bluesky.callback.handlers.errors import ExternalDataError, ExternalNotReady
 
 __all__ = ["EPICS_EPOCH_OFFSET", "AreaDetectorHDF5Handler", "HDF5DatasetHandler", "HDF5File"]
 
@@ -101,7 +101,26 @@ class HDF5File:
                 return self._handle
             except OSError as exc:  # held by its writer, or its header not flushed yet
                 errors.append(str(exc))
+        if _foreign(self.path):
+            raise ExternalDataError(f"{self.path} is not a readable HDF5 file: {errors[-1]}")
         raise ExternalNotReady(f"{self.path} cannot be opened yet: {errors[-1]}")
+
+
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
+
+
+def _foreign(path: Path) -> bool:
+    """True when the file holds bytes but no HDF5 signature where HDF5 puts it: some other
+    file, not one whose writer has not flushed its header yet (zeros, or nothing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SIGNATURE_OFFSETS[-1] + len(_SIGNATURE))
+    except OSError:
+        return False
+    if len(head) < len(_SIGNATURE) or not head[: len(_SIGNATURE)].strip(b"\x00"):
+        return False
+    return not any(head[at : at + len(_SIGNATURE)] == _SIGNATURE for at in _SIGNATURE_OFFSETS)
 
 
 def _has_rows(handle: Any, name: str, stop: int) -> bool:
