@@ -77,6 +77,8 @@ class ExternalReader:
         self._timeout_s = timeout_s
         self._given_up: dict[str, str] = {}  # resource uid -> why its frames are lost
         self._events_seen: set[str] = set()  # descriptors that had events (a step scan)
+        self._fly: set[str] = set()  # descriptors whose stream datums come without events
+        self._fly_next: dict[str, float] = {}  # camera key -> the time of its next fly frame
         self._waiting: dict[str, collections.deque[ExternalRef]] = {}  # camera key -> refs
         self._last_try: dict[str, float] = {}
         # (descriptor, frame key) -> seq_num -> the frame's hardware time in that event
@@ -232,20 +234,39 @@ class ExternalReader:
         if got.timestamps:
             return [(got.frames, got.timestamps, ids)]
         if self._is_fly(ref):
-            key = ref.fkey.key
-            self.host_timed[key] = self.host_timed.get(key, 0) + len(got.frames)
-            return [(got.frames, [time.time()], ids)]
+            return [(got.frames, self._fly_times(ref.fkey, len(got.frames)), ids)]
         return self._per_event(ref, got.frames, ids, final)
 
     def _is_fly(self, ref: ExternalRef) -> bool:
-        """A stream datum of a descriptor that never had an event, waiting past the grace:
+        """A stream datum of a descriptor that had no event while one waited past the grace:
         a fly scan's collect, whose frames must not wait for the end of the run."""
         descriptor = str((ref.stream_datum or {}).get("descriptor", ""))
+        if descriptor in self._fly:
+            return True
         if descriptor in self._events_seen:
             return False
         now = time.monotonic()
         ref.since = now if ref.since is None else ref.since
-        return now - ref.since >= FLY_GRACE_S
+        if now - ref.since < FLY_GRACE_S:
+            return False
+        self._fly.add(descriptor)
+        self._report.info_once(
+            f"fly:{descriptor}",
+            f"{ref.fkey.key}: stream datums without events or frame times in the file (a fly "
+            "scan): timed on this host at the camera's cadence",
+        )
+        return True
+
+    def _fly_times(self, fkey: FrameKey, n: int) -> list[float]:
+        """Fly frames are contiguous: at the declared cadence from the last one, the first
+        anchored on this host's clock (the newest frame is now); counted as host-timed."""
+        self.host_timed[fkey.key] = self.host_timed.get(fkey.key, 0) + n
+        if not fkey.fps:
+            return [time.time()]  # the newest frame's time: the camera measures the cadence
+        step = 1.0 / fkey.fps
+        first = self._fly_next.get(fkey.key, time.time() - (n - 1) * step)
+        self._fly_next[fkey.key] = first + n * step
+        return [first + i * step for i in range(n)]
 
     def _per_event(
         self, ref: ExternalRef, frames: np.ndarray, ids: list[int | None] | None, final: bool

@@ -144,7 +144,7 @@ class FileCamera(Signal):
             else:
                 import tifffile
 
-                path = self.write_dir / self._rel / ("img_%6.6d.tiff" % n)
+                path = self.write_dir / self._rel / f"img_{n:06d}.tiff"
                 tifffile.imwrite(path, frame)
         self._written = max(written, upto)
 
