@@ -227,10 +227,8 @@ class Intake:
                     return doc.get("run_start") in self._left_out
                 self._left_out_latest = None
                 return True
-            if name == "bulk_events":
-                refs = tuple(doc)
-            else:
-                refs = (doc.get("descriptor"), doc.get("resource"), doc.get("stream_resource"))
+            fields = ("descriptor", "resource", "stream_resource")
+            refs = list(doc) if name == "bulk_events" else [doc.get(f) for f in fields]
             return any(ref in self._left_out for ref in refs if ref)
 
     # -- descriptors and events ---------------------------------------------------------------------
