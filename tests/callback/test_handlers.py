@@ -151,3 +151,52 @@ def test_a_spec_without_handler_is_reported_once_and_a_registered_handler_reads_
     np.testing.assert_array_equal(
         server.reader.frames(rheed.data_id), np.stack([f for _, f in cam.produced])
     )
+
+
+def test_root_map_maps_the_iocs_root_and_paths_under_a_mapped_directory():
+    from atomscale_bluesky.callback.handlers import HandlerRegistry
+
+    registry = HandlerRegistry(root_map={"/epics/data": "/mnt/ioc", "/": "/elsewhere"})
+    assert registry.local_path("/epics/data", "x/a.h5") == "/mnt/ioc/x/a.h5"  # as the Filler
+    assert registry.local_path("/", "epics/data/a.h5") == "/elsewhere/epics/data/a.h5"
+    plain = HandlerRegistry(root_map={"/epics/data/": "/mnt/ioc"})
+    assert plain.local_path("", "/epics/data/2024/a.h5") == "/mnt/ioc/2024/a.h5"  # stream uris
+    assert plain.local_path("", "/epics/database/a.h5") == "/epics/database/a.h5"
+
+
+_PLUGIN = """
+import numpy as np
+from pathlib import Path
+
+
+class RawHandler:
+    def __init__(self, path, shape):
+        self.path, self.shape = Path(path), tuple(shape)
+
+    def __call__(self, point_number):
+        data = (self.path / f"{point_number}.raw").read_bytes()
+        return np.frombuffer(data, np.uint8).reshape(self.shape)
+"""
+
+
+def test_a_handler_package_installed_with_an_entry_point_is_used(
+    server, client, RE, tmp_path: Path, monkeypatch
+):
+    """A package declaring ``databroker.handlers`` entry points (as area-detector-handlers does)."""
+    site = tmp_path / "site"
+    (site / "fake_raw_handlers-1.0.dist-info").mkdir(parents=True)
+    (site / "fake_raw_handlers.py").write_text(_PLUGIN)
+    (site / "fake_raw_handlers-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-raw-handlers\nVersion: 1.0\n"
+    )
+    (site / "fake_raw_handlers-1.0.dist-info" / "entry_points.txt").write_text(
+        "[databroker.handlers]\nRAW_TEST = fake_raw_handlers:RawHandler\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    cam = _RawCamera(name="cam", write_dir=tmp_path / "data", layout="RAW", spec="RAW_TEST")
+    summary = _run(server, client, RE, [cam], 4)
+    assert summary.errors == 0, summary.error_messages
+    (rheed,) = summary.rheed
+    np.testing.assert_array_equal(
+        server.reader.frames(rheed.data_id), np.stack([f for _, f in cam.produced])
+    )

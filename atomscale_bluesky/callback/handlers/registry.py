@@ -78,11 +78,13 @@ class HandlerRegistry:
     def _map_prefix(self, path: str) -> str:
         best = ""
         for old in self._root_map:
-            if old and path.startswith(old) and len(old) > len(best):
+            stem = old.rstrip("/")
+            inside = path == stem or path.startswith(stem + "/")
+            if stem and inside and len(old) > len(best):
                 best = old
         if not best:
             return path
-        rest = path[len(best) :].lstrip("/")
+        rest = path[len(best.rstrip("/")) :].lstrip("/")
         return os.path.join(self._root_map[best], rest)
 
     def open_resource(self, doc: Mapping[str, Any]) -> Any:
