@@ -112,7 +112,8 @@ class AtomscaleCallback:
         Longest a delivering thread waits for room in the queue before the event's data is
         dropped and counted.
     external_timeout_s
-        How long, at the end of a run, the worker keeps retrying files not readable yet.
+        How long the worker retries frames in a file not readable yet (missing, being
+        written, shorter than the datum) before they count as lost, reported with the path.
     finalize_timeout_s
         Drain timeout handed to each stream's ``finalize``.
     stop_grace_s
