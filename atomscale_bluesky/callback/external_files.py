@@ -155,7 +155,10 @@ class ExternalStore:
             except ExternalDataError:
                 raise
             except _NOT_YET as exc:
-                raise ExternalNotReady(f"{res.what} cannot be opened yet: {exc}") from exc
+                raise ExternalNotReady(
+                    f"{res.what} cannot be opened yet: {exc}",
+                    missing=isinstance(exc, FileNotFoundError),
+                ) from exc
             except Exception as exc:  # noqa: BLE001 - a third-party handler's own failure
                 raise ExternalDataError(f"the handler of {res.what} failed: {exc!r}") from exc
         return res.handler
@@ -168,7 +171,8 @@ def _read(handler: Any, kwargs: Mapping[str, Any]) -> ExternalFrames:
     except ExternalDataError:
         raise
     except _NOT_YET as exc:
-        raise ExternalNotReady(f"not readable yet: {exc}") from exc
+        missing = isinstance(exc, FileNotFoundError)
+        raise ExternalNotReady(f"not readable yet: {exc}", missing=missing) from exc
     if frames.size == 0:
         raise ExternalNotReady("the file holds no frames for this datum yet")
     times = _optional(handler, "frame_times", kwargs)

@@ -1,7 +1,8 @@
 """Frames stored in files (resource/datum, stream_resource/stream_datum), read on the worker.
 
 References to external frames wait here, per camera and in order, until their file can be read
-(a file being written may not hold them yet), for at most ``external_timeout_s`` each; then the
+(a file being written may not hold them yet): a file that exists waits until the end of the run
+and ``external_timeout_s`` after it, a missing file ``external_timeout_s`` from the first try; then the
 frames go to the camera's uploader with their hardware times: the file's per-frame times, else
 their own key's timestamp in the event (or the camera's frame counter's, published with the
 frame), one reading per event. A fly scan's stream datums (no events) without times in the file
@@ -170,15 +171,13 @@ class ExternalReader:
                 self._failed(camera, ref, exc)
                 continue
             except ExternalNotReady as exc:
-                now = time.monotonic()
-                ref.since = now if ref.since is None else ref.since
-                if not final and now - ref.since <= self._timeout_s:
+                if not final and not self._expired(ref, exc):
                     return
                 waiting.popleft()
+                waited = time.monotonic() - (ref.since or time.monotonic())
                 self._give_up(
                     self._resource_of(ref),
-                    f"{exc} (gave up after {now - ref.since:.1f} s; external_timeout_s="
-                    f"{self._timeout_s:g})",
+                    f"{exc} (gave up after {waited:.1f} s; external_timeout_s={self._timeout_s:g})",
                 )
                 self._failed(camera, ref, exc)
                 continue
@@ -189,6 +188,16 @@ class ExternalReader:
             waiting.popleft()
             for frames, stamps, counters in readings:
                 camera.add_frames(ref.fkey, frames, stamps, counters, ref.continuous)
+
+    def _expired(self, ref: ExternalRef, exc: ExternalNotReady) -> bool:
+        """Give up on a reference during the run? Its file has been missing for longer than
+        the timeout, or its resource was given up before; a file that exists but is not
+        readable yet (held by its writer, too short) waits for the end of the run."""
+        now = time.monotonic()
+        ref.since = now if ref.since is None else ref.since
+        if self._resource_of(ref) in self._given_up:
+            return True
+        return exc.missing and now - ref.since > self._timeout_s
 
     def drain_all(self, cameras: list[CameraUploader], timeout_s: float) -> None:
         """At the end of the run: retry unreadable files for up to ``timeout_s``, then give up."""
@@ -217,9 +226,6 @@ class ExternalReader:
 
     def _read(self, ref: ExternalRef, final: bool) -> list[_Reading]:
         """The referenced frames as readings: per-frame times, or one time per event."""
-        given_up = self._given_up.get(self._resource_of(ref))
-        if given_up is not None:
-            raise ExternalDataError(given_up)
         if ref.datum_id is not None:
             got = self.store.read_datum(ref.datum_id)
             stamps = got.timestamps or [ref.timestamp if ref.timestamp is not None else math.nan]

@@ -38,6 +38,7 @@ class FileCamera(Signal):
         lag: int = 0,
         write: bool = True,
         stamp_events: bool = True,  # False: readings carry the host's time, not the frame's
+        closed_until_unstage: bool = False,  # HDF5 without SWMR: unreadable until closed
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, value="", **kwargs)
@@ -45,6 +46,7 @@ class FileCamera(Signal):
         self.layout, self.spec = layout, spec or layout
         self.shape, self.fps, self.times, self.lag, self.write = shape, fps, times, lag, write
         self.stamp_events = stamp_events
+        self.closed_until_unstage = closed_until_unstage
         self.produced: list[tuple[float, np.ndarray]] = []
         self._docs: deque[tuple[str, dict[str, Any]]] = deque()
         self._pending: list[int] = []
@@ -70,7 +72,9 @@ class FileCamera(Signal):
         if self.layout == "AD_HDF5":
             rel = f"{sub}/img_000.h5"
             kwargs: dict[str, Any] = {"frame_per_point": 1}
-            if self.write:
+            if self.write and self.closed_until_unstage:
+                (self.write_dir / rel).write_bytes(b"\x00" * 4096)  # created, header not flushed
+            elif self.write:
                 self._open_hdf5(self.write_dir / rel)
         else:
             rel = f"{sub}/"
@@ -92,6 +96,9 @@ class FileCamera(Signal):
         return [self]
 
     def unstage(self) -> list[Any]:
+        if self.write and self.closed_until_unstage:
+            self._open_hdf5(self.write_dir / self._rel)
+            self.closed_until_unstage = False
         self._flush(len(self.produced))
         if self._file is not None:
             self._file.close()
@@ -134,7 +141,7 @@ class FileCamera(Signal):
 
     def _flush(self, upto: int) -> None:
         """Write the frames before ``upto`` that are not written yet."""
-        if not self.write:
+        if not self.write or self.closed_until_unstage:
             return
         written = self._written
         for n in range(written, max(written, upto)):

@@ -92,6 +92,29 @@ def test_an_hdf5_file_behind_its_datums_is_waited_for_and_its_frame_times_used(
     assert starts == [_ms(cam.produced[i][0]) for i in range(0, 30, per_chunk)]
 
 
+def test_a_file_unreadable_until_its_writer_closes_it_is_not_taken_for_lost(
+    server, client, RE, tmp_path: Path
+):
+    """HDF5 written without SWMR: the file exists from the start but opens only once closed,
+    after the last frame; the run lasts longer than external_timeout_s meanwhile."""
+    cam = FileCamera(name="cam", write_dir=tmp_path, closed_until_unstage=True)
+    callback = AtomscaleCallback(client, external_timeout_s=0.3)
+    token = RE.subscribe(callback)
+    try:
+        RE(count([cam], num=8, delay=0.1))
+    finally:
+        RE.unsubscribe(token)
+    assert callback.flush(60)
+    callback.close()
+    (summary,) = callback.summaries
+    assert summary.errors == 0, summary.error_messages
+    (rheed,) = summary.rheed
+    assert rheed.frames == 8 and summary.lost == 0
+    np.testing.assert_array_equal(
+        server.reader.frames(rheed.data_id), np.stack([f for _, f in cam.produced])
+    )
+
+
 def test_a_file_that_never_appears_is_reported_once_with_its_path(
     server, client, RE, tmp_path: Path, caplog
 ):

@@ -93,7 +93,7 @@ class HDF5File:
         if self._handle is not None:
             return self._handle
         if not self.path.exists():
-            raise ExternalNotReady(f"file {self.path} does not exist (yet)")
+            raise ExternalNotReady(f"file {self.path} does not exist (yet)", missing=True)
         errors = []
         for swmr in (True, False):
             try:

@@ -16,7 +16,7 @@ __all__ = ["AreaDetectorTiffHandler", "read_tiff"]
 def read_tiff(path: Path) -> np.ndarray:
     """One TIFF image as an array (tifffile when installed, else Pillow)."""
     if not path.exists():
-        raise ExternalNotReady(f"file {path} does not exist (yet)")
+        raise ExternalNotReady(f"file {path} does not exist (yet)", missing=True)
     try:
         import tifffile
     except ImportError:  # pragma: no cover - depends on the environment

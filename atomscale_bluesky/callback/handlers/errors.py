@@ -10,4 +10,11 @@ class ExternalDataError(Exception):
 
 
 class ExternalNotReady(ExternalDataError):
-    """The file or the frames are not there yet (still being written): retry later."""
+    """The file or the frames are not there yet (still being written): retry later.
+
+    ``missing`` says the file does not exist at all (as opposed to existing but not readable
+    yet, or holding too few frames yet): only a missing file is given up during the run."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing

@@ -26,7 +26,7 @@ class NumpySeqHandler:
     def __call__(self, index: int = 0, **_: Any) -> np.ndarray:
         path = self.path(index)
         if not path.exists():
-            raise ExternalNotReady(f"file {path} does not exist (yet)")
+            raise ExternalNotReady(f"file {path} does not exist (yet)", missing=True)
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:  # written, not flushed yet
