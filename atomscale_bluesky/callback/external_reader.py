@@ -298,12 +298,24 @@ class ExternalReader:
         return readings
 
     def _failed(self, camera: CameraUploader, ref: ExternalRef, exc: BaseException) -> None:
-        """Counted as failed; reported unless its resource was reported already."""
-        camera.note_external_failed(ref.fkey)
+        """Its frames count as failed; reported unless its resource was reported already."""
+        camera.note_external_failed(ref.fkey, _frames_of(ref))
         if self._resource_of(ref) in self._given_up:
             return
         what = ref.datum_id or (ref.stream_datum or {}).get("uid", "?")
         self._report.error(f"external frames of {camera.key} ({what})", str(exc))
+
+
+def _frames_of(ref: ExternalRef) -> int:
+    """How many frames a reference stands for (what is lost when it cannot be read)."""
+    per = ref.fkey.frames_per_event or 1
+    if ref.stream_datum is None:
+        return per
+    indices = ref.stream_datum.get("indices") or {}
+    try:
+        return max(1, (int(indices["stop"]) - int(indices["start"])) * per)
+    except (KeyError, TypeError, ValueError):
+        return per
 
 
 def _own_time(rows: EventRows, i: int, keys: tuple[str | None, ...]) -> float:
