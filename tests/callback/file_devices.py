@@ -163,7 +163,9 @@ class FileCamera(Signal):
         if self.times == "epics":
             values[_ATTRS + "NDArrayEpicsTSSec"] = int(np.floor(rel))
             values[_ATTRS + "NDArrayEpicsTSnSec"] = int(round((rel - np.floor(rel)) * 1e9))
-        if self.times is not None:
+        if self.times == "epics":  # the driver's own clock, off the EPICS time: not preferred
+            values[_ATTRS + "NDArrayTimeStamp"] = rel + 0.25
+        elif self.times is not None:
             values[_ATTRS + "NDArrayTimeStamp"] = rel
         for name, value in values.items():
             data = f[name]
