@@ -11,7 +11,7 @@ from atomscale_bluesky.callback.handlers.ad_hdf5 import (
     AreaDetectorHDF5Handler,
     HDF5DatasetHandler,
 )
-from atomscale_bluesky.callback.handlers.ad_tiff import AreaDetectorTiffHandler
+from atomscale_bluesky.callback.handlers.ad_tiff import AreaDetectorTiffHandler, TiffSeriesHandler
 from atomscale_bluesky.callback.handlers.errors import ExternalDataError, ExternalNotReady
 from atomscale_bluesky.callback.handlers.npy_seq import NumpySeqHandler
 from atomscale_bluesky.callback.handlers.registry import (
@@ -33,4 +33,5 @@ __all__ = [
     "HDF5DatasetHandler",
     "HandlerRegistry",
     "NumpySeqHandler",
+    "TiffSeriesHandler",
 ]

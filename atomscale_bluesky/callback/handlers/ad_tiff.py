@@ -1,4 +1,5 @@
-"""areaDetector TIFF files (``AD_TIFF``): one file per frame, named by the plugin's template."""
+"""areaDetector TIFF files, one file per frame named by the plugin's template: ``AD_TIFF``
+resources (ophyd) and ``multipart/related;type=image/tiff`` stream resources (ophyd-async)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from atomscale_bluesky.callback.handlers.errors import ExternalNotReady
 
-__all__ = ["AreaDetectorTiffHandler", "read_tiff"]
+__all__ = ["AreaDetectorTiffHandler", "TiffSeriesHandler", "read_tiff"]
 
 
 def read_tiff(path: Path) -> np.ndarray:
@@ -56,6 +57,23 @@ class AreaDetectorTiffHandler:
 
     def __call__(self, point_number: int = 0, **_: Any) -> np.ndarray:
         return np.stack([read_tiff(path) for path in self.files(point_number)])
+
+    def close(self) -> None:
+        """Nothing is held open between reads."""
+
+
+class TiffSeriesHandler:
+    """An ophyd-async TIFF stream resource: the directory ``uri``, frame ``i`` in the file
+    ``parameters["template"].format(i)``; called with the rows ``[start, stop)``."""
+
+    def __init__(self, directory: str, template: str, **_: Any) -> None:
+        self._directory = Path(directory)
+        self._template = template
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return np.stack(
+            [read_tiff(self._directory / self._template.format(i)) for i in range(start, stop)]
+        )
 
     def close(self) -> None:
         """Nothing is held open between reads."""

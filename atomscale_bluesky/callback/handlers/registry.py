@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from atomscale_bluesky.callback.handlers.ad_hdf5 import AreaDetectorHDF5Handler, HDF5DatasetHandler
-from atomscale_bluesky.callback.handlers.ad_tiff import AreaDetectorTiffHandler
+from atomscale_bluesky.callback.handlers.ad_tiff import AreaDetectorTiffHandler, TiffSeriesHandler
 from atomscale_bluesky.callback.handlers.errors import ExternalDataError
 from atomscale_bluesky.callback.handlers.npy_seq import NumpySeqHandler
 
@@ -36,6 +36,7 @@ BUILTIN_HANDLERS: dict[str, HandlerClass] = {
 STREAM_HANDLERS: dict[str, HandlerClass] = {
     "application/x-hdf5": HDF5DatasetHandler,
     "application/x-hdf5-swmr": HDF5DatasetHandler,
+    "multipart/related;type=image/tiff": TiffSeriesHandler,
 }
 
 
