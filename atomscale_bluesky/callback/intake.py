@@ -39,6 +39,7 @@ logger = logging.getLogger("atomscale_bluesky.callback")
 
 _EXTERNAL_RESOURCES = ("resource", "stream_resource")
 _EXTERNAL_DATUMS = ("datum", "stream_datum")
+_LEFT_OUT_MEMORY = 10_000  # uids of left-out runs remembered (late monitor events are theirs)
 
 
 @dataclass
@@ -141,8 +142,9 @@ class Intake:
                         "nostop", "run ended without a stop document; finalizing it now"
                     )
                 self._end_run(run)
-            self._left_out.clear()
             self._left_out_latest = None
+            if len(self._left_out) > _LEFT_OUT_MEMORY:
+                self._left_out.clear()
             upload, why = run_choice(doc, self._options.run_filter)
             if not upload:
                 self._left_out.add(uid)
@@ -269,6 +271,9 @@ class Intake:
         if queued is None:
             return
         run.report.add(events=len(rows))
+        if route.not_cameras:
+            skipped = sum(len(rows.data.get(key, ())) for key in route.not_cameras)
+            run.report.add(skipped_arrays=skipped)
         if queued:
             self._counters.add(frames_queued=len(rows) * (len(route.frames) - len(skip)))
             return

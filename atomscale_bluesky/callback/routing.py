@@ -167,6 +167,7 @@ class Route:
     sizes: dict[str, SizeKey] = field(default_factory=dict)  # width/height readings, any object
     config_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # object -> (H, W)
     config_fps: dict[str, float] = field(default_factory=dict)  # object -> fps (AcquirePeriod)
+    not_cameras: set[str] = field(default_factory=set)  # arrays of other devices: skipped
 
     @property
     def continuous(self) -> bool:
@@ -381,7 +382,10 @@ def route_descriptor(
 
     frame_objects = {dk.get("object_name") for dk in frame_candidates.values()}
     for key, dk in frame_candidates.items():
-        reason = not_a_camera(key, dk, configuration, data_keys, options) or _add_frame(
+        reason = not_a_camera(key, dk, configuration, data_keys, options)
+        if reason:
+            route.not_cameras.add(key)
+        reason = reason or _add_frame(
             route, key, dk, configuration, hints, data_keys, len(frame_objects), options
         )
         if reason:

@@ -68,6 +68,8 @@ def test_only_the_camera_streams_beside_a_detector_image_and_a_spectrum(
     assert rheed.camera == "cam_image" and rheed.frames == 5
     assert summary.lost == 0 and summary.rejected_frames == 0 and summary.status == "complete"
     assert set(summary.skipped_keys) >= {"xrd_counts", "mca_spectrum"}
+    assert summary.skipped_arrays == 2 * 5
+    assert "10 array readings of other devices skipped" in summary.text()
     if cameras is None:
         assert "areaDetector-like" in summary.skipped_keys["xrd_counts"]
     else:
