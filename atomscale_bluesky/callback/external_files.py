@@ -75,7 +75,9 @@ class ExternalStore:
     def add_resource(self, doc: Mapping[str, Any]) -> str | None:
         """Keep a resource; returns why its frames cannot be read (no handler), else None."""
         spec = str(doc.get("spec", ""))
-        path = self.registry.local_path(str(doc.get("root") or ""), str(doc.get("resource_path")))
+        path = self.registry.local_path(
+            str(doc.get("root") or ""), str(doc.get("resource_path") or "")
+        )
         res = _Resource(doc, stream=False, what=f"{spec} {path}")
         if self.registry.handler_class(spec) is None:
             res.problem = (
