@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -152,3 +153,116 @@ def test_an_ophyd_async_tiff_stream_resource_is_read_frame_by_frame(server, clie
     np.testing.assert_array_equal(server.reader.frames(rheed.data_id), frames)
     (chunk,) = server.reader.chunk_times(rheed.data_id)
     assert chunk["start_unix_ms_utc"] == int(round(times[0] * 1000))
+
+
+class _HDF5Flyer:
+    """A fly-scanning detector (bluesky's Flyable + WritesStreamAssets protocols): frames go to
+    an HDF5 file without per-frame times, announced with stream_resource/stream_datum."""
+
+    parent = None
+
+    def __init__(self, name: str, path: Path, frames: np.ndarray) -> None:
+        import event_model
+
+        self.name, self.path, self.frames = name, path, frames
+        self.written = 0
+        self.emitted = 0
+        self._bundle = event_model.compose_stream_resource(
+            mimetype="application/x-hdf5",
+            uri=f"file://localhost{path}",
+            data_key=name,
+            parameters={"dataset": "/entry/data/data", "chunk_shape": [1, H, W]},
+        )
+        self._announced = False
+        self._file = h5py.File(path, "w", libver="latest", locking=False)
+        self._file.create_dataset(
+            "/entry/data/data", (0, H, W), np.uint8, maxshape=(None, H, W), chunks=(1, H, W)
+        )
+        self._file.swmr_mode = True  # as the HDF5 plugin in SWMR mode: readable while written
+
+    def write(self, n: int) -> None:
+        """The detector writes ``n`` more frames."""
+        data = self._file["/entry/data/data"]
+        data.resize(self.written + n, axis=0)
+        data[self.written :] = self.frames[self.written : self.written + n]
+        data.flush()
+        self.written += n
+
+    def close(self) -> None:
+        self._file.close()
+
+    def kickoff(self) -> Any:
+        from ophyd.status import Status
+
+        status = Status(obj=self)
+        status.set_finished()
+        return status
+
+    complete = kickoff
+
+    def describe_collect(self) -> dict[str, Any]:
+        return {
+            self.name: {
+                "source": "PV:FLY:HDF1:FullFileName_RBV",
+                "dtype": "array",
+                "shape": [1, H, W],
+                "dtype_numpy": "|u1",
+                "external": "STREAM:",
+            }
+        }
+
+    def get_index(self) -> int:
+        return self.written
+
+    def collect_asset_docs(self, index: int | None = None) -> Any:
+        if not self._announced:
+            self._announced = True
+            yield "stream_resource", self._bundle.stream_resource_doc
+        stop = self.written if index is None else min(index, self.written)
+        if stop > self.emitted:
+            yield (
+                "stream_datum",
+                self._bundle.compose_stream_datum(indices={"start": self.emitted, "stop": stop}),
+            )
+            self.emitted = stop
+
+
+def test_a_runengine_fly_scan_streams_its_frames_before_the_run_ends(
+    server, client, RE, tmp_path: Path
+):
+    import bluesky.plan_stubs as bps
+
+    n = 150
+    frames = np.random.default_rng(13).integers(1, 256, (n, H, W)).astype(np.uint8)
+    flyer = _HDF5Flyer("det", tmp_path / "fly.h5", frames)
+    callback = AtomscaleCallback(client, fps=25.0)
+    pushed_before_end: list[int] = []
+
+    def fly() -> Any:
+        yield from bps.open_run()
+        yield from bps.declare_stream(flyer, name="primary", collect=True)
+        yield from bps.kickoff(flyer, wait=True)
+        for _ in range(n // 10):
+            flyer.write(10)
+            yield from bps.collect(flyer, name="primary")
+        deadline = time.monotonic() + 60
+        while callback.counters.frames_pushed < 100 and time.monotonic() < deadline:
+            yield from bps.sleep(0.05)
+        pushed_before_end.append(callback.counters.frames_pushed)
+        yield from bps.complete(flyer, wait=True)
+        yield from bps.close_run()
+
+    token = RE.subscribe(callback)
+    try:
+        RE(fly())
+    finally:
+        RE.unsubscribe(token)
+    assert callback.flush(60)
+    callback.close()
+    flyer.close()
+    assert pushed_before_end[0] >= 100  # two full chunks were out while the run went on
+    (summary,) = callback.summaries
+    assert summary.errors == 0, summary.error_messages
+    (rheed,) = summary.rheed
+    assert rheed.frames == n and summary.lost == 0 and rheed.wall_clock_frames == n
+    np.testing.assert_array_equal(server.reader.frames(rheed.data_id), frames)
