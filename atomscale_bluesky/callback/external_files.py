@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # what a handler raises while its file is being written (or not there yet): retried, bounded
-_NOT_YET = (OSError, KeyError, IndexError, ValueError, EOFError)
+_NOT_YET = (OSError, KeyError, IndexError, ValueError, EOFError, RuntimeError)
 
 
 @dataclass
@@ -175,6 +175,8 @@ def _read(handler: Any, kwargs: Mapping[str, Any]) -> ExternalFrames:
     except _NOT_YET as exc:
         missing = isinstance(exc, FileNotFoundError)
         raise ExternalNotReady(f"not readable yet: {exc}", missing=missing) from exc
+    except Exception as exc:  # noqa: BLE001 - a third-party handler's own failure
+        raise ExternalDataError(f"the handler failed: {exc!r}") from exc
     if frames.size == 0:
         raise ExternalNotReady("the file holds no frames for this datum yet")
     times = _optional(handler, "frame_times", kwargs)
