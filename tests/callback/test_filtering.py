@@ -101,3 +101,29 @@ def test_a_run_filter_leaves_runs_out_and_the_start_key_wins_over_it(server, cli
         assert summary.errors == 0 and summary.lost == 0
         (rheed,) = summary.rheed
         assert len(server.reader.frames(rheed.data_id)) == rheed.frames
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        ({"atomscale": False}, False),
+        ({"atomscale": {"upload": False}}, False),
+        ({"atomscale": "no"}, False),
+        ({"atomscale": True, "purpose": "alignment"}, True),
+        ({"atomscale": {"upload": "yes"}, "purpose": "alignment"}, True),
+        ({"purpose": "alignment"}, False),  # the filter decides
+        ({"atomscale": {"sample": "x"}, "purpose": "growth"}, True),  # no upload key: filter
+    ],
+)
+def test_the_start_key_then_the_filter_decide(start, expected):
+    from atomscale_bluesky.callback.run_selection import run_choice
+
+    upload, why = run_choice(start, lambda doc: doc.get("purpose") != "alignment")
+    assert upload is expected and why
+
+
+def test_a_filter_that_raises_uploads_the_run_and_says_why():
+    from atomscale_bluesky.callback.run_selection import run_choice
+
+    upload, why = run_choice({}, lambda doc: doc["missing"])
+    assert upload and "run_filter raised KeyError" in why
