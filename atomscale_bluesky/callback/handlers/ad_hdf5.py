@@ -34,6 +34,7 @@ class HDF5File:
         self.path = Path(path)
         self.dataset = dataset
         self._handle: Any = None
+        self._columns: dict[str, Any] = {}  # dataset name -> h5py dataset (None: absent)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of the dataset; ExternalNotReady while the file holds fewer."""
@@ -42,48 +43,59 @@ class HDF5File:
 
     def times(self, start: int, stop: int) -> list[float] | None:
         """Per-frame hardware times (POSIX seconds): EPICS timestamps, else NDArrayTimeStamp."""
-        handle = self._handle
-        if handle is None:
-            return None
-        if _has_rows(handle, _TS_SEC, stop) and _has_rows(handle, _TS_NSEC, stop):
-            sec = np.asarray(handle[_TS_SEC][start:stop], dtype=float).reshape(-1)
-            nsec = np.asarray(handle[_TS_NSEC][start:stop], dtype=float).reshape(-1)
-            if np.any(sec > 0):  # an IOC without EPICS times writes zeros
-                return [
-                    float(s + EPICS_EPOCH_OFFSET + n * 1e-9)
-                    for s, n in zip(sec, nsec, strict=False)
-                ]
-        if _has_rows(handle, _TIMESTAMP, stop):
-            stamps = np.asarray(handle[_TIMESTAMP][start:stop], dtype=float).reshape(-1)
-            if np.any(stamps > 0):
-                return [float(s + EPICS_EPOCH_OFFSET) for s in stamps]
+        sec, nsec = self._column(_TS_SEC, stop), self._column(_TS_NSEC, stop)
+        if sec is not None and nsec is not None:
+            seconds = np.asarray(sec[start:stop], dtype=float).reshape(-1)
+            nanos = np.asarray(nsec[start:stop], dtype=float).reshape(-1)
+            if np.any(seconds > 0):  # an IOC without EPICS times writes zeros
+                return (seconds + EPICS_EPOCH_OFFSET + nanos * 1e-9).tolist()  # type: ignore[no-any-return]
+        stamps = self._column(_TIMESTAMP, stop)
+        if stamps is not None:
+            values = np.asarray(stamps[start:stop], dtype=float).reshape(-1)
+            if np.any(values > 0):
+                return (values + EPICS_EPOCH_OFFSET).tolist()  # type: ignore[no-any-return]
         return None
 
     def unique_ids(self, start: int, stop: int) -> list[int] | None:
-        handle = self._handle
-        if handle is None or not _has_rows(handle, _UNIQUE_ID, stop):
+        ids = self._column(_UNIQUE_ID, stop)
+        if ids is None:
             return None
-        return [int(v) for v in np.asarray(handle[_UNIQUE_ID][start:stop]).reshape(-1)]
+        return [int(v) for v in np.asarray(ids[start:stop]).reshape(-1)]
 
     def close(self) -> None:
         handle, self._handle = self._handle, None
+        self._columns.clear()
         if handle is not None:
             with contextlib.suppress(Exception):  # closing is best effort
                 handle.close()
 
+    def _column(self, name: str, stop: int) -> Any:
+        """The open file's dataset ``name`` if it holds ``stop`` rows (refreshed only when it
+        seems short: a SWMR reader sees new rows after a refresh), else None."""
+        if self._handle is None:
+            return None
+        if name not in self._columns:
+            self._columns[name] = self._handle.get(name)
+        data = self._columns[name]
+        if data is None or not data.shape:
+            return None
+        if data.shape[0] < stop:
+            with contextlib.suppress(Exception):  # only SWMR-opened datasets refresh
+                data.refresh()
+        return data if data.shape[0] >= stop else None
+
     def _dataset(self, stop: int) -> Any:
         """The dataset holding at least ``stop`` rows, reopening the file once if it holds fewer."""
+        have = 0
         for attempt in range(2):
-            handle = self._open()
-            data = handle.get(self.dataset)
+            self._open()
+            data = self._column(self.dataset, stop)
             if data is not None:
-                with contextlib.suppress(Exception):  # only SWMR-opened datasets refresh
-                    data.refresh()
-                if data.shape[0] >= stop:
-                    return data
+                return data
+            found = self._columns.get(self.dataset)
+            have = int(found.shape[0]) if found is not None and found.shape else 0
             if attempt == 0:
                 self.close()  # a non-SWMR reader sees new rows only after reopening
-        have = 0 if data is None else data.shape[0]
         self.close()
         raise ExternalNotReady(f"{self.path}:{self.dataset} holds {have} frames, need {stop}")
 
@@ -121,15 +133,6 @@ def _foreign(path: Path) -> bool:
     if len(head) < len(_SIGNATURE) or not head[: len(_SIGNATURE)].strip(b"\x00"):
         return False
     return not any(head[at : at + len(_SIGNATURE)] == _SIGNATURE for at in _SIGNATURE_OFFSETS)
-
-
-def _has_rows(handle: Any, name: str, stop: int) -> bool:
-    data = handle.get(name)
-    if data is None:
-        return False
-    with contextlib.suppress(Exception):
-        data.refresh()
-    return bool(data.shape and data.shape[0] >= stop)
 
 
 class AreaDetectorHDF5Handler:
