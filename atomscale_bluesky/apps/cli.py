@@ -1,4 +1,4 @@
-"""The ``atomscale-bluesky`` command: demo, serve, ioc, replay, consume, drain and zmq-proxy."""
+"""The ``atomscale-bluesky`` command: demo, serve, ioc, replay, consume, drain, check, zmq-proxy."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ SUBCOMMANDS = (
         "drain",
         "atomscale_bluesky.apps.drain",
         "upload and finalize whatever a spool holds (after a restart, or from cron)",
+    ),
+    Subcommand(
+        "check",
+        "atomscale_bluesky.apps.check",
+        "connect to a camera (and sensor PVs), read one frame, print what would stream",
     ),
     Subcommand(
         "zmq-proxy",

@@ -119,7 +119,8 @@ class AtomscaleCallback:
         Longest a delivering thread waits for room in the queue before the event's data is
         dropped and counted.
     external_timeout_s
-        How long, at the end of a run, the worker keeps retrying files not readable yet.
+        How long the worker retries frames in a file not readable yet (missing, being
+        written, shorter than the datum) before they count as lost, reported with the path.
     finalize_timeout_s
         Drain timeout handed to each stream's ``finalize``.
     stop_grace_s
@@ -151,6 +152,23 @@ class AtomscaleCallback:
     settings
         Where options left None come from
         (:class:`~atomscale_bluesky.settings.AtomscaleSettings`); None reads the environment.
+    cameras
+        The RHEED camera(s): data keys, device names or glob patterns (``"rheed"`` names the
+        device and its ``rheed_image``). Only their arrays stream; other arrays are skipped
+        with a reason (never counted lost). None: every areaDetector-like image streams
+        (frames written to files, an ``ArrayData`` PV, a camera-like name or configuration).
+    run_filter
+        Callable taking a run's start document, returning whether to upload the run (default:
+        every run). A start-document key ``atomscale`` wins over it: ``RE(plan,
+        atomscale=False)`` or ``atomscale={"upload": False}`` leaves a run out, ``True`` uploads.
+    root_map
+        Resource root (the directory the IOC wrote to) -> the directory this machine sees the
+        same files under, as in event_model's Filler (``{"/epics/data": "/mnt/ioc/data"}``).
+    handler_registry
+        Resource spec (or stream-resource mimetype) -> handler class, used before the built-in
+        handlers (AD_HDF5 and its SWMR variants, AD_TIFF, NPY_SEQ) and the installed ones
+        (``databroker.handlers`` entry points). Classes follow the ecosystem's convention:
+        ``cls(path, **resource_kwargs)``, called as ``handler(**datum_kwargs)``.
     """
 
     def __init__(
@@ -187,6 +205,10 @@ class AtomscaleCallback:
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
         metadata_keys: MetadataKeys | None = None,
         settings: AtomscaleSettings | None = None,
+        cameras: Iterable[str] | str | None = None,
+        run_filter: Callable[[Mapping[str, Any]], bool] | None = None,
+        root_map: Mapping[str, str] | None = None,
+        handler_registry: Mapping[str, Any] | None = None,
     ) -> None:
         env = load_settings() if settings is None else settings
         endpoint = env.endpoint if endpoint is None else endpoint
@@ -209,6 +231,7 @@ class AtomscaleCallback:
                 env.rename if rename is None else rename,
                 env.rotation_key if rotation_key is None else rotation_key,
                 frame_shapes,
+                cameras,
             ),
             chunk_seconds=chunk_seconds,
             strict=env.strict if strict is None else strict,
@@ -223,6 +246,9 @@ class AtomscaleCallback:
             instrument_id=instrument_id,
             progress=progress,
             progress_interval_s=progress_interval_s,
+            root_map=dict(root_map or {}),
+            handler_registry=dict(handler_registry or {}),
+            run_filter=run_filter,
         )
         self.summaries: list[RunSummary] = []
         self._counters = LockedCounters()

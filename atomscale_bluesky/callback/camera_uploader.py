@@ -192,9 +192,10 @@ class CameraUploader:
             f"reject:{self.key}:{why[:40]}", f"{self.key}: {why}; rejected (counted)"
         )
 
-    def note_external_failed(self, fkey: FrameKey) -> None:
-        self.summary_segment(fkey).summary.external_failed += 1
-        self._ctx.counters.add(external_failed=1)
+    def note_external_failed(self, fkey: FrameKey, n: int = 1) -> None:
+        """``n`` frames in files that could not be read: lost."""
+        self.summary_segment(fkey).summary.external_failed += n
+        self._ctx.counters.add(external_failed=n)
 
     # -- flat frames whose size is not known yet --------------------------------------------------
     def _flat_shape(self, fkey: FrameKey, size: int) -> tuple[int, int] | None:

@@ -13,6 +13,7 @@ class CallbackCounters:
     """Live totals across runs; read them any time from ``callback.counters``."""
 
     runs: int = 0
+    runs_left_out: int = 0  # runs not uploaded (start key atomscale=False or run_filter)
     documents: int = 0
     events: int = 0
     frames_queued: int = 0

@@ -30,6 +30,7 @@ from atomscale_bluesky.callback.options import CallbackOptions, MiB
 from atomscale_bluesky.callback.routing import Route, RunHints, route_descriptor
 from atomscale_bluesky.callback.run_metadata import RunMetadata
 from atomscale_bluesky.callback.run_report import FailureLatch, RunReport, report_outside_runs
+from atomscale_bluesky.callback.run_selection import run_choice
 from atomscale_bluesky.callback.work_queue import WorkQueue
 
 __all__ = ["Intake"]
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 _EXTERNAL_RESOURCES = ("resource", "stream_resource")
 _EXTERNAL_DATUMS = ("datum", "stream_datum")
+_LEFT_OUT_MEMORY = 10_000  # uids of left-out runs remembered (late monitor events are theirs)
 
 
 @dataclass
@@ -76,10 +78,15 @@ class Intake:
         self._by_descriptor: dict[str, _OpenRun] = {}
         self._by_resource: dict[str, _OpenRun] = {}
         self._orphans_warned: set[str] = set()
+        # runs left out (start key or run_filter): their documents are dropped without a word
+        self._left_out: set[str] = set()  # run, descriptor and resource uids
+        self._left_out_latest: str | None = None
 
     # -- entry point ------------------------------------------------------------------------------
     def deliver(self, name: str, doc: Mapping[str, Any]) -> None:
         """Take one document; unknown names (``bulk_datum`` ...) carry no data for us."""
+        if self._left_out and name != "start" and self._is_left_out(name, doc):
+            return
         if name == "start":
             self._on_start(doc)
         elif name == "descriptor":
@@ -135,6 +142,16 @@ class Intake:
                         "nostop", "run ended without a stop document; finalizing it now"
                     )
                 self._end_run(run)
+            self._left_out_latest = None
+            if len(self._left_out) > _LEFT_OUT_MEMORY:
+                self._left_out.clear()
+            upload, why = run_choice(doc, self._options.run_filter)
+            if not upload:
+                self._left_out.add(uid)
+                self._left_out_latest = uid
+                logger.info("Atomscale: run %s not uploaded (%s)", uid[:8], why)
+                self._counters.add(runs_left_out=1)
+                return
             meta = self._options.run_metadata(doc)
             report = RunReport(uid, self._counters, self._failure, strict=self._options.strict)
             self._runs[uid] = _OpenRun(meta, report)
@@ -194,6 +211,28 @@ class Intake:
                 "Atomscale: %s refers to unknown or finished %s; dropped (counted)", name, ref
             )
 
+    def _is_left_out(self, name: str, doc: Mapping[str, Any]) -> bool:
+        """True for a document of a run left out (remembering its descriptors and resources)."""
+        if not isinstance(doc, Mapping):
+            return False
+        with self._lock:
+            if name == "descriptor" or name in _EXTERNAL_RESOURCES:
+                run = doc.get("run_start")
+                if run in self._left_out or (
+                    run is None and name != "descriptor" and self._left_out_latest
+                ):
+                    self._left_out.add(doc.get("uid", ""))
+                    return True
+                return False
+            if name == "stop":
+                if doc.get("run_start") != self._left_out_latest:
+                    return doc.get("run_start") in self._left_out
+                self._left_out_latest = None
+                return True
+            fields = ("descriptor", "resource", "stream_resource")
+            refs = list(doc) if name == "bulk_events" else [doc.get(f) for f in fields]
+            return any(ref in self._left_out for ref in refs if ref)
+
     # -- descriptors and events ---------------------------------------------------------------------
     def _on_descriptor(self, doc: Mapping[str, Any]) -> None:
         with self._lock:
@@ -232,6 +271,9 @@ class Intake:
         if queued is None:
             return
         run.report.add(events=len(rows))
+        if route.not_cameras:
+            skipped = sum(len(rows.data.get(key, ())) for key in route.not_cameras)
+            run.report.add(skipped_arrays=skipped)
         if queued:
             self._counters.add(frames_queued=len(rows) * (len(route.frames) - len(skip)))
             return

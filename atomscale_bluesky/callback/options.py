@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,9 @@ class CallbackOptions:
     progress_interval_s: float = 5.0
     run_defaults: RunDefaults = field(default_factory=RunDefaults)
     metadata_keys: MetadataKeys = field(default_factory=MetadataKeys)
+    root_map: Mapping[str, str] = field(default_factory=dict)  # resource root -> local root
+    handler_registry: Mapping[str, Any] = field(default_factory=dict)  # spec -> handler class
+    run_filter: Callable[[Mapping[str, Any]], bool] | None = None  # start doc -> upload it?
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:

@@ -49,6 +49,8 @@ class RoutingOptions:
     rename: Mapping[str, str] = field(default_factory=dict)
     rotation_key: str | None = None
     frame_shapes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # key/glob -> (H, W)
+    # the RHEED cameras (data keys, device names or globs); None: every areaDetector-like image
+    cameras: tuple[str, ...] | None = None
 
     @classmethod
     def build(
@@ -58,6 +60,7 @@ class RoutingOptions:
         rename: Mapping[str, str] | None = None,
         rotation_key: str | None = None,
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
+        cameras: Iterable[str] | str | None = None,
     ) -> RoutingOptions:
         return cls(
             include=None if include is None else _as_tuple(include),
@@ -65,6 +68,7 @@ class RoutingOptions:
             rename=dict(rename or {}),
             rotation_key=rotation_key,
             frame_shapes=_checked_shapes(frame_shapes or {}),
+            cameras=None if cameras is None else _as_tuple(cameras),
         )
 
     def frame_shape_for(self, key: str) -> tuple[int, int] | None:
@@ -163,6 +167,7 @@ class Route:
     sizes: dict[str, SizeKey] = field(default_factory=dict)  # width/height readings, any object
     config_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # object -> (H, W)
     config_fps: dict[str, float] = field(default_factory=dict)  # object -> fps (AcquirePeriod)
+    not_cameras: set[str] = field(default_factory=set)  # arrays of other devices: skipped
 
     @property
     def continuous(self) -> bool:
@@ -377,7 +382,10 @@ def route_descriptor(
 
     frame_objects = {dk.get("object_name") for dk in frame_candidates.values()}
     for key, dk in frame_candidates.items():
-        reason = _add_frame(
+        reason = not_a_camera(key, dk, configuration, data_keys, options)
+        if reason:
+            route.not_cameras.add(key)
+        reason = reason or _add_frame(
             route, key, dk, configuration, hints, data_keys, len(frame_objects), options
         )
         if reason:
@@ -446,6 +454,61 @@ def _channel(
     if enum_strs is None and dk.get("enum_strs"):
         enum_strs = tuple(str(c) for c in dk["enum_strs"])
     return ChannelKey(key=key, name=options.rename.get(key, key), units=units, enum_strs=enum_strs)
+
+
+_CAMERA_WORDS = ("image", "img", "cam", "rheed", "frame", "ccd")
+_AD_CONFIG_PATTERNS = _PERIOD_PATTERNS + _WIDTH_PATTERNS + _HEIGHT_PATTERNS + _BITDEPTH_PATTERNS
+
+
+def is_named_camera(key: str, object_name: str | None, cameras: Iterable[str]) -> bool:
+    """True when ``key`` is one of ``cameras``: its data key, its device, or a glob of either
+    (``rheed`` names the device and its ``rheed_image``)."""
+    for name in cameras:
+        if fnmatch.fnmatchcase(key, name) or (
+            object_name and fnmatch.fnmatchcase(object_name, name)
+        ):
+            return True
+        if key.startswith(name + "_") or key.startswith(name + "-"):
+            return True
+    return False
+
+
+def not_a_camera(
+    key: str,
+    dk: Mapping[str, Any],
+    configuration: Mapping[str, Any],
+    data_keys: Mapping[str, Any],
+    options: RoutingOptions,
+) -> str | None:
+    """Why the array ``key`` is not a RHEED camera's image, or None when it is one.
+
+    With ``cameras`` named only those stream; without, areaDetector-like images do: frames
+    written to files, an ``ArrayData`` PV, a camera-like name, a device configured like a camera
+    (AcquirePeriod, ArraySize, bit depth) or with a frame counter beside the array.
+    """
+    obj = dk.get("object_name")
+    if options.cameras is not None:
+        if is_named_camera(key, obj, options.cameras):
+            return None
+        return f"not one of the cameras named (cameras={list(options.cameras)})"
+    if _is_external(dk):
+        return None
+    pv = _pv_parts(dk.get("source"))
+    if pv and _norm(pv[-1]) == "arraydata":
+        return None
+    words = re.split(r"[^a-z0-9]+", f"{key} {obj or ''}".lower())
+    if any(w.startswith(_CAMERA_WORDS) or w.endswith(_CAMERA_WORDS) for w in words if w):
+        return None
+    if _config_value(configuration, obj, _AD_CONFIG_PATTERNS) is not None:
+        return None
+    if _counter_for(data_keys, obj, 0) is not None:
+        return None
+    dims = _int_dims(dk.get("shape"))
+    what = f"{len(dims)}-D array" if dims else "array"
+    return (
+        f"{what} of {obj or key!r} is not an areaDetector-like camera image "
+        "(name the RHEED camera with cameras= to stream it)"
+    )
 
 
 def _add_frame(

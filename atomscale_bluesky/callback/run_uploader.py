@@ -9,6 +9,7 @@ from atomscale_bluesky.callback.camera_facts import CameraFacts
 from atomscale_bluesky.callback.camera_uploader import CameraUploader
 from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.external_reader import ExternalReader
+from atomscale_bluesky.callback.handlers import HandlerRegistry
 from atomscale_bluesky.callback.messages import (
     DescriptorArrived,
     EventRows,
@@ -45,7 +46,11 @@ class RunUploader:
         )
         self.cameras: dict[str, CameraUploader] = {}
         self.points = PointsUploader(self.ctx)
-        self.external = ExternalReader(opened.report)
+        self.external = ExternalReader(
+            opened.report,
+            HandlerRegistry(options.handler_registry, options.root_map),
+            options.external_timeout_s,
+        )
         self._routes: dict[str, Route] = {}  # descriptor uid -> route, as the intake sent it
 
     @property

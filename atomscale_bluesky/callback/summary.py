@@ -90,6 +90,7 @@ class RunCounts:
     rejected_frames: int = 0
     empty_frames: int = 0
     shape_changes: int = 0
+    skipped_arrays: int = 0  # readings of arrays that are not the RHEED camera's (not lost)
     errors: int = 0
 
 
@@ -240,6 +241,11 @@ class RunSummary(RunCounts):
             (self.rejected_frames, "rejected frame", "rejected frames"),
             (self.empty_frames, "empty image reading skipped", "empty image readings skipped"),
             (self.shape_changes, "shape change", "shape changes"),
+            (
+                self.skipped_arrays,
+                "array reading of another device skipped",
+                "array readings of other devices skipped",
+            ),
         ]
         noted = [count_noun(n, one, many) for n, one, many in extra if n]
         if noted:

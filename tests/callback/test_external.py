@@ -94,7 +94,7 @@ def test_missing_file_is_not_ready_and_too_few_frames_is_not_ready(tmp_path):
     assert store.read_datum(datum["datum_id"]).frames.shape == (1, 16, 20)
 
 
-def test_unreadable_file_unknown_datum_and_unknown_spec_are_errors(tmp_path):
+def test_a_file_not_hdf5_unknown_datum_and_spec_are_errors(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"this is not an HDF5 file" * 100)
     run = event_model.compose_run()
     res = run.compose_resource(
@@ -107,16 +107,39 @@ def test_unreadable_file_unknown_datum_and_unknown_spec_are_errors(tmp_path):
     store.add_resource(res.resource_doc)
     datum = res.compose_datum(datum_kwargs={"point_number": 0})
     store.add_datum(datum)
-    with pytest.raises(ExternalDataError) as info:
+    with pytest.raises(ExternalDataError, match="not a readable HDF5 file") as info:
         store.read_datum(datum["datum_id"])
     assert not isinstance(info.value, ExternalNotReady)
     with pytest.raises(ExternalDataError, match="never announced"):
         store.read_datum("no-such-datum")
-    tiff = run.compose_resource(
-        spec="AD_TIFF", root=str(tmp_path), resource_path="x", resource_kwargs={}
+    odd = run.compose_resource(
+        spec="NO_SUCH_SPEC", root=str(tmp_path), resource_path="x", resource_kwargs={}
     )
-    store.add_resource(tiff.resource_doc)
-    tiff_datum = tiff.compose_datum(datum_kwargs={"point_number": 0})
-    store.add_datum(tiff_datum)
-    with pytest.raises(ExternalDataError, match="unsupported resource spec"):
-        store.read_datum(tiff_datum["datum_id"])
+    assert "no handler for resource spec 'NO_SUCH_SPEC'" in (
+        store.add_resource(odd.resource_doc) or ""
+    )
+    odd_datum = odd.compose_datum(datum_kwargs={"point_number": 0})
+    store.add_datum(odd_datum)
+    with pytest.raises(ExternalDataError, match="no handler for resource spec") as info:
+        store.read_datum(odd_datum["datum_id"])
+    assert not isinstance(info.value, ExternalNotReady)
+
+
+def test_a_file_whose_writer_has_not_flushed_its_header_is_not_ready(tmp_path):
+    """Created, its data partly written, its superblock not on disk yet: retried, not lost."""
+    (tmp_path / "writing.h5").write_bytes(b"\x00" * 4096 + b"raw chunk bytes" * 10)
+    run = event_model.compose_run()
+    res = run.compose_resource(
+        spec="AD_HDF5_SWMR",
+        root=str(tmp_path),
+        resource_path="writing.h5",
+        resource_kwargs={"frame_per_point": 1},
+    )
+    store = ExternalStore()
+    store.add_resource(res.resource_doc)
+    datum = res.compose_datum(datum_kwargs={"point_number": 0})
+    store.add_datum(datum)
+    with pytest.raises(ExternalNotReady, match="cannot be opened yet"):
+        store.read_datum(datum["datum_id"])
+    _write(tmp_path / "writing.h5", _stack(1))
+    np.testing.assert_array_equal(store.read_datum(datum["datum_id"]).frames, _stack(1))
