@@ -137,6 +137,14 @@ class AtomscaleCallback:
         ophyd-async images over Channel Access. Without it the height and width come from the
         descriptor, the camera's configuration, or its ``ArraySize0_RBV``/``ArraySize1_RBV``
         readings in any stream of the run (flat frames wait, bounded, until those arrive).
+    ioc_clock
+        Whose clock the readings' timestamps are on. ``"own"`` (default): the IOCs keep their
+        own time, which is stored as it is; only times taken on this computer (frames without
+        a hardware time) are corrected by this computer's measured offset against the
+        endpoint. ``"host"``: the IOCs' clocks are this computer's (soft IOCs or ophyd.sim
+        devices on this machine), so their times are corrected too; the summary says by how
+        much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
+        it exceeds 1 s.
     """
 
     def __init__(
@@ -171,6 +179,7 @@ class AtomscaleCallback:
         progress_interval_s: float = 5.0,
         client_factory: Callable[[], Any] | None = None,
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
+        ioc_clock: str = "own",
     ) -> None:
         self.options = CallbackOptions(
             overrides=RunOverrides.build(
@@ -196,6 +205,7 @@ class AtomscaleCallback:
             instrument_id=instrument_id,
             progress=progress,
             progress_interval_s=progress_interval_s,
+            ioc_clock=ioc_clock,
         )
         self.summaries: list[RunSummary] = []
         self._counters = LockedCounters()

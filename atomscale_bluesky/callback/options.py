@@ -11,6 +11,7 @@ __all__ = ["MiB", "CallbackOptions"]
 
 MiB = 1024 * 1024
 PROGRESS_MODES = (None, "log", "ipython")
+IOC_CLOCKS = ("own", "host")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class CallbackOptions:
     instrument_id: int | None = None
     progress: str | None = None
     progress_interval_s: float = 5.0
+    ioc_clock: str = (
+        "own"  # "own": IOC times are stored as they are; "host": corrected like host times
+    )
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
@@ -45,6 +49,8 @@ class CallbackOptions:
             raise ValueError("stop_grace_s must not be negative")
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be None, 'log' or 'ipython', not {self.progress!r}")
+        if self.ioc_clock not in IOC_CLOCKS:
+            raise ValueError(f"ioc_clock must be 'own' or 'host', not {self.ioc_clock!r}")
 
     @property
     def close_timeout_s(self) -> float:

@@ -7,6 +7,7 @@ import time
 
 from atomscale_bluesky.callback.camera_facts import CameraFacts
 from atomscale_bluesky.callback.camera_uploader import CameraUploader
+from atomscale_bluesky.callback.clock_skew import ClockSkew
 from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.external_reader import ExternalReader
 from atomscale_bluesky.callback.messages import (
@@ -46,6 +47,7 @@ class RunUploader:
         self.cameras: dict[str, CameraUploader] = {}
         self.points = PointsUploader(self.ctx)
         self.external = ExternalReader(opened.report)
+        self.skew = ClockSkew()
         self._routes: dict[str, Route] = {}  # descriptor uid -> route, as the intake sent it
 
     @property
@@ -70,6 +72,7 @@ class RunUploader:
     def on_rows(self, rows: EventRows) -> None:
         """Camera facts first (they may release held frames), then points, then frames."""
         self.ctx.facts.absorb_rows(rows)
+        self.skew.add_rows(rows, self.ctx.report)
         route = rows.route
         if route.sizes:
             for camera in self.cameras.values():
@@ -142,3 +145,4 @@ class RunUploader:
             camera.finish()
         self.points.finish()
         self.external.close()
+        self.skew.judge(self.ctx.report)
