@@ -344,7 +344,14 @@ class CameraUploader:
                 summary.not_sent += n
                 self._ctx.report.error(f"push of {n} frames of {self.key}", exc)
                 continue
-            note_correction(summary, getattr(segment.stream, "last_correction", None))
+            correction = getattr(segment.stream, "last_correction", None)
+            note_correction(summary, correction)
+            if correction is not None:
+                self._ctx.report.info_once(
+                    f"corrected:{self.key}",
+                    f"{self.key}: times taken on this computer's clock corrected by "
+                    f"{correction.offset_ms:+d} ms (its offset against the endpoint)",
+                )
             segment.chunk_frames[int(idx)] = n
             summary.frames += n
             summary.chunks += 1

@@ -80,6 +80,10 @@ class PointsUploader:
         if offset is not None:
             summary.clock_corrected_batches += 1
             summary.clock_correction_ms = offset
+            self._ctx.report.info_once(
+                "corrected:points",
+                f"sensor times (declared on this computer's clock) corrected by {offset:+.0f} ms",
+            )
         self._ctx.counters.add(points_pushed=n)
 
     def _open(self, summary: TimeseriesSummary, channels: list[str]) -> None:

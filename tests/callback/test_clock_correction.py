@@ -117,6 +117,10 @@ def test_ioc_sharing_the_host_clock_is_corrected_and_the_summary_says_by_how_muc
     assert summary.ioc_clock_skew_readings >= 2 * 29
     assert "IOC clock" not in text
     assert not [r for r in caplog.records if "IOC clock" in r.getMessage()]
+    logged = [
+        r.getMessage() for r in caplog.records if "computer's clock corrected by" in r.getMessage()
+    ]
+    assert len(logged) == 1 and f"{rheed.clock_correction_ms:+d} ms" in logged[0]
 
 
 def test_ioc_behind_the_host_is_reported_and_nothing_is_dropped(
