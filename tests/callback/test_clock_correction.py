@@ -182,3 +182,32 @@ def test_simulated_camera_ioc_times(behind_server, RE, camera, ioc_clock):
     assert rheed.frames == n == len(times)
     _assert_starts(server, rheed, times, corrected=ioc_clock == "host")
     assert summary.ioc_clock_skew_readings > 0
+
+
+def test_client_corrects_host_times_and_passes_hardware_times(behind_server):
+    """The client's own rule, below the callback: a push says whose clock its times are on."""
+    server, client = behind_server
+    stream = client.open_rheed_stream(fps=10.0, chunk_size=20)
+    frames = np.zeros((4, 8, 8), np.uint8)
+    stream.push(frames, 1_700_000_000_000, time_source="hardware")
+    assert stream.last_correction is None
+    stream.push(frames, 1_700_000_010_000)  # host time, the reference client's default
+    correction = stream.last_correction
+    assert correction is not None
+    with pytest.raises(ValueError, match="time_source"):
+        stream.push(frames, 1_700_000_020_000, time_source="ioc")
+    stream.finalize()
+    first, second = sorted(server.reader.chunk_times(stream.data_id), key=lambda c: c["idx"])
+    assert first["start_unix_ms_utc"] == 1_700_000_000_000 and first["clock_offset_ms"] is None
+    assert second["clock_offset_ms"] == correction.offset_ms
+    assert second["start_unix_ms_utc"] == 1_700_000_010_000 + correction.offset_ms
+    points = client.open_timeseries_stream(stream_name="sources")
+    points.push_multi({"hw": ([1_700_000_000.0], [1.0])}, time_source="hardware")
+    assert points.last_offset_ms is None
+    points.push_multi({"host": ([1_700_000_000.0], [2.0])})
+    host_offset = points.last_offset_ms
+    assert host_offset == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
+    points.finalize()
+    assert server.reader.points(points.data_id, "hw")[0].tolist() == [1_700_000_000.0]
+    (stored,) = server.reader.points(points.data_id, "host")[0].tolist()
+    assert stored == pytest.approx(1_700_000_000.0 + host_offset / 1000, abs=1e-6)
