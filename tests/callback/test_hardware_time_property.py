@@ -164,3 +164,64 @@ def test_stored_times_are_hardware_times_and_fps_the_true_cadence(server, client
         offset += chunk["n_frames"]
     assert offset == n
     assert rheed.clock_corrected_chunks == 0
+
+
+@pytest.mark.parametrize("form", ["event", "event_page"])
+def test_multi_frame_events_with_a_missed_frame_are_timed_by_the_counter(server, client, form):
+    """A free-running camera at 20 fps, 4 frames per event, its counter in each event (the
+    newest frame's); one frame never reached the IOC's plugin between two events. The counter
+    says 5 frames ran between those two stamps, so the delivered 4 are its last 4."""
+    fps, per, events = 20.0, 4, 12
+    lost_after = 6  # the frame after event 6's is missing
+    n = per * events
+    counters = np.delete(np.arange(1, n + 2), per * lost_after)  # the delivered frames' counters
+    rd = RunDocs.start()
+    t0 = rd.run.start_doc["time"] + 0.25
+    times = t0 + (counters - 1) / fps  # each frame at its counter's place in the cadence
+    frames = np.random.default_rng(3).integers(0, 256, size=(n, H, W)).astype(np.uint8)
+    image = {"source": "PV:CAM:image1:ArrayData", "dtype": "array", "dtype_numpy": "|u1"}
+    image.update(shape=[per, H, W], object_name="cam")
+    counter = {"source": "PV:CAM:cam1:ArrayCounter_RBV", "dtype": "integer", "shape": []}
+    counter["object_name"] = "cam"
+    desc = rd.run.compose_descriptor(
+        name="primary",
+        data_keys={"cam_image": image, "cam_array_counter": counter},
+        configuration={},
+        object_keys={"cam": ["cam_image", "cam_array_counter"]},
+    )
+    rd.docs.append(("descriptor", desc.descriptor_doc))
+    docs = []
+    for k in range(events):
+        last = (k + 1) * per - 1
+        stamp = float(times[last])
+        docs.append(
+            desc.compose_event(
+                data={
+                    "cam_image": frames[k * per : last + 1],
+                    "cam_array_counter": int(counters[last]),
+                },
+                timestamps={"cam_image": stamp, "cam_array_counter": stamp},
+                seq_num=k + 1,
+            )
+        )
+    if form == "event":
+        rd.docs.extend(("event", e) for e in docs)
+    else:
+        rd.docs.append(("event_page", event_model.pack_event_page(*docs)))
+    rd.stop()
+    callback = AtomscaleCallback(client, chunk_seconds=1.0)
+    rd.feed(callback)
+    assert callback.flush(60)
+    callback.close()
+    (summary,) = callback.summaries
+    assert summary.errors == 0 and summary.lost == 0, summary.text()
+    (rheed,) = summary.rheed
+    assert rheed.frames == n and rheed.stale == 0
+    assert rheed.missing == 1, summary.text()
+    assert abs(rheed.fps - fps) <= 0.02 * fps
+    np.testing.assert_array_equal(server.reader.frames(rheed.data_id), frames)
+    offset = 0
+    for chunk in sorted(server.reader.chunk_times(rheed.data_id), key=lambda c: c["idx"]):
+        assert chunk["start_unix_ms_utc"] == int(round(float(times[offset]) * 1000)), offset
+        offset += chunk["n_frames"]
+    assert offset == n
