@@ -293,7 +293,7 @@ def skew_text(skew_s: float, readings: int) -> str:
     side = "behind" if skew_s > 0 else "ahead of"
     return (
         f"IOC clock {abs(skew_s):.1f} s {side} the RunEngine host (median of "
-        f"{count_noun(readings, 'reading')}); IOC times are stored as the IOC gave them"
+        f"{count_noun(readings, 'reading')}); no time is shifted by it"
     )
 
 
