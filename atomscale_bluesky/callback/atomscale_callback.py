@@ -169,6 +169,14 @@ class AtomscaleCallback:
         handlers (AD_HDF5 and its SWMR variants, AD_TIFF, NPY_SEQ) and the installed ones
         (``databroker.handlers`` entry points). Classes follow the ecosystem's convention:
         ``cls(path, **resource_kwargs)``, called as ``handler(**datum_kwargs)``.
+    ioc_clock
+        Whose clock the readings' timestamps are on. ``"own"`` (default): the IOCs keep their
+        own time, which is stored as it is; only times taken on this computer (frames without
+        a hardware time) are corrected by this computer's measured offset against the
+        endpoint. ``"host"``: the IOCs' clocks are this computer's (soft IOCs or ophyd.sim
+        devices on this machine), so their times are corrected too; the summary says by how
+        much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
+        it exceeds 1 s.
     """
 
     def __init__(
@@ -209,6 +217,7 @@ class AtomscaleCallback:
         run_filter: Callable[[Mapping[str, Any]], bool] | None = None,
         root_map: Mapping[str, str] | None = None,
         handler_registry: Mapping[str, Any] | None = None,
+        ioc_clock: str = "own",
     ) -> None:
         env = load_settings() if settings is None else settings
         endpoint = env.endpoint if endpoint is None else endpoint
@@ -249,6 +258,7 @@ class AtomscaleCallback:
             root_map=dict(root_map or {}),
             handler_registry=dict(handler_registry or {}),
             run_filter=run_filter,
+            ioc_clock=ioc_clock,
         )
         self.summaries: list[RunSummary] = []
         self._counters = LockedCounters()

@@ -23,7 +23,7 @@ from atomscale_bluesky.callback.frame_times import FrameTimer, TimedFrames
 from atomscale_bluesky.callback.options import MiB
 from atomscale_bluesky.callback.routing import FrameKey
 from atomscale_bluesky.callback.run_context import RunContext
-from atomscale_bluesky.callback.summary import RheedSummary
+from atomscale_bluesky.callback.summary import RheedSummary, note_correction
 
 __all__ = ["HELD_MAX_BYTES", "CameraUploader", "Segment"]
 
@@ -163,7 +163,11 @@ class CameraUploader:
         self.frame_shape = frame_shape
         segment = self.summary_segment(fkey)
         chunks = segment.chunker.add(
-            stack, timed.stamps, timed.counters, continuous=timed.continuous
+            stack,
+            timed.stamps,
+            timed.counters,
+            continuous=timed.continuous,
+            host_timed=timed.host_timed,
         )
         self._push(segment, chunks)
 
@@ -330,12 +334,25 @@ class CameraUploader:
             if segment.stream is None:
                 summary.not_sent += n
                 continue
+            host = chunk.host_timed or self._ctx.options.ioc_clock == "host"
             try:
-                idx = segment.stream.push(chunk.frames, chunk.capture_start_ms)
+                idx = segment.stream.push(
+                    chunk.frames,
+                    chunk.capture_start_ms,
+                    time_source="host" if host else "hardware",
+                )
             except Exception as exc:  # noqa: BLE001
                 summary.not_sent += n
                 self._ctx.report.error(f"push of {n} frames of {self.key}", exc)
                 continue
+            correction = getattr(segment.stream, "last_correction", None)
+            note_correction(summary, correction)
+            if correction is not None:
+                self._ctx.report.info_once(
+                    f"corrected:{self.key}",
+                    f"{self.key}: times taken on this computer's clock corrected by "
+                    f"{correction.offset_ms:+d} ms (its offset against the endpoint)",
+                )
             segment.chunk_frames[int(idx)] = n
             summary.frames += n
             summary.chunks += 1

@@ -87,6 +87,8 @@ class Finalizers:
             timeseries=timeseries,
             skipped_keys=skipped,
             error_messages=error_messages,
+            ioc_clock_skew_s=run.skew.skew_s(),
+            ioc_clock_skew_readings=run.skew.readings,
             **asdict(counts),
         )
         self._publish(summary)

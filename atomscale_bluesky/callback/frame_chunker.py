@@ -59,6 +59,7 @@ class Chunk:
     capture_start_ms: int
     first_ts: float
     last_ts: float
+    host_timed: bool = False  # the first frame's time is the callback host's clock, not hardware
 
 
 @dataclass
@@ -83,6 +84,7 @@ class _Pending:
     order: int
     counter: int | None
     frame: np.ndarray = field(repr=False)
+    host_timed: bool = False
 
 
 def _pending_key(item: _Pending) -> tuple[float, int]:
@@ -131,12 +133,14 @@ class CameraChunker:
         counters: Sequence[int | None] | None = None,
         *,
         continuous: bool = False,
+        host_timed: bool = False,
     ) -> list[Chunk]:
-        """Add (N, H, W) uint8 frames with one timestamp each (or one for the whole stack)."""
+        """Add (N, H, W) uint8 frames with one timestamp each (or one for the whole stack);
+        ``host_timed``: the times are the callback host's clock, not the hardware's."""
         stamps = self._expand(len(stack), timestamps)
         for i, frame in enumerate(stack):
             counter = counters[i] if counters is not None and i < len(counters) else None
-            self._add_one(frame, stamps[i], counter, continuous)
+            self._add_one(frame, stamps[i], counter, continuous, host_timed)
         if self.fps is None and len(self._pending) >= self.measure_frames:
             self._measure_fps()
         self.sequence.resolve(self.fps)
@@ -161,11 +165,13 @@ class CameraChunker:
         step = 1.0 / self.fps if self.fps else 1e-3
         return stamps + [base + step * (k + 1) for k in range(n - len(stamps))]
 
-    def _add_one(self, frame: np.ndarray, ts: float, counter: int | None, continuous: bool) -> None:
+    def _add_one(
+        self, frame: np.ndarray, ts: float, counter: int | None, continuous: bool, host: bool
+    ) -> None:
         self.stats.frames_in += 1
         if math.isnan(ts):
             self.stats.missing_timestamps += 1
-            ts = time.time()  # last resort, counted: a frame without a hardware timestamp
+            ts, host = time.time(), True  # last resort, counted: no hardware timestamp
         if ts in self._pending_ts or ts in self._recent_flushed:
             self.stats.duplicates += 1
             return
@@ -173,7 +179,7 @@ class CameraChunker:
             self.stats.late += 1
             return
         self.sequence.add(ts, counter, self.stats, continuous=continuous)
-        item = _Pending(ts, self._order, counter, frame)
+        item = _Pending(ts, self._order, counter, frame, host)
         self._order += 1
         self._pending_ts.add(ts)
         if not self._pending or ts >= self._pending[-1].ts:
@@ -239,6 +245,7 @@ class CameraChunker:
             capture_start_ms=int(round(taken[0].ts * 1000.0)),
             first_ts=taken[0].ts,
             last_ts=taken[-1].ts,
+            host_timed=taken[0].host_timed,
         )
 
 

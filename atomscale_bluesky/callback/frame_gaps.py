@@ -76,6 +76,7 @@ class _Seen:
     ts: float
     counter: int | None = field(compare=False)
     stats: GapStats = field(compare=False, repr=False)
+    continuous: bool = field(default=True, compare=False)
 
 
 class FrameSequence:
@@ -94,6 +95,7 @@ class FrameSequence:
         self._last_counter: int | None = None
         self._unmatched = 0  # frames delivered since the last counter value, without their own
         self._last_ts: float | None = None
+        self._counted = False  # a frame came with its counter value in its event
 
     @property
     def waiting(self) -> int:
@@ -101,9 +103,10 @@ class FrameSequence:
 
     def add(self, ts: float, counter: int | None, stats: GapStats, *, continuous: bool) -> None:
         """Note one delivered frame (its hardware time and, when in its event, its counter)."""
-        if counter is None and not continuous and self.feed is None:
+        if counter is None and not continuous and self.feed is None and not self._counted:
             return  # triggered frames without a counter: gaps between them are by design
-        seen = _Seen(ts, counter, stats)
+        self._counted = self._counted or counter is not None
+        seen = _Seen(ts, counter, stats, continuous)
         if not self._waiting or ts >= self._waiting[-1].ts:
             self._waiting.append(seen)
         else:
@@ -118,6 +121,8 @@ class FrameSequence:
             overdue = final or len(waiting) - done > self.max_waiting
             if seen.counter is not None:
                 self._step(seen, seen.counter)
+            elif not seen.continuous and self.feed is None:
+                self._step(seen, None)  # an earlier frame of an event counted by its newest
             elif self.feed is not None:
                 value = self.feed.take(seen.ts)
                 if value is None and not overdue and seen.ts > self.feed.horizon:

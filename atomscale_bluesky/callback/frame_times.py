@@ -4,9 +4,12 @@ A frame key's reading carries either one hardware time per frame (per-frame time
 NDAttributes) or one time for all the frames it delivers (a multi-image acquisition, an HDF5
 datum of ``frame_per_point`` frames): that time is its *last* frame's, as areaDetector stamps an
 array with the time of the newest frame. A camera's readings wait in a :class:`FrameTimer` until
-its cadence is measured; then the earlier frames of a multi-frame reading are placed one frame
-period apart before that time. A declared rate (AcquirePeriod, metadata) that disagrees with the
-measured cadence by more than :data:`FPS_TOLERANCE` loses.
+its cadence is measured; then the earlier frames of a multi-frame reading are placed evenly
+between the previous reading's time and its own (the camera ran on between them, so the two
+hardware times bound its frames; its frame counter, when known, says how many it took), or one
+frame period apart when there is no previous time or a pause came before it (more than
+:data:`PAUSE_PERIODS` periods per frame). A declared rate (AcquirePeriod, metadata) that
+disagrees with the measured cadence by more than :data:`FPS_TOLERANCE` loses.
 
 A monitor's first reading is its value from before the subscription; it is *stale* (left out)
 only when the camera's own clock or counter says so: a pause of more than ``pause_periods``
@@ -31,10 +34,12 @@ __all__ = [
     "TimedFrames",
     "TimerStats",
     "decide_cadence",
+    "frame_spacing",
     "measure_fps",
 ]
 
 FPS_TOLERANCE = 0.10  # a declared fps further than this from the measured one loses
+PAUSE_PERIODS = 1.5  # a spacing beyond this many frame periods is a pause, not the cadence
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class TimedFrames:
     stamps: list[float]
     counters: list[int | None] | None
     continuous: bool
+    host_timed: bool = False  # stamped on the callback's host (no hardware time)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class _Reading:
     counters: list[int | None] | None
     continuous: bool
     initial: bool
+    host_timed: bool = False
 
     @property
     def per_frame(self) -> bool:
@@ -113,7 +120,7 @@ def measure_fps(anchors: Sequence[tuple[float, int]]) -> float | None:
     if not intervals:
         return None
     median = statistics.median(dt / n for dt, n in intervals)
-    kept = [(dt, n) for dt, n in intervals if dt / n <= 1.5 * median]
+    kept = [(dt, n) for dt, n in intervals if dt / n <= PAUSE_PERIODS * median]
     seconds = sum(dt for dt, _ in kept)
     frames = sum(n for _, n in kept)
     return round(frames / seconds, 3) if seconds > 0 else None
@@ -150,6 +157,7 @@ class FrameTimer:
     stats: TimerStats = field(default_factory=TimerStats)
     _held: list[_Reading] = field(default_factory=list)
     _last_time: float | None = None  # the newest released frame time
+    _last_counter: int | None = None  # the camera's counter of that frame, when known
 
     def add(
         self,
@@ -160,14 +168,22 @@ class FrameTimer:
         continuous: bool,
         initial: bool = False,
     ) -> list[TimedFrames]:
-        """Hold one reading (``stamps``: one per frame, or the last frame's); release when timed."""
+        """Hold one reading (``stamps``: one per frame, or the last frame's); release when timed.
+
+        ``counters`` likewise: one per frame, or the newest frame's (kept on that frame, so the
+        camera's sequence sees the frames before it as delivered without their own value).
+        """
+        if counters is not None and len(counters) == 1 and len(stack) > 1:
+            newest: list[int | None] = [None] * (len(stack) - 1)
+            counters = [*newest, counters[0]]
         times = [float(t) for t in stamps][: len(stack)] or [math.nan]
         if len(times) != len(stack):
             times = times[-1:]
-        if any(math.isnan(t) for t in times):
+        host_timed = any(math.isnan(t) for t in times)
+        if host_timed:
             self.stats.wall_clock += len(stack)
             times = [time.time()] if len(times) == 1 else _fill_nan(times)
-        self._held.append(_Reading(stack, times, counters, continuous, initial))
+        self._held.append(_Reading(stack, times, counters, continuous, initial, host_timed))
         if self.cadence is None and not self._ready():
             return []
         return self._release()
@@ -216,18 +232,36 @@ class FrameTimer:
             self._held = rest
 
     def _timed(self, r: _Reading) -> TimedFrames:
-        """Per-frame times: as given, or one period apart ending at the reading's time."""
+        """Per-frame times: as given, or evenly spaced ending at the reading's time."""
         assert self.cadence is not None
         n = len(r.stack)
+        counter = r.counters[-1] if r.counters else None
         if r.per_frame:
             stamps = list(r.stamps)
         else:
-            step = 1.0 / self.cadence.fps
-            if self._last_time is not None and r.last > self._last_time:
-                step = min(step, (r.last - self._last_time) / n)  # frames stay in order
+            since = n  # frames since the previous time: the counter says when frames went missing
+            if counter is not None and self._last_counter is not None:
+                since = max(n, counter - self._last_counter)
+            step = frame_spacing(r.last, self._last_time, since, 1.0 / self.cadence.fps)
             stamps = [r.last - (n - 1 - j) * step for j in range(n)]
+        if self._last_time is None or stamps[-1] >= self._last_time:
+            self._last_counter = counter
         self._last_time = max(stamps[-1], self._last_time or -math.inf)
-        return TimedFrames(r.stack, stamps, r.counters, r.continuous)
+        return TimedFrames(r.stack, stamps, r.counters, r.continuous, r.host_timed)
+
+
+def frame_spacing(last: float, previous: float | None, since: int, period: float) -> float:
+    """Spacing of the frames of a reading stamped ``last`` (its newest frame's time).
+
+    The ``since`` frames the camera took after the previous reading's time (``previous``) share
+    the time between the two stamps evenly; with no previous time, or a pause between them, they
+    are one ``period`` apart (closer when the previous time leaves less room, so frames stay in
+    order).
+    """
+    if previous is None or last <= previous:
+        return period
+    spacing = (last - previous) / since
+    return spacing if spacing <= PAUSE_PERIODS * period else period
 
 
 def _fill_nan(times: list[float]) -> list[float]:

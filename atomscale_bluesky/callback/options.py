@@ -18,6 +18,7 @@ __all__ = ["MiB", "CallbackOptions"]
 
 MiB = 1024 * 1024
 PROGRESS_MODES = (None, "log", "ipython")
+IOC_CLOCKS = ("own", "host")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class CallbackOptions:
     root_map: Mapping[str, str] = field(default_factory=dict)  # resource root -> local root
     handler_registry: Mapping[str, Any] = field(default_factory=dict)  # spec -> handler class
     run_filter: Callable[[Mapping[str, Any]], bool] | None = None  # start doc -> upload it?
+    ioc_clock: str = (
+        "own"  # "own": IOC times are stored as they are; "host": corrected like host times
+    )
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
@@ -57,6 +61,8 @@ class CallbackOptions:
             raise ValueError("stop_grace_s must not be negative")
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be None, 'log' or 'ipython', not {self.progress!r}")
+        if self.ioc_clock not in IOC_CLOCKS:
+            raise ValueError(f"ioc_clock must be 'own' or 'host', not {self.ioc_clock!r}")
 
     def run_metadata(self, start: Mapping[str, Any]) -> RunMetadata:
         """A run's metadata: constructor overrides, then the run's own keys, then the defaults."""

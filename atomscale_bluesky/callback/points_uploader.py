@@ -67,14 +67,23 @@ class PointsUploader:
         if self.stream is None:
             summary.not_sent += n
             return
+        source = "host" if self._ctx.options.ioc_clock == "host" else "hardware"
         try:
-            last = self.stream.push_multi(payload)
+            last = self.stream.push_multi(payload, time_source=source)
         except Exception as exc:  # noqa: BLE001
             summary.not_sent += n
             self._ctx.report.error(f"push of {n} points", exc)
             return
         self.chunk_points.update(_points_per_chunk(payload, int(last), self._points_per_chunk))
         summary.batches += 1
+        offset = getattr(self.stream, "last_offset_ms", None)
+        if offset is not None:
+            summary.clock_corrected_batches += 1
+            summary.clock_correction_ms = offset
+            self._ctx.report.info_once(
+                "corrected:points",
+                f"sensor times (declared on this computer's clock) corrected by {offset:+.0f} ms",
+            )
         self._ctx.counters.add(points_pushed=n)
 
     def _open(self, summary: TimeseriesSummary, channels: list[str]) -> None:

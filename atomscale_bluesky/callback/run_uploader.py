@@ -7,6 +7,7 @@ import time
 
 from atomscale_bluesky.callback.camera_facts import CameraFacts
 from atomscale_bluesky.callback.camera_uploader import CameraUploader
+from atomscale_bluesky.callback.clock_skew import ClockSkew
 from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.external_reader import ExternalReader
 from atomscale_bluesky.callback.handlers import HandlerRegistry
@@ -51,6 +52,7 @@ class RunUploader:
             HandlerRegistry(options.handler_registry, options.root_map),
             options.external_timeout_s,
         )
+        self.skew = ClockSkew()
         self._routes: dict[str, Route] = {}  # descriptor uid -> route, as the intake sent it
 
     @property
@@ -75,6 +77,7 @@ class RunUploader:
     def on_rows(self, rows: EventRows) -> None:
         """Camera facts first (they may release held frames), then points, then frames."""
         self.ctx.facts.absorb_rows(rows)
+        self.skew.add_rows(rows, self.ctx.report)
         route = rows.route
         if route.sizes:
             for camera in self.cameras.values():
@@ -147,3 +150,4 @@ class RunUploader:
             camera.finish()
         self.points.finish()
         self.external.close()
+        self.skew.judge(self.ctx.report)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atomscale_bluesky.callback.delivery import Delivery
+
+if TYPE_CHECKING:
+    from atomscale_bluesky.client.clock import Correction
 
 __all__ = [
     "ChannelSummary",
@@ -14,7 +17,11 @@ __all__ = [
     "RunSummary",
     "TimeseriesSummary",
     "count_noun",
+    "note_correction",
+    "skew_text",
 ]
+
+SKEW_REPORT_S = 1.0  # an IOC-to-host skew beyond this is reported
 
 
 @dataclass
@@ -52,6 +59,8 @@ class RheedSummary:
     delivery: Delivery | None = None  # frames stored, pending, lost (from the client's report)
     report: dict[str, Any] | None = None
     error: str | None = None
+    clock_corrected_chunks: int = 0  # chunks whose host-clock start was corrected (not IOC times)
+    clock_correction_ms: int | None = None  # the latest correction added to such a start
 
 
 @dataclass
@@ -75,6 +84,8 @@ class TimeseriesSummary:
     delivery: Delivery | None = None  # points stored, pending, lost (from the client's report)
     report: dict[str, Any] | None = None
     error: str | None = None
+    clock_corrected_batches: int = 0  # pushes whose timestamps were host time, corrected
+    clock_correction_ms: float | None = None  # the latest correction added to them
 
 
 @dataclass
@@ -108,6 +119,8 @@ class RunSummary(RunCounts):
     timeseries: TimeseriesSummary | None = None
     skipped_keys: dict[str, str] = field(default_factory=dict)
     error_messages: list[str] = field(default_factory=list)
+    ioc_clock_skew_s: float | None = None  # RunEngine host minus IOC time (median, fresh readings)
+    ioc_clock_skew_readings: int = 0  # readings the skew was measured from
 
     @property
     def frames(self) -> int:
@@ -230,8 +243,11 @@ class RunSummary(RunCounts):
                 f"channels {sorted(ts.channels)}"
                 + (f", {ts.non_finite} non-finite skipped" if ts.non_finite else "")
                 + (f", {ts.not_sent} not sent" if ts.not_sent else "")
+                + _ts_correction(ts)
                 + _delivered(ts.delivery)
             )
+        if self.ioc_clock_skew_s is not None and abs(self.ioc_clock_skew_s) > SKEW_REPORT_S:
+            lines.append("  " + skew_text(self.ioc_clock_skew_s, self.ioc_clock_skew_readings))
         extra = [
             (self.duplicate_events, "duplicate event", "duplicate events"),
             (self.duplicate_starts, "repeated start document", "repeated start documents"),
@@ -271,6 +287,28 @@ def _delivered(delivery: Delivery | None) -> str:
     return text + "]"
 
 
+def note_correction(summary: RheedSummary, correction: Correction | None) -> None:
+    """Count a pushed chunk whose host-clock start the client corrected (None: passed through)."""
+    if correction is not None:
+        summary.clock_corrected_chunks += 1
+        summary.clock_correction_ms = correction.offset_ms
+
+
+def skew_text(skew_s: float, readings: int) -> str:
+    """How far the IOCs' clocks are from the RunEngine host's, in words."""
+    side = "behind" if skew_s > 0 else "ahead of"
+    return (
+        f"IOC clock {abs(skew_s):.1f} s {side} the RunEngine host (median of "
+        f"{count_noun(readings, 'reading')}); no time is shifted by it"
+    )
+
+
+def _ts_correction(ts: TimeseriesSummary) -> str:
+    if not ts.clock_corrected_batches or ts.clock_correction_ms is None:
+        return ""
+    return f", host-clock times corrected by {ts.clock_correction_ms:+.0f} ms"
+
+
 def _fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
@@ -299,6 +337,11 @@ def _problems(r: RheedSummary) -> str:
         (r.lost_chunks or 0, "lost chunk", None),
     ]
     noted = [count_noun(n, one, many) for n, one, many in parts if n]
+    if r.clock_corrected_chunks and r.clock_correction_ms is not None:
+        noted.append(
+            f"{count_noun(r.clock_corrected_chunks, 'chunk')} on the host clock corrected by "
+            f"{r.clock_correction_ms:+d} ms"
+        )
     if r.fps_declared is not None:
         noted.append(
             f"declared {_fmt(r.fps_declared)} fps ({r.fps_declared_source}) disagrees with the "

@@ -11,9 +11,10 @@ import numpy as np
 
 from ..frames import FrameError, as_frame_stack
 from ..shards import encode_shard_parts
+from .clock import Correction
 from .errors import StreamClosedError
 from .spooled_stream import SpooledStream
-from .stamps import chunk_stamps, now_ms
+from .stamps import check_time_source, chunk_stamps, now_ms
 from .stream_services import StreamServices
 
 __all__ = ["RheedStream"]
@@ -71,6 +72,8 @@ class RheedStream(SpooledStream):
         self._frame_shape: tuple[int, int] | None = None
         self._frames_pushed = 0
         self._opened = time.monotonic()
+        self.last_correction: Correction | None = None
+        """What was added to the latest chunk's start (None: its time passed through)."""
 
     def __repr__(self) -> str:
         return (
@@ -85,16 +88,20 @@ class RheedStream(SpooledStream):
         *,
         chunk_idx: int | None = None,
         bit_depth: int | None = None,
+        time_source: str = "host",
     ) -> int:
         """Stamp, encode and spool one chunk; returns its index once it is on disk.
 
         ``frames``: ``(H,W)`` or ``(N,H,W)`` (any dtype the frame rule accepts), or a list of
         equal ``(H,W)`` uint8 frames (encoded as they are, without a stacking copy);
         ``capture_start_ms_utc``: host-clock ms of the first frame (default: arrival minus the
-        chunk's span); ``chunk_idx``: default the next index. Never waits on the network; a chunk
-        the spool drops is counted in the report, not raised.
+        chunk's span); ``chunk_idx``: default the next index; ``time_source``: ``"host"`` (the
+        capture start is this computer's clock: corrected by the measured offset, as the
+        reference does) or ``"hardware"`` (an IOC's clock: stored as given). Never waits on the
+        network; a chunk the spool drops is counted in the report, not raised.
         """
         arrival = now_ms()
+        source = check_time_source(time_source)
         if self._finalizing:
             raise StreamClosedError(
                 f"stream {self.name_for_logs} was finalized; no more chunks can be pushed to it"
@@ -128,7 +135,10 @@ class RheedStream(SpooledStream):
                 if idx < 0:
                     raise ValueError(f"chunk_idx must be >= 0; got {idx}")
             self._next_idx = max(self._next_idx, idx + 1)
-        start, end, correction = chunk_stamps(n, self.fps, arrival, start_ms, self._services.clock)
+        start, end, correction = chunk_stamps(
+            n, self.fps, arrival, start_ms, self._services.clock, source
+        )
+        self.last_correction = correction
         metadata: dict[str, Any] = {
             "data_id": self.data_id,
             "data_stream": "rheed",

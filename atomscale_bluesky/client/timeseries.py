@@ -5,7 +5,9 @@ channels and chunk index) and retried until acknowledged, and ``finalize`` waits
 Chunk indices count per channel from 0; ``push_multi`` uses one index for all its channels (the
 highest next index among them). A push longer than ``points_per_chunk`` is split into several
 chunks of at most that many points; the index of the last is returned. Timestamps are float Unix
-seconds on the host clock; the current clock offset is added to each before spooling.
+seconds: on this computer's clock by default, and the current clock offset is added to each before
+spooling; ``time_source="hardware"`` declares them the hardware's own (an IOC's EPICS
+timestamps), which pass through unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from .errors import StreamClosedError
 from .spooled_stream import SpooledStream
+from .stamps import check_time_source
 from .stream_services import StreamServices
 
 __all__ = ["TimeseriesStream", "validate_channel"]
@@ -73,6 +76,8 @@ class TimeseriesStream(SpooledStream):
         self.points_per_chunk = points_per_chunk
         self._next: dict[str, int] = {}
         self._points = 0
+        self.last_offset_ms: float | None = None
+        """What was added to the latest push's timestamps, in ms (None: they passed through)."""
 
     def __repr__(self) -> str:
         return f"TimeseriesStream(data_id={self.data_id!r}, local_id={self.local_id!r})"
@@ -83,18 +88,36 @@ class TimeseriesStream(SpooledStream):
                 f"stream {self.name_for_logs} was finalized; no more points can be pushed to it"
             )
 
-    def _offset_s(self) -> float:
+    def _offset_s(self, time_source: str) -> float:
+        """Seconds to add to a push's timestamps: the clock offset for host times, else 0."""
         clock = self._services.clock
-        return 0.0 if clock is None else clock.offset_ms() / 1000.0
+        measured = clock is not None and clock.status() is not None
+        if check_time_source(time_source) == "hardware" or clock is None or not measured:
+            self.last_offset_ms = None
+            return 0.0
+        offset_ms = clock.offset_ms()
+        self.last_offset_ms = offset_ms
+        return offset_ms / 1000.0
 
     def _pieces(self, length: int) -> int:
         return max(1, math.ceil(length / self.points_per_chunk))
 
-    def push(self, channel: str, timestamps: Any, values: Any, units: str | None = None) -> int:
-        """Spool one channel's points as one or more chunks; returns the last chunk index."""
+    def push(
+        self,
+        channel: str,
+        timestamps: Any,
+        values: Any,
+        units: str | None = None,
+        *,
+        time_source: str = "host",
+    ) -> int:
+        """Spool one channel's points as one or more chunks; returns the last chunk index.
+
+        ``time_source``: ``"host"`` (corrected by the clock offset) or ``"hardware"`` (as given).
+        """
         self._check_open()
         name, ts, vs, units = validate_channel(channel, timestamps, values, units)
-        offset = self._offset_s()
+        offset = self._offset_s(time_source)
         ts = [t + offset for t in ts]
         pieces = self._pieces(len(ts))
         with self._lock:
@@ -115,12 +138,14 @@ class TimeseriesStream(SpooledStream):
             self._spool(first + k, "/tool-state/stream/chunk", [name], body)
         return first + pieces - 1
 
-    def push_multi(self, channels: Mapping[str, Sequence[Any]]) -> int:
+    def push_multi(
+        self, channels: Mapping[str, Sequence[Any]], *, time_source: str = "host"
+    ) -> int:
         """Spool several channels sharing chunk indices; empty channels are left out.
 
         ``channels`` maps a name to ``(timestamps, values, units | None)``. Returns the last
         chunk index used, or -1 when every channel was empty (nothing is sent, as in the
-        reference).
+        reference). ``time_source`` as in :meth:`push`.
         """
         self._check_open()
         if not isinstance(channels, Mapping):
@@ -136,7 +161,7 @@ class TimeseriesStream(SpooledStream):
         checked = sorted((c for c in checked if c[1]), key=lambda c: c[0])
         if not checked:
             return -1
-        offset = self._offset_s()
+        offset = self._offset_s(time_source)
         pieces = max(self._pieces(len(c[1])) for c in checked)
         with self._lock:
             first = max(self._next.get(c[0], 0) for c in checked)

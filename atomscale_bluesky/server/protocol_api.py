@@ -46,10 +46,12 @@ router = APIRouter()
 
 @router.get("/gateway/time", tags=["clock"])
 async def gateway_time(request: Request) -> JSONResponse:
-    """NTP-style clock exchange (section 2.6): arrival and transmit times in Unix ms."""
-    arrived = request.scope.get("state", {}).get(ARRIVED_KEY, time.time() * 1000.0)
+    """NTP-style clock exchange (section 2.6): arrival and transmit times in Unix ms, on the
+    server's clock (``/local/clock``: advancing it puts this computer's clock behind)."""
+    ahead_ms = context(request).clock.offset_s * 1000.0
+    arrived = request.scope.get("state", {}).get(ARRIVED_KEY, time.time() * 1000.0) + ahead_ms
     return JSONResponse(
-        {"receivedAtUnixMs": arrived, "transmittedAtUnixMs": time.time() * 1000.0},
+        {"receivedAtUnixMs": arrived, "transmittedAtUnixMs": time.time() * 1000.0 + ahead_ms},
         headers={"cache-control": "no-store"},
     )
 

@@ -1,0 +1,67 @@
+"""How far the IOCs' clocks are from the RunEngine host's, measured per run from the events.
+
+An event's ``time`` is the RunEngine host's clock when the event was made; each reading's
+``timestamps`` entry is the IOC's clock when it last processed. Their difference is the skew
+plus the reading's age. Only readings that changed since the previous event of their stream
+count (a setpoint's unchanged timestamp is legitimately old, and a monitor's first value is from
+before the run); the median of those is robust to the few that aged. A skew beyond
+:data:`~atomscale_bluesky.callback.summary.SKEW_REPORT_S` is warned once per run and shown in the
+run's summary. Nothing is corrected with it: each stored time stays its own clock's.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from atomscale_bluesky.callback.messages import EventRows
+from atomscale_bluesky.callback.run_report import RunReport
+from atomscale_bluesky.callback.summary import SKEW_REPORT_S, skew_text
+from atomscale_bluesky.callback.values import as_float, row
+
+__all__ = ["MAX_SAMPLES", "MIN_SAMPLES", "ClockSkew"]
+
+MIN_SAMPLES = 5  # fresh readings before the skew is judged during the run
+MAX_SAMPLES = 10_000  # the first this many fresh readings are kept (bounded memory)
+
+
+class ClockSkew:
+    """One run's IOC-to-host skew: fed every event row on the worker, judged once per run."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}  # (descriptor, key) -> previous timestamp
+        self._samples: list[float] = []
+        self._judged = False
+
+    @property
+    def readings(self) -> int:
+        """Fresh readings measured so far."""
+        return len(self._samples)
+
+    def skew_s(self) -> float | None:
+        """RunEngine host time minus IOC time, median over fresh readings; None without any."""
+        return statistics.median(self._samples) if self._samples else None
+
+    def add_rows(self, rows: EventRows, report: RunReport) -> None:
+        """Measure the rows' changed readings; judge the skew once enough are measured."""
+        descriptor = rows.route.descriptor_uid
+        for key, stamps in rows.timestamps.items():
+            for i, event_time in enumerate(rows.times):
+                made, ts = as_float(event_time), as_float(row(stamps, i))
+                if not (math.isfinite(ts) and math.isfinite(made)):
+                    continue
+                previous = self._last.get((descriptor, key))
+                self._last[(descriptor, key)] = ts
+                if previous is not None and ts != previous and len(self._samples) < MAX_SAMPLES:
+                    self._samples.append(made - ts)
+        if not self._judged and len(self._samples) >= MIN_SAMPLES:
+            self.judge(report)
+
+    def judge(self, report: RunReport) -> None:
+        """Warn once per run when the skew is beyond the limit (at the latest at the run's end)."""
+        skew = self.skew_s()
+        if skew is None:
+            return
+        self._judged = True
+        if abs(skew) > SKEW_REPORT_S:
+            report.warn_once("ioc-clock-skew", skew_text(skew, self.readings))
