@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from atomscale_bluesky.callback.pixel_format import PixelOptions
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import RunOverrides
 
@@ -22,6 +23,7 @@ class CallbackOptions:
 
     overrides: RunOverrides = field(default_factory=RunOverrides)
     routing: RoutingOptions = field(default_factory=RoutingOptions)
+    pixels: PixelOptions = field(default_factory=PixelOptions)
     chunk_seconds: float = 2.0
     strict: bool = False
     max_frame_bytes: int = 64 * MiB
