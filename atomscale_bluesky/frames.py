@@ -142,25 +142,41 @@ def _bits_of_range(low: float, high: float) -> int | None:
 
 
 def _integer_in_range(array: np.ndarray, low: float, high: float) -> np.ndarray:
-    if array.dtype.kind == "i":
-        array = np.maximum(array, 0).astype(np.uint64) if low >= 0 else array
     depth = _bits_of_range(low, high)
-    if depth is not None:  # the bit-depth rule: keep the top 8 bits
-        clipped = np.minimum(array.astype(np.uint64), np.uint64(int(high)))
-        return (clipped >> np.uint64(depth - 8)).astype(np.uint8)
-    if low.is_integer() and high.is_integer() and 0 <= high - low < 2**55:
+    if depth is not None:
+        return _top_bits(array, depth)
+    if low.is_integer() and high.is_integer() and high - low < 2**55:
         lo, hi = int(low), int(high)
-        bounded = np.clip(array, max(lo, 0) if array.dtype.kind == "u" else lo, hi)
-        values = bounded.astype(np.int64) - lo
+        if array.dtype == np.uint64:  # values beyond int64 would wrap negative
+            array = np.minimum(array, np.uint64(2**62))
+        values = np.clip(array.astype(np.int64), lo, hi) - lo
         return (values * 255 // (hi - lo)).astype(np.uint8)
     values = (np.clip(array.astype(np.float64), low, high) - low) * (255.0 / (high - low))
     return np.minimum(np.floor(values), 255.0).astype(np.uint8)
 
 
+def _top_bits(array: np.ndarray, depth: int) -> np.ndarray:
+    """The bit-depth rule for a range ``[0, 2**depth - 1]``: clip, keep the top 8 bits."""
+    if array.dtype == np.uint8 and depth == 8:
+        return array
+    if array.dtype.kind == "i":  # negative values clip to 0; the rest fit the unsigned type
+        array = np.maximum(array, 0).astype(array.dtype.str.replace("i", "u"))
+    top = (1 << depth) - 1
+    if top < np.iinfo(array.dtype).max:
+        array = np.minimum(array, array.dtype.type(top))
+    return (array >> (depth - 8)).astype(np.uint8)
+
+
 def _float_in_range(array: np.ndarray, low: float, high: float) -> np.ndarray:
-    values = np.nan_to_num(array.astype(np.float64), nan=low, posinf=high, neginf=low)
-    values = (np.clip(values, low, high) - low) * (255.0 / (high - low))
-    return np.minimum(_round_half_up(values), 255.0).astype(np.uint8)
+    values = np.array(array, dtype=np.float64)  # the one working copy, changed in place
+    np.nan_to_num(values, copy=False, nan=low, posinf=high, neginf=low)
+    np.clip(values, low, high, out=values)
+    values -= low
+    values *= 255.0 / (high - low)
+    values += 0.5  # round half up
+    np.floor(values, out=values)
+    np.minimum(values, 255.0, out=values)
+    return values.astype(np.uint8)
 
 
 def _in_range(array: np.ndarray, value_range: ValueRange) -> np.ndarray:
