@@ -149,10 +149,10 @@ def _integer_in_range(array: np.ndarray, low: float, high: float) -> np.ndarray:
         lo, hi = int(low), int(high)
         if array.dtype == np.uint64:  # values beyond int64 would wrap negative
             array = np.minimum(array, np.uint64(2**62))
-        values = np.clip(array.astype(np.int64), lo, hi) - lo
-        return (values * 255 // (hi - lo)).astype(np.uint8)
-    values = (np.clip(array.astype(np.float64), low, high) - low) * (255.0 / (high - low))
-    return np.minimum(np.floor(values), 255.0).astype(np.uint8)
+        offsets = np.clip(array.astype(np.int64), lo, hi) - lo
+        return (offsets * 255 // (hi - lo)).astype(np.uint8)
+    scaled = (np.clip(array.astype(np.float64), low, high) - low) * (255.0 / (high - low))
+    return np.minimum(np.floor(scaled), 255.0).astype(np.uint8)
 
 
 def _top_bits(array: np.ndarray, depth: int) -> np.ndarray:
