@@ -79,6 +79,7 @@ class CameraUploader:
         self.sequence = FrameSequence()
         self.timer = FrameTimer(fixed=ctx.options.overrides.fps)
         self.pixels: PixelConverter[_Timing] = PixelConverter(key, ctx.report)
+        self._pixels_key: FrameKey | None = None  # the frame key of the latest frames converted
         self.fkey: FrameKey | None = None
         self.counter_key: str | None = None  # the monitor stream's counter its frames match
         self.segments: list[Segment] = []
@@ -157,6 +158,7 @@ class CameraUploader:
         try:
             stack = frame_rule.frame_layout(raw, shape if raw.ndim == 1 else None)
             timing = _Timing(fkey, stamps, counters, continuous, initial)
+            self._pixels_key = fkey
             ready = self.pixels.add(stack, timing, lambda: self._declared_pixels(fkey))
         except (ValueError, TypeError) as exc:
             self.reject(1, f"cannot normalise frame {raw.shape} {raw.dtype}: {exc}")
@@ -399,8 +401,8 @@ class CameraUploader:
     def finish(self) -> None:
         """Flush every segment's last chunk; held flat frames of unknown size are rejected."""
         self._reject_held()
-        if self.fkey is not None:
-            fkey = self.fkey
+        if self._pixels_key is not None:
+            fkey = self._pixels_key
             for frames, timing in self.pixels.finish(lambda: self._declared_pixels(fkey)):
                 self._time(frames, timing)
         if self._timed_key is not None:

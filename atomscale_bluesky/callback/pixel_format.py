@@ -47,7 +47,7 @@ AD_DATA_TYPES: dict[str, str] = {
 _STABLE_INDICES = 6
 
 _DATA_TYPE_SUFFIXES = ("datatype",)
-_BIT_DEPTH_SUFFIXES = ("bitdepth", "bitdepthimage", "bitsperpixel", "pixelbits", "sensorbitdepth")
+_BIT_DEPTH_SUFFIXES = ("bitdepth", "bitdepthimage", "bitsperpixel", "databits", "pixelbits")
 _PIXEL_FORMAT_SUFFIXES = ("pixelformat",)
 _COLOUR_WIDTHS = {24: 8, 32: 8, 48: 16, 64: 16}  # packed RGB(A) names give bits per pixel
 _FORMAT_RE = re.compile(r"^(mono|bayer[a-z]{0,4}|rgba?|bgra?)(\d+)")

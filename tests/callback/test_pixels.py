@@ -209,3 +209,29 @@ def test_12_bit_frames_without_declaration_are_guessed_with_a_warning(server, cl
     text = summary.text()
     assert "pixels of det_image: 12-bit guessed from the first 10 frames (max 4095)" in text
     assert "declare bit_depth" in text and "1 frame clipped to [0, 4095]" in text
+
+
+@pytest.mark.parametrize("storage", ["stream", "inline"])
+def test_a_short_run_waiting_for_its_guess_is_converted_at_its_end(
+    server, client, tmp_path, storage
+):
+    """Fewer frames than a guess looks at (ophyd-async stream datums, or inline events): they
+    wait for the run's end, and are stored by the depth guessed from all of them."""
+    from .docs import RunDocs, camera_stream, make_camera
+
+    cam = make_camera("cam_image", 6, seed=4, dtype=np.uint16, dtype_numpy="<u2")
+    cam.frames[:, 0, 0] = 4095
+    rd = RunDocs.start()
+    camera_stream(rd, [cam], tmp_path=tmp_path, storage=storage)
+    rd.stop()
+    callback = AtomscaleCallback(client, fps=20.0)
+    rd.feed(callback)
+    assert callback.flush(60)
+    callback.close()
+    (summary,) = callback.summaries
+    (rheed,) = summary.rheed
+    assert summary.errors == 0 and summary.lost == 0 and rheed.frames == 6
+    stored = server.reader.frames(rheed.data_id)
+    np.testing.assert_array_equal(stored, (cam.frames >> 4).astype(np.uint8))
+    assert rheed.pixels.bit_depth == 12 and rheed.pixels.bit_depth_guessed
+    assert "guessed from the first 6 frames (max 4095)" in summary.text()
