@@ -27,7 +27,8 @@ Atomscale analyses 8-bit grayscale video. Every path that hands frames to the st
   weights ``0.299 R + 0.587 G + 0.114 B``, after each channel went through the rule above.
   A length-1 last axis on a 4-D array is squeezed.
 
-Shapes (:func:`as_frame_stack`): ``(H, W)`` is one frame; ``(N, H, W)`` is a stack; ``(H, W, 3|4)``
+Shapes (:func:`as_frame_stack`, which is :func:`frame_layout` then :func:`stack_to_uint8`):
+``(H, W)`` is one frame; ``(N, H, W)`` is a stack; ``(H, W, 3|4)``
 is one colour frame and ``(N, H, W, 3|4)`` a colour stack. The ``(N, H, 3)`` ambiguity (a stack of
 frames three pixels wide, or one RGB frame) is resolved in favour of colour, because no camera
 produces 3- or 4-pixel-wide video; pass ``shape=(H, 3)`` to read such an array as a grayscale

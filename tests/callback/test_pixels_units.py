@@ -371,3 +371,15 @@ def test_converter_uses_one_scale_for_the_whole_run(data, dtype, splits):
     stored = np.concatenate([s.ravel() for s, _ in out]).astype(int)
     order = np.argsort(values, kind="stable")
     assert np.all(np.diff(stored[order]) >= 0)
+
+
+def test_layout_keeps_values_and_colour_goes_through_the_range_per_channel():
+    flat = np.arange(2 * 8 * 10, dtype=np.uint16)
+    stack = frame_rule.frame_layout(flat, (8, 10))
+    assert stack.shape == (2, 8, 10) and stack.dtype == np.uint16 and np.shares_memory(stack, flat)
+    rgb = np.zeros((8, 10, 3), np.uint16)
+    rgb[..., 1] = 4095  # full-scale green only
+    out = frame_rule.stack_to_uint8(frame_rule.frame_layout(rgb), value_range=(0, 4095))
+    assert out.shape == (1, 8, 10) and np.all(out == 150)  # 0.587 * 255 rounded
+    with pytest.raises(frame_rule.FrameError, match="empty"):
+        frame_rule.frame_layout(np.zeros((0, 8, 10)))
