@@ -2,10 +2,12 @@
 
 For each delivered type the converter decides once how to read the values (the declared sign,
 :mod:`~atomscale_bluesky.callback.pixel_sign`) and which scale maps them to 0..255
-(:mod:`~atomscale_bluesky.callback.pixel_scale`). When nothing declares the scale, the first
-frames wait (at most ``SAMPLE_FRAMES`` frames or ``SAMPLE_MAX_BYTES``, or until the run ends)
-so the guess sees more than one frame; a guess is warned once per camera. Frames leave in the
-order they came, each with the payload it was added with.
+(:mod:`~atomscale_bluesky.callback.pixel_scale`): the one declared for that type, else the scale
+the camera already has in this run (a value means the same brightness whatever type carries it),
+else a guess. For a guess the first frames wait (at most ``SAMPLE_FRAMES`` frames or
+``SAMPLE_MAX_BYTES``, or until the run ends) so it sees more than one frame; it is warned once per
+camera. Frames holding NaN or infinity are refused (a ``FrameError``: the camera rejects and
+counts them). Frames leave in the order they came, each with the payload it was added with.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class PixelConverter(Generic[P]):
         self._plans: dict[np.dtype[Any], _TypePlan] = {}
         self._waiting: list[_Waiting[P]] = []
         self._waiting_type: np.dtype[Any] | None = None
+        self._run_scale: PixelScale | None = None  # the first scale decided, for later types
         self.summary: PixelSummary | None = None
 
     def add(self, stack: np.ndarray, payload: P, declare: Declare) -> list[tuple[np.ndarray, P]]:
@@ -69,6 +72,8 @@ class PixelConverter(Generic[P]):
         are ready, converted, in order (those that waited for a guessed scale first)."""
         if stack.dtype.kind not in "buif":
             raise frame_rule.FrameError(f"frames of dtype {stack.dtype} cannot become pixels")
+        if stack.dtype.kind == "f" and not np.isfinite(stack).all():
+            raise frame_rule.FrameError("frames hold NaN or infinity, which are no pixel values")
         plan = self._plan_for(stack.dtype, declare)
         ready = []
         if self._waiting_type is not None and self._waiting_type != stack.dtype:
@@ -99,9 +104,8 @@ class PixelConverter(Generic[P]):
         declared = declare()
         sign = plan_sign(delivered, declared.data_type, declared.data_type_source)
         read_type = sign.read_as or delivered
-        plan = self._plans[delivered] = _TypePlan(
-            sign, declared_scale(read_type, declared), SampleStats()
-        )
+        scale = declared_scale(read_type, declared) or self._run_scale
+        plan = self._plans[delivered] = _TypePlan(sign, scale, SampleStats())
         if self.summary is None:  # the summary tells the decisions for the first type
             self.summary = PixelSummary(source_dtype=delivered.str)
         self._note_sign(sign)
@@ -115,7 +119,11 @@ class PixelConverter(Generic[P]):
         assert delivered is not None
         plan = self._plans[delivered]
         read_type = plan.sign.read_as or delivered
-        plan.scale = declared_scale(read_type, declare()) or guessed_scale(read_type, plan.stats)
+        plan.scale = (
+            declared_scale(read_type, declare())
+            or self._run_scale
+            or guessed_scale(read_type, plan.stats)
+        )
         self._note_scale(delivered, plan)
         waiting, self._waiting, self._waiting_type = self._waiting, [], None
         return [(self._convert(w.stack, plan.scale), w.payload) for w in waiting]
@@ -124,6 +132,7 @@ class PixelConverter(Generic[P]):
         clipped = clipped_frames(stack, scale)
         if clipped and self.summary is not None:
             self.summary.clipped_frames += clipped
+            self._report.add(clipped_frames=clipped)
             self._report.warn_once(
                 f"pixels-clipped:{self.key}",
                 f"{self.key}: values outside the run's pixel scale [{scale.low:g}, "
@@ -156,6 +165,8 @@ class PixelConverter(Generic[P]):
     def _note_scale(self, delivered: np.dtype[Any], plan: _TypePlan) -> None:
         scale = plan.scale
         assert scale is not None
+        if self._run_scale is None:
+            self._run_scale = scale
         summary = self._first_type(delivered)
         if summary is not None:
             summary.scale_low, summary.scale_high = scale.low, scale.high

@@ -130,6 +130,7 @@ class RunCounts:
     orphan_events: int = 0
     dropped_overflow: int = 0
     rejected_frames: int = 0
+    clipped_frames: int = 0  # frames with values outside their camera's pixel scale (clipped)
     empty_frames: int = 0
     shape_changes: int = 0
     errors: int = 0

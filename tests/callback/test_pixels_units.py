@@ -383,3 +383,30 @@ def test_layout_keeps_values_and_colour_goes_through_the_range_per_channel():
     assert out.shape == (1, 8, 10) and np.all(out == 150)  # 0.587 * 255 rounded
     with pytest.raises(frame_rule.FrameError, match="empty"):
         frame_rule.frame_layout(np.zeros((0, 8, 10)))
+
+
+def _converter():
+    from atomscale_bluesky.callback.counters import LockedCounters
+    from atomscale_bluesky.callback.pixel_converter import PixelConverter
+    from atomscale_bluesky.callback.run_report import FailureLatch, RunReport
+
+    report = RunReport("1" * 32, LockedCounters(), FailureLatch(), strict=False)
+    return PixelConverter("cam", report), report
+
+
+def test_a_later_type_keeps_the_runs_scale_unless_it_declares_its_own():
+    converter, report = _converter()
+    (first,) = converter.add(np.full((1, 2, 2), 200, np.uint8), 0, PixelDeclaration)
+    assert first[0].tolist() == [[[200, 200], [200, 200]]]
+    (same,) = converter.add(np.array([[[100.4, 300.0]]]), 1, PixelDeclaration)  # floats, [0, 255]
+    assert same[0].tolist() == [[[100, 255]]] and report.counts().clipped_frames == 1
+    twelve = PixelDeclaration(bit_depth=12, bit_depth_source="option bit_depth")
+    (own,) = converter.add(np.array([[[4095, 16]]], np.uint16), 2, lambda: twelve)
+    assert own[0].tolist() == [[[255, 1]]]
+    assert converter.summary.source_dtype == "|u1" and converter.summary.clipped_frames == 1
+
+
+def test_frames_holding_nan_are_refused():
+    converter, _ = _converter()
+    with pytest.raises(frame_rule.FrameError, match="NaN"):
+        converter.add(np.array([[[0.5, np.nan]]]), 0, PixelDeclaration)
