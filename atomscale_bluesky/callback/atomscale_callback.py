@@ -32,6 +32,7 @@ from atomscale_bluesky.callback.finalizer import Finalizers
 from atomscale_bluesky.callback.intake import Intake
 from atomscale_bluesky.callback.messages import FlushMarker, StopWorker, WorkItem
 from atomscale_bluesky.callback.options import CallbackOptions, MiB
+from atomscale_bluesky.callback.pixel_format import PixelOptions
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import MetadataKeys, RunDefaults, RunOverrides
 from atomscale_bluesky.callback.run_report import FailureLatch
@@ -110,7 +111,18 @@ class AtomscaleCallback:
         "<plan_name> scan <scan_id>").
     bit_depth
         Declared bit depth of integer frames when the descriptor and metadata give none
-        (e.g. 12 for a 12-bit camera delivering uint16).
+        (e.g. 12 for a 12-bit camera delivering uint16). Without any declaration (``bit_depth``,
+        a ``PixelFormat`` such as ``Mono12`` or a bit-depth reading in the camera's
+        configuration) the depth is guessed from the run's first frames, with a warning.
+    data_type
+        The cameras' pixel type (an areaDetector ``DataType`` such as ``"UInt16"``, or a numpy
+        type), or data key/glob -> type; wins over the camera's configuration and the data key.
+        Integer frames delivered with the other sign (int16 over Channel Access) are read as it.
+    pixel_range
+        ``(low, high)``, or data key/glob -> ``(low, high)``: the values that become 0 and 255
+        for the whole run (values outside clip, counted). Without it integer frames scale by
+        their bit depth, and float frames by the range declared in the data key's display limits,
+        else the usual range ([0, 1], [0, 255], ...) their first frames fit.
     max_frame_bytes
         Frames (one event's array) larger than this are rejected and counted.
     queue_max_bytes
@@ -198,6 +210,8 @@ class AtomscaleCallback:
         strict: bool | None = None,
         stream_name: str | None = None,
         bit_depth: int | None = None,
+        data_type: str | Mapping[str, str] | None = None,
+        pixel_range: tuple[float, float] | Mapping[str, tuple[float, float]] | None = None,
         max_frame_bytes: int = 64 * MiB,
         queue_max_bytes: int = 256 * MiB,
         queue_timeout_s: float = 0.1,
@@ -242,6 +256,7 @@ class AtomscaleCallback:
                 frame_shapes,
                 cameras,
             ),
+            pixels=PixelOptions.build(data_type, pixel_range),
             chunk_seconds=chunk_seconds,
             strict=env.strict if strict is None else strict,
             max_frame_bytes=max_frame_bytes,

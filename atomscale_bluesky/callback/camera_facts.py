@@ -12,6 +12,7 @@ import math
 
 from atomscale_bluesky.callback.frame_gaps import CounterFeed
 from atomscale_bluesky.callback.messages import EventRows
+from atomscale_bluesky.callback.pixel_format import PixelDeclaration, PixelOptions, first_declared
 from atomscale_bluesky.callback.routing import (
     CounterKey,
     FrameKey,
@@ -112,6 +113,32 @@ class CameraFacts:
         width = self._size_values.get(size_keys[0])
         height = self._size_values.get(size_keys[1])
         return (height, width) if width and height else None
+
+    def declared_pixels(
+        self,
+        fkey: FrameKey,
+        options: PixelOptions,
+        option_bit_depth: int | None,
+        run_bit_depth: int | None,
+    ) -> PixelDeclaration:
+        """The camera's pixel declarations, fact by fact from the first that gives it: the user's
+        options, the camera's configuration (any descriptor of the run), the data key, the
+        ``bit_depth`` option, the start document's ``bit_depth``."""
+        option_depth = PixelDeclaration(
+            bit_depth=option_bit_depth, bit_depth_source="option bit_depth"
+        )
+        run_depth = PixelDeclaration(
+            bit_depth=run_bit_depth, bit_depth_source="start document bit_depth"
+        )
+        return first_declared(
+            [
+                options.for_key(fkey.key),
+                self.hints.pixels_for(fkey.object_name, fkey.key),
+                fkey.pixels,
+                option_depth if option_bit_depth else None,
+                run_depth if run_bit_depth else None,
+            ]
+        )
 
     def fps_for(self, fkey: FrameKey) -> float | None:
         """The camera's configured fps (AcquirePeriod), from the descriptor or the run."""

@@ -1,6 +1,7 @@
 """One camera of a run, on the worker: frames -> uint8 stacks -> chunks -> its RHEED stream(s).
 
-A camera is one frame data key. Its frames are normalised by the project's pixel rule, timed
+A camera is one frame data key. Its frames are shaped, turned into 8-bit pixels by one scale
+fixed for the run (:mod:`~atomscale_bluesky.callback.pixel_converter`), timed
 (:mod:`~atomscale_bluesky.callback.frame_times`: every frame's hardware time and the measured
 frame rate), ordered and chunked by hardware time
 (:mod:`~atomscale_bluesky.callback.frame_chunker`), and pushed to a RHEED stream opened when the
@@ -17,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.callback.frame_chunker import CameraChunker, Chunk, normalise_frames
+from atomscale_bluesky import frames as frame_rule
+from atomscale_bluesky.callback.frame_chunker import CameraChunker, Chunk
 from atomscale_bluesky.callback.frame_gaps import FrameSequence
 from atomscale_bluesky.callback.frame_times import FrameTimer, TimedFrames
 from atomscale_bluesky.callback.options import MiB
+from atomscale_bluesky.callback.pixel_converter import PixelConverter
+from atomscale_bluesky.callback.pixel_format import PixelDeclaration
 from atomscale_bluesky.callback.routing import FrameKey
 from atomscale_bluesky.callback.run_context import RunContext
 from atomscale_bluesky.callback.summary import RheedSummary, note_correction
@@ -55,6 +59,17 @@ class _Held:
     initial: bool
 
 
+@dataclass(frozen=True)
+class _Timing:
+    """What a reading's frames carry to the timer while their pixel scale may still be decided."""
+
+    fkey: FrameKey
+    stamps: list[float]
+    counters: list[int | None] | None
+    continuous: bool
+    initial: bool
+
+
 class CameraUploader:
     """Frames of one data key of one run, to one RHEED stream per frame shape."""
 
@@ -63,6 +78,8 @@ class CameraUploader:
         self._ctx = ctx
         self.sequence = FrameSequence()
         self.timer = FrameTimer(fixed=ctx.options.overrides.fps)
+        self.pixels: PixelConverter[_Timing] = PixelConverter(key, ctx.report)
+        self._pixels_key: FrameKey | None = None  # the frame key of the latest frames converted
         self.fkey: FrameKey | None = None
         self.counter_key: str | None = None  # the monitor stream's counter its frames match
         self.segments: list[Segment] = []
@@ -139,20 +156,30 @@ class CameraUploader:
         self.release_if_shaped()  # frames that waited come first
         self._note_dtype(fkey, raw.dtype.str)
         try:
-            stack = normalise_frames(
-                raw,
-                frame_shape=shape if raw.ndim == 1 else None,
-                bit_depth=self._bit_depth(fkey, raw.dtype),
-            )
+            stack = frame_rule.frame_layout(raw, shape if raw.ndim == 1 else None)
+            timing = _Timing(fkey, stamps, counters, continuous, initial)
+            self._pixels_key = fkey
+            ready = self.pixels.add(stack, timing, lambda: self._declared_pixels(fkey))
         except (ValueError, TypeError) as exc:
             self.reject(1, f"cannot normalise frame {raw.shape} {raw.dtype}: {exc}")
             return
-        self._timed_key = fkey
+        for frames, ready_timing in ready:
+            self._time(frames, ready_timing)
+
+    def _time(self, stack: np.ndarray, timing: _Timing) -> None:
+        """uint8 frames to the timer; the frames it has timed to their chunks."""
+        self._timed_key = timing.fkey
         if self.timer.cadence is None:
-            self.timer.declared, self.timer.declared_source = self._declared_fps(fkey)
-        timed = self.timer.add(stack, stamps, counters, continuous=continuous, initial=initial)
+            self.timer.declared, self.timer.declared_source = self._declared_fps(timing.fkey)
+        timed = self.timer.add(
+            stack,
+            timing.stamps,
+            timing.counters,
+            continuous=timing.continuous,
+            initial=timing.initial,
+        )
         for frames in timed:
-            self._chunk(fkey, frames)
+            self._chunk(timing.fkey, frames)
 
     def _chunk(self, fkey: FrameKey, timed: TimedFrames) -> None:
         """Timed frames to their segment's chunker (a new segment on a new frame shape)."""
@@ -179,14 +206,12 @@ class CameraUploader:
             )
         self._dtype = dtype
 
-    def _bit_depth(self, fkey: FrameKey, dtype: np.dtype[Any]) -> int | None:
-        """The declared bit depth, when it describes this dtype."""
-        bit_depth = fkey.bit_depth or self._ctx.meta.bit_depth
-        if fkey.dtype_numpy and np.dtype(fkey.dtype_numpy) != dtype:
-            return None  # the declared depth describes another dtype
-        if bit_depth and (dtype.kind not in "ui" or bit_depth > dtype.itemsize * 8):
-            return None  # a 12-bit declaration says nothing about uint8 or float frames
-        return bit_depth
+    def _declared_pixels(self, fkey: FrameKey) -> PixelDeclaration:
+        """What the user, the camera's configuration and the data key declare about its pixels."""
+        ctx = self._ctx
+        return ctx.facts.declared_pixels(
+            fkey, ctx.options.pixels, ctx.options.overrides.bit_depth, ctx.meta.bit_depth
+        )
 
     def reject(self, n: int, why: str) -> None:
         if self.segments:
@@ -394,6 +419,10 @@ class CameraUploader:
     def finish(self) -> None:
         """Flush every segment's last chunk; held flat frames of unknown size are rejected."""
         self._reject_held()
+        if self._pixels_key is not None:
+            fkey = self._pixels_key
+            for frames, timing in self.pixels.finish(lambda: self._declared_pixels(fkey)):
+                self._time(frames, timing)
         if self._timed_key is not None:
             for timed in self.timer.finish():
                 self._chunk(self._timed_key, timed)
@@ -401,6 +430,7 @@ class CameraUploader:
             first = self.segments[0]
             first.chunker.stats.stale += self.timer.stats.stale
             first.summary.wall_clock_frames = self.timer.stats.wall_clock
+            first.summary.pixels = self.pixels.summary
         for segment in self.segments:
             try:
                 self._push(segment, segment.chunker.finish())

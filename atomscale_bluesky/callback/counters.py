@@ -26,6 +26,7 @@ class CallbackCounters:
     errors: int = 0
     dropped_overflow: int = 0
     rejected_frames: int = 0
+    clipped_frames: int = 0  # frames with values outside their camera's pixel scale (clipped)
     empty_frames: int = 0  # empty image waveforms (no image published yet): not frames
     skipped_points: int = 0
     duplicate_events: int = 0

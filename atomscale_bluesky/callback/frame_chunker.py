@@ -27,24 +27,12 @@ __all__ = [
     "Chunk",
     "ChunkStats",
     "chunk_size_for",
-    "normalise_frames",
 ]
 
 
 def chunk_size_for(fps: float, chunk_seconds: float) -> int:
     """Frames per chunk: ``ceil(chunk_seconds * fps)`` and never below the protocol's ``ceil(2*fps)``."""
     return max(1, math.ceil(chunk_seconds * fps), math.ceil(2 * fps))
-
-
-def normalise_frames(
-    array: Any, *, frame_shape: tuple[int, int] | None, bit_depth: int | None
-) -> np.ndarray:
-    """Raw event data -> uint8 (N, H, W) through the project's one normalisation rule."""
-    from atomscale_bluesky import frames
-
-    raw = np.asarray(array)
-    shape = frame_shape if frame_shape is not None and raw.ndim == 1 else None
-    return frames.as_frame_stack(raw, shape=shape, bit_depth=bit_depth)
 
 
 @dataclass

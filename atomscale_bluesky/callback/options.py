@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atomscale_bluesky.callback.pixel_format import PixelOptions
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import (
     MetadataKeys,
@@ -30,6 +31,7 @@ class CallbackOptions:
 
     overrides: RunOverrides = field(default_factory=RunOverrides)
     routing: RoutingOptions = field(default_factory=RoutingOptions)
+    pixels: PixelOptions = field(default_factory=PixelOptions)
     chunk_seconds: float = 2.0
     strict: bool = False
     max_frame_bytes: int = 64 * MiB

@@ -15,6 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from atomscale_bluesky.callback.pixel_format import (
+    PixelDeclaration,
+    configured_pixels,
+    data_key_pixels,
+)
+
 __all__ = [
     "ChannelKey",
     "CounterKey",
@@ -121,6 +127,7 @@ class FrameKey:
     source: str | None = None  # e.g. "PV:RHEED:image1:ArrayData"
     # the same device's scalar readings in the descriptor (read with the frame, on its clock)
     device_keys: tuple[str, ...] = ()
+    pixels: PixelDeclaration = PixelDeclaration()  # data type, bit depth, range of the data key
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ class Route:
     config_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # object -> (H, W)
     config_fps: dict[str, float] = field(default_factory=dict)  # object -> fps (AcquirePeriod)
     not_cameras: set[str] = field(default_factory=set)  # arrays of other devices: skipped
+    config_pixels: dict[str, PixelDeclaration] = field(default_factory=dict)  # DataType, format
 
     @property
     def continuous(self) -> bool:
@@ -185,6 +193,10 @@ class RunHints:
 
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     fps: dict[str, float] = field(default_factory=dict)
+    pixels: dict[str, PixelDeclaration] = field(default_factory=dict)
+
+    def pixels_for(self, object_name: str | None, key: str) -> PixelDeclaration | None:
+        return _lookup(self.pixels, object_name, key)
 
     def size_for(self, object_name: str | None, key: str) -> tuple[int, int] | None:
         return _lookup(self.sizes, object_name, key)
@@ -196,10 +208,11 @@ class RunHints:
         """Learn what a descriptor's configuration says (each side keeps its own hints)."""
         self.sizes.update(route.config_sizes)
         self.fps.update(route.config_fps)
+        self.pixels.update(route.config_pixels)
 
     def merged(self, route: Route) -> RunHints:
         """These hints plus ``route``'s configuration, as a new record."""
-        merged = RunHints(sizes=dict(self.sizes), fps=dict(self.fps))
+        merged = RunHints(sizes=dict(self.sizes), fps=dict(self.fps), pixels=dict(self.pixels))
         merged.absorb(route)
         return merged
 
@@ -354,6 +367,9 @@ def route_descriptor(
         fps = _config_fps(configuration, obj)
         if fps:
             route.config_fps[obj] = fps
+        pixels = configured_pixels(configuration, obj)
+        if not pixels.empty:
+            route.config_pixels[obj] = pixels
     hints = (hints or RunHints()).merged(route)
 
     frame_candidates: dict[str, Mapping[str, Any]] = {}
@@ -562,6 +578,7 @@ def _add_frame(
         flat=flat,
         source=dk.get("source") or None,
         device_keys=_device_keys(data_keys, key, obj),
+        pixels=data_key_pixels(dk),
     )
     return None
 

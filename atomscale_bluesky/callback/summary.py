@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChannelSummary",
+    "PixelSummary",
     "RheedSummary",
     "RunCounts",
     "RunSummary",
@@ -22,6 +23,46 @@ __all__ = [
 ]
 
 SKEW_REPORT_S = 1.0  # an IOC-to-host skew beyond this is reported
+
+
+@dataclass
+class PixelSummary:
+    """How one camera's values became 8-bit pixels: types, bit depth and scale, each with where
+    it came from (decided once per run; the counts cover all its frames)."""
+
+    source_dtype: str  # as delivered, e.g. "<i2" over Channel Access
+    read_as: str | None = None  # the type the values were read as when only the sign differs
+    read_as_source: str | None = None
+    read_as_guessed: bool = False
+    reinterpreted_frames: int = 0  # frames whose values reading them as ``read_as`` changed
+    bit_depth: int | None = None
+    bit_depth_source: str | None = None
+    bit_depth_guessed: bool = False
+    scale_low: float | None = None  # the value that became 0
+    scale_high: float | None = None  # the value that became 255
+    scale_source: str | None = None
+    scale_guessed: bool = False
+    clipped_frames: int = 0  # frames with values outside the scale (clipped to 0 or 255)
+
+    def notes(self) -> list[str]:
+        """The fallbacks and corrections a user should know about (empty when all was declared)."""
+        notes = []
+        if self.read_as is not None and (self.read_as_guessed or self.reinterpreted_frames):
+            how = "assumed" if self.read_as_guessed else "declared"
+            notes.append(
+                f"{self.source_dtype} read as {self.read_as} ({how}: {self.read_as_source}; "
+                f"{count_noun(self.reinterpreted_frames, 'frame')} changed)"
+            )
+        scale = f"[{_value(self.scale_low)}, {_value(self.scale_high)}]"
+        if self.bit_depth_guessed:
+            notes.append(
+                f"{self.bit_depth}-bit {self.bit_depth_source} (scale {scale}): declare bit_depth"
+            )
+        elif self.scale_guessed:
+            notes.append(f"scale {scale} {self.scale_source}: declare pixel_range")
+        if self.clipped_frames:
+            notes.append(f"{count_noun(self.clipped_frames, 'frame')} clipped to {scale}")
+        return notes
 
 
 @dataclass
@@ -61,6 +102,7 @@ class RheedSummary:
     error: str | None = None
     clock_corrected_chunks: int = 0  # chunks whose host-clock start was corrected (not IOC times)
     clock_correction_ms: int | None = None  # the latest correction added to such a start
+    pixels: PixelSummary | None = None  # the camera's pixel decisions (on its first stream)
 
 
 @dataclass
@@ -99,6 +141,7 @@ class RunCounts:
     orphan_events: int = 0
     dropped_overflow: int = 0
     rejected_frames: int = 0
+    clipped_frames: int = 0  # frames with values outside their camera's pixel scale (clipped)
     empty_frames: int = 0
     shape_changes: int = 0
     skipped_arrays: int = 0  # readings of arrays that are not the RHEED camera's (not lost)
@@ -236,6 +279,8 @@ class RunSummary(RunCounts):
                 + _problems(r)
                 + _delivered(r.delivery)
             )
+            if r.pixels is not None and r.pixels.notes():
+                lines.append(f"    pixels of {r.camera}: " + "; ".join(r.pixels.notes()))
         if self.timeseries:
             ts = self.timeseries
             lines.append(
@@ -307,6 +352,13 @@ def _ts_correction(ts: TimeseriesSummary) -> str:
     if not ts.clock_corrected_batches or ts.clock_correction_ms is None:
         return ""
     return f", host-clock times corrected by {ts.clock_correction_ms:+.0f} ms"
+
+
+def _value(value: float | None) -> str:
+    """A pixel value as written: 4095, 0.5."""
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
 
 
 def _fmt(value: float | None) -> str:
