@@ -51,6 +51,11 @@ class Finalizers:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
+    def busy(self) -> bool:
+        """True while a run is being finalized."""
+        with self._lock:
+            return any(t.is_alive() for t in self._threads)
+
     def join(self, deadline: float) -> bool:
         """Wait for every finalizer until ``deadline`` (``time.monotonic``); False if one runs on."""
         with self._lock:
@@ -89,12 +94,12 @@ class Finalizers:
             error_messages=error_messages,
             **asdict(counts),
         )
-        self._publish(summary)
         text = summary.text()
         if summary.errors or summary.status != "complete":
             logger.warning("%s", text)
         else:
             logger.info("%s", text)
+        self._publish(summary)
 
     def _finalize_segment(self, report: RunReport, camera: str, segment: Segment) -> RheedSummary:
         summary = segment.summary

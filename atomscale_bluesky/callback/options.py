@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from atomscale_bluesky.callback.progress import PROGRESS_MODES
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import RunOverrides
 
 __all__ = ["MiB", "CallbackOptions"]
 
 MiB = 1024 * 1024
-PROGRESS_MODES = (None, "log", "ipython")
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,9 @@ class CallbackOptions:
     points_per_chunk: int = 100
     point_flush_s: float = 1.0
     instrument_id: int | None = None
-    progress: str | None = None
-    progress_interval_s: float = 5.0
+    progress: str | None = None  # resolved: "bar", "lines", "log" or None
+    progress_interval_s: float = 0.5
+    print_summary: bool = False
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
@@ -44,7 +45,9 @@ class CallbackOptions:
         if self.stop_grace_s < 0:
             raise ValueError("stop_grace_s must not be negative")
         if self.progress not in PROGRESS_MODES:
-            raise ValueError(f"progress must be None, 'log' or 'ipython', not {self.progress!r}")
+            raise ValueError(f"progress must be one of {PROGRESS_MODES}, not {self.progress!r}")
+        if self.progress_interval_s <= 0:
+            raise ValueError("progress_interval_s must be positive")
 
     @property
     def close_timeout_s(self) -> float:

@@ -25,7 +25,7 @@ class StreamOpener:
         self.owns_client = client is None
         self._factory = client_factory
         self._counters = counters
-        self.endpoint = endpoint
+        self.endpoint = endpoint or getattr(client, "endpoint", None)
 
     def _ensure_client(self) -> Any:
         if self.client is None:
