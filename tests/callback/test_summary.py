@@ -129,7 +129,7 @@ def test_frames_of_lost_chunks_are_lost_with_their_reason_and_parts_are_linked()
     assert "120 lost, 0 pending" in text and "INCOMPLETE" in text
     assert "lost 120: dropped: spool is full" in text and "continued as rheed-2" in text
     assert "paused 62 s on authentication errors" in text
-    assert "(data ids rheed-1, rheed-2)" in text
+    assert "/local/rheed/rheed-1, http://127.0.0.1:8766/local/rheed/rheed-2" in text
 
 
 def test_a_fully_stored_run_is_complete():
