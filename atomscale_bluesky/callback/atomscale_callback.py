@@ -257,6 +257,11 @@ class AtomscaleCallback:
             self._display.write(summary.text())
 
     @property
+    def progress(self) -> ProgressDisplay:
+        """The live progress line (``progress.last_line`` is what it showed last)."""
+        return self._display
+
+    @property
     def counters(self) -> CallbackCounters:
         """A snapshot of the live counters (totals over all runs of this callback)."""
         depth, nbytes = self._queue.depth()

@@ -8,11 +8,12 @@ redraws it, so the two never garble each other. The same display serves the demo
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -34,8 +35,10 @@ def resolve_progress(progress: bool | str | None, stream: IO[str] | None = None)
     session on a terminal (or a Jupyter kernel) and nothing otherwise; True means a bar."""
     if progress is None:
         stream = sys.stderr if stream is None else stream
-        interactive = interactive_session()
-        return "bar" if interactive and (is_terminal(stream) or _in_kernel()) else None
+        interactive = interactive_session() and (is_terminal(stream) or _in_kernel())
+        return "bar" if interactive and _have_tqdm() else None
+    if progress in (True, "bar") and not _have_tqdm():
+        raise ValueError("the progress line needs tqdm: pip install 'atomscale-bluesky[devices]'")
     if progress is True:
         return "bar"
     if progress is False:
@@ -45,6 +48,10 @@ def resolve_progress(progress: bool | str | None, stream: IO[str] | None = None)
             f"progress must be True, False, None, 'bar', 'lines' or 'log', not {progress!r}"
         )
     return progress
+
+
+def _have_tqdm() -> bool:
+    return importlib.util.find_spec("tqdm") is not None
 
 
 def _in_kernel() -> bool:
@@ -105,13 +112,22 @@ class ProgressDisplay:
         self._out = out
         self._lock = threading.Lock()
         self._bar: Any = None
+        self.last_line: ProgressLine | None = None  # what was shown last
 
-    def update(self, line: ProgressLine) -> None:
-        """Show ``line``: redraw the bar, print a line, or log it, by mode."""
+    def update(self, line: ProgressLine, active: Callable[[], bool] = lambda: True) -> None:
+        """Show ``line`` (redraw the bar, print a line, or log it, by mode) if ``active()``;
+        else take the bar away. ``active`` is asked under the display's lock, so a summary
+        printed meanwhile is never followed by a stale line."""
         if self.mode is None:
             return
         text = line.text()
         with self._lock:
+            if not active():
+                if self._bar is not None:
+                    self._bar.close()
+                    self._bar = None
+                return
+            self.last_line = line
             if self.mode == "bar":
                 self._draw(text)
             elif self.mode == "lines":
@@ -127,14 +143,14 @@ class ProgressDisplay:
                 self._bar = None
 
     def write(self, text: str) -> None:
-        """Print ``text`` (a run's summary) to the session's output without garbling the bar."""
+        """Print ``text`` (a run's summary) to the session's output, the bar taken away first
+        (the next update draws a new one below it while other runs are still uploading)."""
         out = self._out or sys.stdout
         with self._lock:
             if self._bar is not None:
-                self._bar.clear()
+                self._bar.close()
+                self._bar = None
             print(text, file=out, flush=True)
-            if self._bar is not None:
-                self._bar.refresh()
 
     def close(self) -> None:
         self.idle()

@@ -82,7 +82,11 @@ class Worker:
 
     def _show_progress(self) -> None:
         """Update the progress line while a run is open or finalizing; take it away after."""
-        if not (self._runs or self._finalizers.busy()):
+
+        def active() -> bool:
+            return bool(self._runs) or self._finalizers.busy()
+
+        if not active():
             self._progress.idle()
             return
         client = self._opener.client
@@ -90,7 +94,7 @@ class Worker:
             status = client.status() if client is not None else None
         except Exception:  # noqa: BLE001 - a closed client has no status; progress is optional
             status = None
-        self._progress.update(ProgressLine.read(self._live_counters(), status))
+        self._progress.update(ProgressLine.read(self._live_counters(), status), active)
 
     def _handle_safely(self, item: WorkItem) -> None:
         try:
