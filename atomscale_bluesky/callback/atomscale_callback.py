@@ -251,10 +251,11 @@ class AtomscaleCallback:
         return self._summaries.wait(run_uid, timeout)
 
     def _publish(self, summary: RunSummary) -> None:
-        """Called by a run's finalizer thread: keep the summary, print it when asked to."""
-        self._summaries.publish(summary)
+        """Called by a run's finalizer thread: print the summary when asked to, then keep it
+        (so what a waiting ``wait()`` caller prints comes after it)."""
         if self.options.print_summary:
             self._display.write(summary.text())
+        self._summaries.publish(summary)
 
     @property
     def progress(self) -> ProgressDisplay:
