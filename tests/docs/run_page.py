@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from pathlib import Path
 
 
 def main(path: str) -> int:
-    blocks = json.loads(open(path).read())
+    blocks = json.loads(Path(path).read_text())
     from bluesky import RunEngine
 
     namespace: dict[str, object] = {"__name__": "__main__", "RE": RunEngine({})}
