@@ -52,9 +52,15 @@ def _signals_of(obj: Any) -> list[Any]:
     if read_attrs is not None and hasattr(obj, "component_names"):  # an ophyd device
         leaves = [_attr(obj, name) for name in read_attrs]
         return [leaf for leaf in leaves if not hasattr(leaf, "component_names")]
-    readables = getattr(obj, "_readables", None)
-    if readables is not None:  # an ophyd-async StandardReadable: its readable children
-        return [r for r in _async_signals(obj) if r in readables or _under(r, readables)]
+    read_funcs = getattr(obj, "_read_funcs", None)
+    if read_funcs is not None:  # an ophyd-async StandardReadable: what its read() reads
+        found: list[Any] = []
+        for child in (getattr(f, "__self__", None) for f in read_funcs):
+            if child is not None:
+                found += (
+                    [child] if callable(getattr(child, "get_value", None)) else _signals_of(child)
+                )
+        return found
     if callable(getattr(obj, "subscribe", None)) or callable(getattr(obj, "get_value", None)):
         return [obj]
     raise ValueError(
@@ -67,25 +73,6 @@ def _attr(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _async_signals(device: Any) -> list[Any]:
-    signals: list[Any] = []
-    for _, child in device.children():
-        if callable(getattr(child, "get_value", None)):
-            signals.append(child)
-        else:
-            signals += _async_signals(child)
-    return signals
-
-
-def _under(signal: Any, readables: Any) -> bool:
-    parent = getattr(signal, "parent", None)
-    while parent is not None:
-        if parent in readables:
-            return True
-        parent = getattr(parent, "parent", None)
-    return False
 
 
 def run_metadata(

@@ -70,3 +70,19 @@ def test_a_stopped_camera_is_started_for_the_run_and_stopped_after(RE, camera, c
 def test_something_that_cannot_be_monitored_is_refused_with_a_hint():
     with pytest.raises(ValueError, match=r"signals=\[dev.temperature"):
         monitored_signals(object())
+
+
+def test_an_ophyd_async_device_gives_the_signals_it_reads(RE):
+    from ophyd_async.core import StandardReadable, init_devices, soft_signal_r_and_setter
+
+    class Cell(StandardReadable):
+        def __init__(self, name: str = "") -> None:
+            with self.add_children_as_readables():
+                self.temperature, _ = soft_signal_r_and_setter(float)
+                self.flux, _ = soft_signal_r_and_setter(float)
+            self.setpoint, _ = soft_signal_r_and_setter(float)  # not read: not monitored
+            super().__init__(name=name)
+
+    with init_devices(mock=True):
+        cell = Cell()
+    assert {s.name for s in monitored_signals(cell)} == {"cell-temperature", "cell-flux"}
