@@ -128,7 +128,7 @@ class AtomscaleCallback:
     instrument_id
         Optional growth-instrument id for the time-series stream.
     progress
-        Live progress (frames and points stored, chunks uploaded and pending, upload lag):
+        Live progress (frames and points spooled on disk, chunks uploaded and pending, upload lag):
         None (default) shows a tqdm line updated in place in an interactive session on a
         terminal (IPython, ``python -i``, Jupyter) and nothing otherwise; True forces the line,
         False turns it off, ``"lines"`` prints one line per interval (logs, pipes), ``"log"``

@@ -88,7 +88,7 @@ class ProgressLine:
 
     def text(self) -> str:
         text = (
-            f"{count_noun(self.frames, 'frame')}, {count_noun(self.points, 'point')} stored | "
+            f"{count_noun(self.frames, 'frame')}, {count_noun(self.points, 'point')} spooled | "
             f"chunks {self.chunks_uploaded} uploaded, {self.chunks_pending} pending | "
             f"upload lag {self.lag_s:.1f} s"
         )

@@ -60,8 +60,8 @@ def test_progress_line_updates_in_place_then_the_summary_is_printed():
     assert "SESSION-DONE 4" in text, text[-3000:]
     before_summary = text.split("Atomscale run ")[0]
     renders = re.findall(r"\ratomscale: ([^\r\n]*)", before_summary)
-    lines = [r for r in renders if "stored" in r]
-    points = [int(m.group(1)) for r in lines if (m := re.search(r"(\d+) points? stored", r))]
+    lines = [r for r in renders if "spooled" in r]
+    points = [int(m.group(1)) for r in lines if (m := re.search(r"(\d+) points? spooled", r))]
     assert points and points == sorted(points) and {1, 2, 3, 4} <= set(points), lines
     assert all("chunks" in r and "pending" in r and "upload lag" in r for r in lines), lines
     # in place: no new line between the first and the last render of the line
