@@ -14,9 +14,7 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ SAMPLE = "demo GaAs(001) wafer"
 TAGS = ("demo", "simulated")
 CAMERA_PREFIX = "DEMO:RHEED:"
 SENSORS_PREFIX = "DEMO:GROWTH:"
+GROWTH_TEMPERATURE = 580.0  # degC, GaAs(001) homoepitaxy
 
 
 @dataclass(frozen=True)
@@ -85,31 +84,6 @@ def recipe_timing(options: DemoOptions) -> tuple[float, float, float]:
     settle = max(1.0, 0.1 * options.duration)
     cycle = (options.duration - settle) / options.shutter_cycles
     return settle, cycle * 2 / 3, cycle / 3
-
-
-@contextlib.contextmanager
-def _progress(callback: Any, every_s: float = 2.0) -> Iterator[None]:
-    """Print a live progress line from the callback's counters while the plan runs."""
-    stop = threading.Event()
-    start = time.monotonic()
-
-    def report() -> None:
-        while not stop.wait(every_s):
-            c = callback.counters
-            print(
-                f"  [{time.monotonic() - start:5.1f} s] frames {c.frames_queued} queued / "
-                f"{c.frames_pushed} spooled in {c.chunks_pushed} chunks, "
-                f"points {c.points_queued} / {c.points_pushed}, errors {c.errors}",
-                flush=True,
-            )
-
-    thread = threading.Thread(target=report, name="demo-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _stored(reader: Any, data_ids: list[str]) -> list[StoredStream]:
@@ -292,7 +266,8 @@ def _run_recipe(
     from bluesky.utils import RunEngineInterrupted
 
     from atomscale_bluesky.callback import AtomscaleCallback
-    from atomscale_bluesky.devices import GrowthSensors, RheedCamera, connect_all
+    from atomscale_bluesky.callback.session import is_terminal
+    from atomscale_bluesky.devices import GrowthSensors, RheedCamera, connect_all, disconnect_all
     from atomscale_bluesky.plans import growth_recipe
     from atomscale_bluesky.sim.launch import running_ioc
 
@@ -306,8 +281,17 @@ def _run_recipe(
     camera = RheedCamera(CAMERA_PREFIX, name="rheed")
     sensors = GrowthSensors(SENSORS_PREFIX, name="growth")
     connect_all(camera, sensors)
+    # before the IOC stops (the stack unwinds in reverse): no "Virtual circuit disconnect"
+    stack.callback(disconnect_all, camera, sensors)
 
-    callback = AtomscaleCallback(client)
+    # the callback's own progress: a line redrawn in place on a terminal, a line every few
+    # seconds into a log or a pipe; the demo prints the summary itself, with what was stored
+    callback = AtomscaleCallback(
+        client,
+        progress="bar" if is_terminal(sys.stderr) else "lines",
+        progress_interval_s=None if is_terminal(sys.stderr) else 2.0,
+        print_summary=False,
+    )
     stack.callback(callback.close)
     RE = RunEngine({})
     RE.subscribe(callback)
@@ -315,7 +299,7 @@ def _run_recipe(
     plan = growth_recipe(
         camera,
         sensors,
-        substrate_temperature=580.0,
+        substrate_temperature=GROWTH_TEMPERATURE,
         rpm=options.rpm,
         shutter_cycles=options.shutter_cycles,
         open_s=open_s,
@@ -325,18 +309,20 @@ def _run_recipe(
         # fps and rotation from the recipe's settings (the rotation readback is still ramping up)
         md={"sample": SAMPLE, "tags": list(TAGS), "name": "demo growth", "fps": options.fps},
     )
-    print(f"running growth_recipe for about {options.duration:g} s: {options.shutter_cycles} "
-          f"shutter cycles ({open_s:.1f} s open, {close_s:.1f} s closed), {options.rpm:g} rpm")  # fmt: skip
-    with _progress(callback):
-        try:
-            RE(plan)
-        except RunEngineInterrupted:
-            # Ctrl-C pauses a RunEngine; end the run properly so its streams are finalized
-            RE.abort("interrupted by the user")
-            raise KeyboardInterrupt from None
+    print(f"running growth_recipe: heating the substrate to {GROWTH_TEMPERATURE:g} degC (the "
+          f"shutters stay closed until it is there), then {options.shutter_cycles} shutter "
+          f"cycles ({open_s:.1f} s open, {close_s:.1f} s closed) at {options.rpm:g} rpm, "
+          f"about {options.duration:g} s of growth", flush=True)  # fmt: skip
+    try:
+        RE(plan)
+    except RunEngineInterrupted:
+        # Ctrl-C pauses a RunEngine; end the run properly so its streams are finalized
+        RE.abort("interrupted by the user")
+        raise KeyboardInterrupt from None
     print("run finished; finalizing streams (waiting for every chunk to be acknowledged)...")
+    summary = callback.wait(timeout=None)
     callback.close()
-    return callback.summaries[-1]
+    return summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -33,9 +33,12 @@ from atomscale_bluesky.callback.intake import Intake
 from atomscale_bluesky.callback.messages import FlushMarker, StopWorker, WorkItem
 from atomscale_bluesky.callback.options import CallbackOptions, MiB
 from atomscale_bluesky.callback.pixel_format import PixelOptions
+from atomscale_bluesky.callback.progress import ProgressDisplay, resolve_progress
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import MetadataKeys, RunDefaults, RunOverrides
 from atomscale_bluesky.callback.run_report import FailureLatch
+from atomscale_bluesky.callback.run_summaries import RunSummaries
+from atomscale_bluesky.callback.session import interactive_session
 from atomscale_bluesky.callback.stream_opener import StreamOpener
 from atomscale_bluesky.callback.summary import RunSummary
 from atomscale_bluesky.callback.work_queue import WorkQueue
@@ -145,9 +148,17 @@ class AtomscaleCallback:
     instrument_id
         Optional growth-instrument id for the time-series stream.
     progress
-        None (default), "log" or "ipython": show a live progress line.
+        Live progress (frames and points spooled on disk, chunks uploaded and pending, upload lag):
+        None (default) shows a tqdm line updated in place in an interactive session on a
+        terminal (IPython, ``python -i``, Jupyter) and nothing otherwise; True forces the line,
+        False turns it off, ``"lines"`` prints one line per interval (logs, pipes), ``"log"``
+        logs it at INFO on ``atomscale_bluesky.callback.progress``.
     progress_interval_s
-        Seconds between progress lines.
+        Seconds between progress updates (default 0.5 for the line, 5 otherwise).
+    print_summary
+        Print each run's summary (and where to see its data) to stdout when its streams are
+        finalized, as bluesky's BestEffortCallback prints its table. None (default): in an
+        interactive session only. Either way the summary is in :attr:`summaries` and logged.
     client_factory
         Callable returning a client, used instead of ``api_key``/``endpoint`` when ``client``
         is None (for instance to choose the client's spool directory); called once, on the
@@ -221,8 +232,9 @@ class AtomscaleCallback:
         points_per_chunk: int = 100,
         point_flush_s: float = 1.0,
         instrument_id: int | None = None,
-        progress: str | None = None,
-        progress_interval_s: float = 5.0,
+        progress: bool | str | None = None,
+        progress_interval_s: float | None = None,
+        print_summary: bool | None = None,
         client_factory: Callable[[], Any] | None = None,
         frame_shapes: Mapping[str, tuple[int, int]] | None = None,
         metadata_keys: MetadataKeys | None = None,
@@ -268,14 +280,16 @@ class AtomscaleCallback:
             points_per_chunk=points_per_chunk,
             point_flush_s=point_flush_s,
             instrument_id=instrument_id,
-            progress=progress,
-            progress_interval_s=progress_interval_s,
+            progress=(mode := resolve_progress(progress)),
+            progress_interval_s=progress_interval_s or (0.5 if mode == "bar" else 5.0),
+            print_summary=interactive_session() if print_summary is None else print_summary,
             root_map=dict(root_map or {}),
             handler_registry=dict(handler_registry or {}),
             run_filter=run_filter,
             ioc_clock=ioc_clock,
         )
-        self.summaries: list[RunSummary] = []
+        self._summaries = RunSummaries()
+        self._display = ProgressDisplay(self.options.progress)
         self._counters = LockedCounters()
         self._failure = FailureLatch()
         self._queue: WorkQueue[WorkItem] = WorkQueue(queue_max_bytes)
@@ -287,7 +301,7 @@ class AtomscaleCallback:
         )
         self._intake = Intake(self.options, self._queue, self._counters, self._failure)
         self._finalizers = Finalizers(
-            self._counters, self.options.finalize_timeout_s, self.summaries.append
+            self._counters, self.options.finalize_timeout_s, self._publish
         )
         self._worker = Worker(
             self.options,
@@ -297,10 +311,35 @@ class AtomscaleCallback:
             self._opener,
             self._finalizers,
             lambda: self.counters,
+            self._display,
         )
         self._closed = False
         self._latest_run: str | None = None
         self._worker.start()
+
+    @property
+    def summaries(self) -> list[RunSummary]:
+        """One :class:`RunSummary` per finished run, appended when the run's streams are
+        finalized (on a finalizer thread, after the run's ``RE(...)`` returned): use
+        :meth:`wait` to get a run's summary once it is there."""
+        return self._summaries.items
+
+    def wait(self, run_uid: str | None = None, timeout: float | None = 120.0) -> RunSummary:
+        """The summary of run ``run_uid`` (None: the latest run started), once its streams are
+        finalized; raises TimeoutError after ``timeout`` s (None waits for ever)."""
+        return self._summaries.wait(run_uid, timeout)
+
+    def _publish(self, summary: RunSummary) -> None:
+        """Called by a run's finalizer thread: print the summary when asked to, then keep it
+        (so what a waiting ``wait()`` caller prints comes after it)."""
+        if self.options.print_summary:
+            self._display.write(summary.text())
+        self._summaries.publish(summary)
+
+    @property
+    def progress(self) -> ProgressDisplay:
+        """The live progress line (``progress.last_line`` is what it showed last)."""
+        return self._display
 
     @property
     def counters(self) -> CallbackCounters:
@@ -325,6 +364,8 @@ class AtomscaleCallback:
             if name == "start":
                 self._latest_run = str(doc.get("uid"))
             self._counters.add(documents=1)
+            if name == "start" and isinstance(doc.get("uid"), str):
+                self._summaries.started(doc["uid"])
             self._intake.deliver(name, doc)
         except Exception as exc:  # noqa: BLE001 - a callback bug must not end the run
             self._intake.error(f"{name} document", exc)
@@ -356,6 +397,7 @@ class AtomscaleCallback:
         wait = self.options.close_timeout_s if timeout is None else timeout
         self._worker.join(wait)
         self._finalizers.join(time.monotonic() + wait)
+        self._display.close()
         try:
             self._opener.close()
         except Exception as exc:  # noqa: BLE001

@@ -39,6 +39,7 @@ class Finalizers:
         self._publish = publish
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._finalizing = 0  # runs whose streams are still being finalized
 
     def start(self, run: RunUploader) -> None:
         thread = threading.Thread(
@@ -49,7 +50,13 @@ class Finalizers:
         )
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            self._finalizing += 1
         thread.start()
+
+    def busy(self) -> bool:
+        """True while a run's streams are being finalized (until its summary is ready)."""
+        with self._lock:
+            return self._finalizing > 0
 
     def join(self, deadline: float) -> bool:
         """Wait for every finalizer until ``deadline`` (``time.monotonic``); False if one runs on."""
@@ -62,6 +69,15 @@ class Finalizers:
         return True
 
     def _finalize(self, run: RunUploader) -> None:
+        try:
+            summary = self._summarise(run)
+        finally:
+            with self._lock:
+                self._finalizing -= 1
+        self._publish(summary)
+
+    def _summarise(self, run: RunUploader) -> RunSummary:
+        """Finalize every stream of the run and build its summary (logged)."""
         ctx = run.ctx
         rheed = []
         for camera in run.cameras.values():
@@ -91,12 +107,12 @@ class Finalizers:
             ioc_clock_skew_readings=run.skew.readings,
             **asdict(counts),
         )
-        self._publish(summary)
         text = summary.text()
         if summary.errors or summary.status != "complete":
             logger.warning("%s", text)
         else:
             logger.info("%s", text)
+        return summary
 
     def _finalize_segment(self, report: RunReport, camera: str, segment: Segment) -> RheedSummary:
         summary = segment.summary

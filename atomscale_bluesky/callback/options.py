@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atomscale_bluesky.callback.pixel_format import PixelOptions
+from atomscale_bluesky.callback.progress import PROGRESS_MODES
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import (
     MetadataKeys,
@@ -18,7 +19,6 @@ from atomscale_bluesky.callback.run_metadata import (
 __all__ = ["MiB", "CallbackOptions"]
 
 MiB = 1024 * 1024
-PROGRESS_MODES = (None, "log", "ipython")
 IOC_CLOCKS = ("own", "host")
 
 
@@ -43,8 +43,9 @@ class CallbackOptions:
     points_per_chunk: int = 100
     point_flush_s: float = 1.0
     instrument_id: int | None = None
-    progress: str | None = None
-    progress_interval_s: float = 5.0
+    progress: str | None = None  # resolved: "bar", "lines", "log" or None
+    progress_interval_s: float = 0.5
+    print_summary: bool = False
     run_defaults: RunDefaults = field(default_factory=RunDefaults)
     metadata_keys: MetadataKeys = field(default_factory=MetadataKeys)
     root_map: Mapping[str, str] = field(default_factory=dict)  # resource root -> local root
@@ -62,7 +63,9 @@ class CallbackOptions:
         if self.stop_grace_s < 0:
             raise ValueError("stop_grace_s must not be negative")
         if self.progress not in PROGRESS_MODES:
-            raise ValueError(f"progress must be None, 'log' or 'ipython', not {self.progress!r}")
+            raise ValueError(f"progress must be one of {PROGRESS_MODES}, not {self.progress!r}")
+        if self.progress_interval_s <= 0:
+            raise ValueError("progress_interval_s must be positive")
         if self.ioc_clock not in IOC_CLOCKS:
             raise ValueError(f"ioc_clock must be 'own' or 'host', not {self.ioc_clock!r}")
 

@@ -413,6 +413,17 @@ def route_descriptor(
                 key, dk.get("source"), _COUNTER_PATTERNS
             ):
                 route.counters[key] = CounterKey(key, dk.get("object_name"), dk.get("source"))
+    cameras = {f.object_name for f in route.frames.values()}
+    frame_counters = {  # ArrayCounter, UniqueId: bookkeeping of a camera, not growth data
+        key
+        for key, dk in data_keys.items()
+        if key in route.channels
+        and (dk or {}).get("object_name") in cameras
+        and _matches(key, (dk or {}).get("source"), _COUNTER_PATTERNS)
+    }
+    for key in frame_counters | set(route.counters):
+        if route.channels.pop(key, None) is not None:
+            route.skipped[key] = "camera frame counter (finds missing frames; not a channel)"
     for key in route.channels:
         size_key = _size_key(key, data_keys[key] or {})
         if size_key is not None:

@@ -26,7 +26,7 @@ class StreamOpener:
         self.owns_client = client is None
         self._factory = client_factory
         self._counters = counters
-        self.endpoint = endpoint
+        self.endpoint = endpoint or getattr(client, "endpoint", None)
         self._rheed: list[tuple[str, Any]] = []  # (run uid, stream), read by other threads
         self._rheed_lock = threading.Lock()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from atomscale_bluesky.callback.data_links import where_to_see
 from atomscale_bluesky.callback.delivery import Delivery
 
 if TYPE_CHECKING:
@@ -234,6 +235,12 @@ class RunSummary(RunCounts):
             ids.append(self.timeseries.data_id)
         return ids
 
+    def _ids_by_kind(self) -> tuple[list[str], list[str]]:
+        """The RHEED streams' data ids (continuation parts included), the time series' ids."""
+        rheed = [i for i in self.data_ids if not self.timeseries or i != self.timeseries.data_id]
+        series = [self.timeseries.data_id] if self.timeseries and self.timeseries.data_id else []
+        return rheed, series
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(
@@ -313,9 +320,9 @@ class RunSummary(RunCounts):
             lines.append("  " + ", ".join(noted))
         if self.skipped_keys:
             lines.append(f"  not uploaded (by design): {sorted(self.skipped_keys)}")
-        if self.endpoint and self.data_ids:
-            ids = "data id" if len(self.data_ids) == 1 else "data ids"
-            lines.append(f"  see them at {self.endpoint} ({ids} {', '.join(self.data_ids)})")
+        where = where_to_see(self.endpoint, *self._ids_by_kind())
+        if where:
+            lines.append(f"  {where}")
         lines.extend(f"  error: {m}" for m in self.error_messages[:5])
         return "\n".join(lines)
 

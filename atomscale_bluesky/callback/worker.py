@@ -23,7 +23,7 @@ from atomscale_bluesky.callback.messages import (
     WorkItem,
 )
 from atomscale_bluesky.callback.options import CallbackOptions
-from atomscale_bluesky.callback.progress import ProgressDisplay
+from atomscale_bluesky.callback.progress import ProgressDisplay, ProgressLine
 from atomscale_bluesky.callback.run_report import FailureLatch, report_outside_runs
 from atomscale_bluesky.callback.run_uploader import RunUploader
 from atomscale_bluesky.callback.stream_opener import StreamOpener
@@ -46,6 +46,7 @@ class Worker:
         opener: StreamOpener,
         finalizers: Finalizers,
         live_counters: Callable[[], CallbackCounters],
+        progress: ProgressDisplay,
     ) -> None:
         self._options = options
         self._queue = queue
@@ -54,7 +55,7 @@ class Worker:
         self._opener = opener
         self._finalizers = finalizers
         self._live_counters = live_counters
-        self._progress = ProgressDisplay(options.progress)
+        self._progress = progress
         self._runs: dict[str, RunUploader] = {}
         self._thread = threading.Thread(target=self._loop, name="atomscale-callback", daemon=True)
 
@@ -77,7 +78,23 @@ class Worker:
             interval = self._options.progress_interval_s
             if self._progress.mode and time.monotonic() - last_progress > interval:
                 last_progress = time.monotonic()
-                self._progress.show(self._live_counters())
+                self._show_progress()
+
+    def _show_progress(self) -> None:
+        """Update the progress line while a run is open or finalizing; take it away after."""
+
+        def active() -> bool:
+            return bool(self._runs) or self._finalizers.busy()
+
+        if not active():
+            self._progress.idle()
+            return
+        client = self._opener.client
+        try:
+            status = client.status() if client is not None else None
+        except Exception:  # noqa: BLE001 - a closed client has no status; progress is optional
+            status = None
+        self._progress.update(ProgressLine.read(self._live_counters(), status), active)
 
     def _handle_safely(self, item: WorkItem) -> None:
         try:

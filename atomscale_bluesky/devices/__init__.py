@@ -4,7 +4,7 @@ The ophyd-async equivalents live in :mod:`atomscale_bluesky.devices.async_device
 ``sim`` extra; importing this package does not import ophyd-async.
 """
 
-from atomscale_bluesky.devices.connect import connect_all
+from atomscale_bluesky.devices.connect import connect_all, disconnect_all
 from atomscale_bluesky.devices.growth_sensors import GrowthSensors
 from atomscale_bluesky.devices.rheed_camera import (
     AD_DTYPES,
@@ -26,4 +26,5 @@ __all__ = [
     "GrowthSensors",
     "CallbackConsistentRead",
     "connect_all",
+    "disconnect_all",
 ]

@@ -176,5 +176,5 @@ def test_counters_and_concurrent_delivery_are_thread_safe(server, client):
     callback.close()
     counters = callback.counters
     assert counters.events == 160 and counters.frames_pushed == 160
-    # two RHEED streams and the time series of the two frame counters
-    assert counters.streams_opened == 3 and counters.streams_closed == 3
+    # two RHEED streams; their frame counters find gaps and are no channels (no time series)
+    assert counters.streams_opened == 2 and counters.streams_closed == 2

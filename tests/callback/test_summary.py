@@ -66,7 +66,7 @@ def test_summary_text_says_one_thing_in_the_singular():
         "1 duplicate,", "1 counter reset,", "1 stale pre-run frame left out,", "1 dtype change,",
         "1 lost chunk", "1 duplicate event,", "1 repeated start document,",
         "1 out-of-order event,", "1 event before its descriptor,", "1 rejected frame,",
-        "1 empty image reading skipped,", "1 shape change\n", "(data ids rheed-1, ts-1)",
+        "1 empty image reading skipped,", "1 shape change\n", "/local/rheed/rheed-1, ",
     ]:  # fmt: skip
         assert phrase in text, (phrase, text)
     assert not re.findall(r"\b1 [a-z-]+s\b", text), text  # no "1 frames", "1 errors" ...
@@ -84,7 +84,7 @@ def test_summary_text_uses_plurals_for_other_counts():
     assert "0 frames in 0 chunks, 0 points, 0 missing" in zero.text()
     one_stream = _summary(endpoint="http://x")
     one_stream.rheed.append(RheedSummary(camera="cam", name="n", data_id="only"))
-    assert "(data id only)" in one_stream.text()
+    assert "web app (https://www.atomscale.ai): data id only" in one_stream.text()
 
 
 def test_a_run_whose_chunks_wait_in_the_spool_is_pending_not_a_success():
@@ -129,7 +129,7 @@ def test_frames_of_lost_chunks_are_lost_with_their_reason_and_parts_are_linked()
     assert "120 lost, 0 pending" in text and "INCOMPLETE" in text
     assert "lost 120: dropped: spool is full" in text and "continued as rheed-2" in text
     assert "paused 62 s on authentication errors" in text
-    assert "(data ids rheed-1, rheed-2)" in text
+    assert "/local/rheed/rheed-1, http://127.0.0.1:8766/local/rheed/rheed-2" in text
 
 
 def test_a_fully_stored_run_is_complete():

@@ -502,6 +502,7 @@ class Spool:
                 "min_free_bytes": self._capacity.min_free_bytes,
                 "free_bytes": free,
                 "chunks_pending": len(self._queue),
+                "oldest_pending_ms": self._queue.oldest_ms(),
                 **self._totals.as_status(),
                 "streams": {d: s.counts() for d, s in sorted(self._streams.items())},
                 "quarantined": [q.as_dict() for q in self.quarantined],

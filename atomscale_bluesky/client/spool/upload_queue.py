@@ -27,6 +27,10 @@ class UploadQueue:
     def __contains__(self, entry: Entry) -> bool:
         return entry.key in self._entries
 
+    def oldest_ms(self) -> int | None:
+        """When the oldest waiting entry was spooled (unix ms), None when nothing waits."""
+        return self._order[0][0] if self._order else None
+
     def add(self, entry: Entry) -> None:
         self._entries[entry.key] = entry
         bisect.insort(self._order, entry.key)
