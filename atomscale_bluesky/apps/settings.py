@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from atomscale_bluesky.settings import AtomscaleSettings, ConfigError, load_settings
+from atomscale_bluesky.settings import AtomscaleSettings, load_settings, parse_pairs
 
 __all__ = [
     "add_callback_arguments",
@@ -95,21 +95,11 @@ def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _renames(items: list[str]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, name = item.partition("=")
-        if not sep or not key.strip() or not name.strip():
-            raise ConfigError(f"--rename must look like data_key=channel_name, got {item!r}")
-        result[key.strip()] = name.strip()
-    return result
-
-
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The options given on the command line, as constructor arguments (unset ones left out)."""
     values = {name: getattr(args, name, None) for name in OPTION_SETTINGS}
     if values["rename"] is not None:
-        values["rename"] = _renames(values["rename"])
+        values["rename"] = parse_pairs("--rename", values["rename"])
     return {name: value for name, value in values.items() if value is not None}
 
 
