@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.run_metadata import RunMetadata
 
 __all__ = ["StreamOpener"]
+
+RHEED_STREAMS_KEPT = 64  # recent RHEED streams whose ids ``rheed_data_ids`` can still give
 
 
 class StreamOpener:
@@ -27,7 +30,9 @@ class StreamOpener:
         self._factory = client_factory
         self._counters = counters
         self.endpoint = endpoint
-        self._rheed: list[tuple[str, Any]] = []  # (run uid, stream), read by other threads
+        # (run uid, stream) of the recent streams, read by other threads; bounded, so a session
+        # of many runs does not keep every finished stream (and what it holds) alive
+        self._rheed: deque[tuple[str, Any]] = deque(maxlen=RHEED_STREAMS_KEPT)
         self._rheed_lock = threading.Lock()
 
     def _ensure_client(self) -> Any:
