@@ -20,7 +20,7 @@ from atomscale_bluesky.devices.analysis_results import (
 
 __all__ = ["ResultsPoller"]
 
-log = logging.getLogger("atomscale_bluesky.devices.analysis")
+log = logging.getLogger(__name__)
 
 
 class ResultsPoller:
