@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from atomscale_bluesky.devices.analysis_results import (
+    NO_STREAM,
     ResultsFetch,
     StreamLocator,
     fetch_latest,
@@ -88,7 +89,7 @@ class ResultsPoller:
             data_id = self._locator.data_id()
             source = self._locator.source()
             if data_id is None or source is None:
-                fetch = ResultsFetch(None, "the run has no RHEED stream on the server yet")
+                fetch = ResultsFetch(None, NO_STREAM)
             else:
                 fetch = fetch_latest(http, source, data_id)
             self._on_fetch(data_id, fetch)

@@ -18,10 +18,13 @@ import httpx
 from atomscale_bluesky.client.config import check_endpoint
 
 __all__ = [
+    "NO_STREAM",
+    "RESULT_FIELDS",
     "AnalysisResult",
     "ResultsFetch",
     "ResultsSource",
     "fetch_latest",
+    "fetch_latest_async",
     "interpret",
     "latest_result",
     "parse_points",
@@ -35,6 +38,9 @@ KNOWN = (
     "growth_rate",
     "monolayers",
 )
+# the values both devices publish as hinted signals
+RESULT_FIELDS = ("specular_intensity", "oscillation_period", "growth_rate", "monolayers")
+NO_STREAM = "the run has no RHEED stream on the server yet"
 
 
 def _number(value: Any) -> float:
@@ -142,8 +148,26 @@ def fetch_latest(
             source.url(data_id), params={"last_n": last_n}, headers=source.headers()
         )
     except httpx.HTTPError as exc:
-        return ResultsFetch(None, f"results request failed: {type(exc).__name__}: {exc}")
+        return _request_failed(exc)
     return interpret(response, data_id)
+
+
+async def fetch_latest_async(
+    http: httpx.AsyncClient, source: ResultsSource, data_id: str, last_n: int = 1
+) -> ResultsFetch:
+    """One poll of the results endpoint on an event loop (the ophyd-async device's)."""
+    try:
+        response = await http.get(
+            source.url(data_id), params={"last_n": last_n}, headers=source.headers()
+        )
+    except httpx.HTTPError as exc:
+        return _request_failed(exc)
+    return interpret(response, data_id)
+
+
+def _request_failed(exc: httpx.HTTPError) -> ResultsFetch:
+    """A request that got no answer (the message names the error; headers are never shown)."""
+    return ResultsFetch(None, f"results request failed: {type(exc).__name__}: {exc}")
 
 
 def interpret(response: httpx.Response, data_id: str) -> ResultsFetch:
