@@ -59,3 +59,21 @@ def test_unset_means_the_defaults() -> None:
 def test_unusable_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings({name: value})
+
+
+def test_command_line_options_win_over_the_variables() -> None:
+    from atomscale_bluesky.apps.cli import build_parser
+    from atomscale_bluesky.apps.settings import callback_from_args
+
+    argv = ["consume", "--endpoint", "http://127.0.0.1:9", "--camera", "top", "--camera", "side",
+            "--root-map", "/ioc=/here", "--ioc-clock", "own"]  # fmt: skip
+    args = build_parser(argv).parse_args(argv)
+    with callback_from_args(args, load_settings(ENV)) as cb:
+        assert cb.options.routing.cameras == ("top", "side")
+        assert dict(cb.options.root_map) == {"/ioc": "/here"}
+        assert cb.options.ioc_clock == "own"
+    argv = ["consume", "--endpoint", "http://127.0.0.1:9"]
+    with callback_from_args(build_parser(argv).parse_args(argv), load_settings(ENV)) as cb:
+        assert (
+            cb.options.routing.cameras == ("rheed", "side_cam*") and cb.options.ioc_clock == "host"
+        )

@@ -34,6 +34,9 @@ OPTION_SETTINGS = (
     "rename",
     "rotation_key",
     "strict",
+    "cameras",
+    "root_map",
+    "ioc_clock",
 )
 
 
@@ -93,6 +96,23 @@ def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="abort runs on failure (ATOMSCALE_STRICT)",
     )
+    group.add_argument(
+        "--camera",
+        action="append",
+        dest="cameras",
+        help="a RHEED camera: data key, device name or glob; repeatable (ATOMSCALE_CAMERAS)",
+    )
+    group.add_argument(
+        "--root-map",
+        action="append",
+        metavar="IOC_ROOT=LOCAL_ROOT",
+        help="where this machine reads the IOC's files; repeatable (ATOMSCALE_ROOT_MAP)",
+    )
+    group.add_argument(
+        "--ioc-clock",
+        choices=("own", "host"),
+        help="whose clock the IOCs' timestamps are on (ATOMSCALE_IOC_CLOCK)",
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,6 +120,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in OPTION_SETTINGS}
     if values["rename"] is not None:
         values["rename"] = parse_pairs("--rename", values["rename"])
+    if values["root_map"] is not None:
+        values["root_map"] = parse_pairs("--root-map", values["root_map"])
     return {name: value for name, value in values.items() if value is not None}
 
 
