@@ -77,3 +77,19 @@ def test_command_line_options_win_over_the_variables() -> None:
         assert (
             cb.options.routing.cameras == ("rheed", "side_cam*") and cb.options.ioc_clock == "host"
         )
+
+
+def test_a_given_clients_endpoint_is_where_the_summary_points(RE, local_server, make_client):
+    """ATOMSCALE_ENDPOINT is for the client the callback makes, not for one it is given."""
+    from bluesky import plans as bp
+    from ophyd.sim import det
+
+    settings = load_settings({"ATOMSCALE_ENDPOINT": "http://127.0.0.1:8"})
+    with AtomscaleCallback(make_client(local_server), settings=settings) as cb:
+        token = RE.subscribe(cb)
+        RE(bp.count([det], num=3))
+        RE.unsubscribe(token)
+        assert cb.flush(60)
+        summary = cb.summaries[-1]
+    assert summary.timeseries is not None and summary.timeseries.data_id
+    assert summary.endpoint == local_server.url

@@ -237,7 +237,8 @@ class AtomscaleCallback:
         ioc_clock: str | None = None,
     ) -> None:
         env = load_settings() if settings is None else settings
-        endpoint = env.endpoint if endpoint is None else endpoint
+        if endpoint is None and client is None and client_factory is None:
+            endpoint = env.endpoint  # only the client made here goes there
         self.options = CallbackOptions(
             overrides=RunOverrides.build(
                 sample=sample,

@@ -29,7 +29,8 @@ class StreamOpener:
         self.owns_client = client is None
         self._factory = client_factory
         self._counters = counters
-        self.endpoint = endpoint
+        # where the streams go, as the summary shows it: the client's own endpoint once known
+        self.endpoint = getattr(client, "endpoint", None) or endpoint
         # (run uid, stream) of the recent streams, read by other threads; bounded, so a session
         # of many runs does not keep every finished stream (and what it holds) alive
         self._rheed: deque[tuple[str, Any]] = deque(maxlen=RHEED_STREAMS_KEPT)
@@ -38,8 +39,7 @@ class StreamOpener:
     def _ensure_client(self) -> Any:
         if self.client is None:
             self.client = self._factory()
-            if self.endpoint is None:
-                self.endpoint = getattr(self.client, "endpoint", None)
+            self.endpoint = getattr(self.client, "endpoint", None) or self.endpoint
         return self.client
 
     def open_rheed(
