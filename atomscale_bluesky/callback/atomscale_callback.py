@@ -188,9 +188,9 @@ class AtomscaleCallback:
         Whose clock the readings' timestamps are on (None reads ``ATOMSCALE_IOC_CLOCK``, else
         ``"own"``). ``"own"``: the IOCs keep their own time, which is stored as it is; only
         times taken on this computer (frames without a hardware time) are corrected by this
-        computer's measured offset against the endpoint. ``"host"``: the IOCs' clocks are this computer's (soft IOCs or ophyd.sim
-        devices on this machine), so their times are corrected too; the summary says by how
-        much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
+        computer's measured offset against the endpoint. ``"host"``: the IOCs' clocks are
+        this computer's (soft IOCs or ophyd.sim devices on this machine), so their times are
+        corrected too; the summary says by how much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
         it exceeds 1 s.
     """
 
