@@ -190,8 +190,8 @@ class AtomscaleCallback:
         times taken on this computer (frames without a hardware time) are corrected by this
         computer's measured offset against the endpoint. ``"host"``: the IOCs' clocks are
         this computer's (soft IOCs or ophyd.sim devices on this machine), so their times are
-        corrected too; the summary says by how much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
-        it exceeds 1 s.
+        corrected too; the summary says by how much. The IOC-to-RunEngine-host skew is
+        measured per run either way and reported when it exceeds 1 s.
     """
 
     def __init__(
