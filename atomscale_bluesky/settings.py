@@ -47,6 +47,7 @@ __all__ = [
     "Variable",
     "load_settings",
     "parse_flag",
+    "parse_pairs",
     "variables_table",
     "with_env_file",
 ]
@@ -58,6 +59,7 @@ ALIAS_PREFIXES = ("AS_",)  # the official Atomscale SDK's variables
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+IOC_CLOCKS = ("own", "host")
 
 
 class ConfigError(ValueError):
@@ -70,7 +72,7 @@ class Variable:
 
     name: str
     attribute: str
-    kind: str  # a key of PARSERS: text, flag, list, pairs, path, level, secret, secrets
+    kind: str  # a key of PARSERS: text, flag, list, pairs, path, level, clock, secret, secrets
     default: str  # as the docs show it
     meaning: str
     readers: str  # who reads it: callback, client, commands, server, profile
@@ -101,6 +103,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATOMSCALE_RENAME", "rename", "pairs", "unset", "`data_key=channel,...` channel names", "callback"),
     Variable("ATOMSCALE_ROTATION_KEY", "rotation_key", "text", "unset", "data key of the substrate rotation speed (rpm)", "callback"),
     Variable("ATOMSCALE_STRICT", "strict", "flag", "`false`", "abort a run (on its next document) when streaming fails", "callback"),
+    Variable("ATOMSCALE_CAMERAS", "cameras", "list", "unset (every areaDetector-like image)", "comma-separated RHEED camera data keys, device names or globs; only their arrays stream", "callback"),
+    Variable("ATOMSCALE_DATA_TYPE", "data_type", "text", "unset", "the cameras' pixel type (areaDetector `DataType` such as `UInt16`, or a numpy type)", "callback"),
+    Variable("ATOMSCALE_ROOT_MAP", "root_map", "pairs", "unset", "`ioc_root=local_root,...`: where this machine reads the files the IOC wrote", "callback"),
+    Variable("ATOMSCALE_IOC_CLOCK", "ioc_clock", "clock", "`own`", "whose clock readings' timestamps are on: `own` (stored as they are) or `host` (this computer's, corrected like it)", "callback"),
     # the processes we start
     Variable("ATOMSCALE_LOG_LEVEL", "log_level", "level", "`INFO`", "level of `config_atomscale_logging()` when none is given (the commands' `-v` wins)", "commands, profile"),
     Variable("ATOMSCALE_TUNE_MALLOC", "tune_malloc", "flag", "`true`", "fix glibc's mmap threshold so frame buffers go back to the system", "commands, profile"),
@@ -143,6 +149,10 @@ class AtomscaleSettings:
     rename: Mapping[str, str] | None = None
     rotation_key: str | None = None
     strict: bool = False
+    cameras: tuple[str, ...] | None = None
+    data_type: str | None = None
+    root_map: Mapping[str, str] | None = None
+    ioc_clock: str | None = None
     log_level: str = "INFO"
     tune_malloc: bool = True
     env_file: Path | None = None
@@ -203,17 +213,20 @@ def _split(text: str) -> tuple[str, ...] | None:
     return items or None
 
 
-def _pairs(name: str, text: str) -> dict[str, str] | None:
-    """``"key=value,key2=value2"`` as a mapping."""
+def parse_pairs(name: str, items: Iterable[str]) -> dict[str, str]:
+    """``["key=value", ...]`` as a mapping; ``name`` (a variable or option) is in the error."""
     result: dict[str, str] = {}
-    for pair in _split(text) or ():
+    for pair in items:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(
-                f"{name}: each item must look like data_key=channel_name, got {pair!r}"
-            )
+            raise ConfigError(f"{name}: each item must look like key=value, got {pair!r}")
         result[key.strip()] = value.strip()
-    return result or None
+    return result
+
+
+def _pairs(name: str, text: str) -> dict[str, str] | None:
+    """``"key=value,key2=value2"`` as a mapping."""
+    return parse_pairs(name, _split(text) or ()) or None
 
 
 def _secret(name: str, text: str) -> ApiKey | None:
@@ -240,6 +253,14 @@ def _level(name: str, text: str) -> str | None:
     return word or None
 
 
+def _clock(name: str, text: str) -> str | None:
+    """Whose clock the IOCs' timestamps are on: ``own`` or ``host``, any case."""
+    word = text.strip().lower()
+    if word and word not in IOC_CLOCKS:
+        raise ConfigError(f"{name}={text.strip()!r} is not a clock: use own or host")
+    return word or None
+
+
 def _path(name: str, text: str) -> Path | None:
     return Path(text.strip()).expanduser() if text.strip() else None
 
@@ -251,6 +272,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "pairs": _pairs,
     "path": _path,
     "level": _level,
+    "clock": _clock,
     "secret": _secret,
     "secrets": _secrets,
 }

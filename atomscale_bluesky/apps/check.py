@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from atomscale_bluesky.callback.pixel_format import first_declared
 from atomscale_bluesky.callback.routing import FrameKey, Route, RoutingOptions, route_descriptor
 
 __all__ = ["add_arguments", "run"]
@@ -31,9 +32,9 @@ _CAMERA_READINGS = (
     ("array_size1", "{image}ArraySize1_RBV", "config"),
     ("array_size2", "{image}ArraySize2_RBV", "config"),
     ("acquire_period", "{cam}AcquirePeriod_RBV", "config"),
-    ("data_type", "{cam}DataType_RBV", "info"),
+    ("data_type", "{cam}DataType_RBV", "config"),
     ("color_mode", "{cam}ColorMode_RBV", "info"),
-    ("pixel_format", "{cam}PixelFormat_RBV", "info"),
+    ("pixel_format", "{cam}PixelFormat_RBV", "config"),
 )
 
 
@@ -214,7 +215,7 @@ def _report(prefix: str, route: Route, probe: Probe, frame: np.ndarray) -> str:
         raise CheckFailed(f"the image holds {frame.size} values, not {shape} ({per} per event)")
     lines = [
         f"camera {prefix}: frames of {shape[0]} x {shape[1]} pixels, dtype {frame.dtype}, "
-        f"bit depth {_bit_depth(fkey, probe, frame)}",
+        f"bit depth {_bit_depth(fkey, route, frame)}",
         f"  fps: {_fps(fkey, probe)}",
         f"  frame counter: {fkey.counter_key or 'none (gaps found from frame times only)'}",
         f"  data type {_info(probe, 'data_type')}, color mode {_info(probe, 'color_mode')}, "
@@ -228,10 +229,18 @@ def _report(prefix: str, route: Route, probe: Probe, frame: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def _bit_depth(fkey: FrameKey, probe: Probe, frame: np.ndarray) -> str:
+def _bit_depth(fkey: FrameKey, route: Route, frame: np.ndarray) -> str:
+    """The bit depth as the callback decides it: declared by the data key, the camera's
+    DataType/PixelFormat configuration, else guessed from the run's first frames."""
     if fkey.bit_depth:
         return f"{fkey.bit_depth} (declared)"
-    return f"{frame.dtype.itemsize * 8} (from the dtype; pass bit_depth= for a 12-bit camera)"
+    declared = first_declared([fkey.pixels, route.config_pixels.get(NAME)])
+    if declared.bit_depth is not None:
+        return f"{declared.bit_depth} ({declared.bit_depth_source})"
+    return (
+        f"up to {frame.dtype.itemsize * 8}: guessed from the run's first frames "
+        "(pass bit_depth= for a 12-bit camera)"
+    )
 
 
 def _fps(fkey: FrameKey, probe: Probe) -> str:
@@ -262,5 +271,5 @@ def _routes(route: Route, probe: Probe) -> list[str]:
     for key, why in route.skipped.items():
         lines.append(f"  {key}: skipped ({why})")
     for key in sorted(k for k, r in probe.roles.items() if r == "config" and k in probe.readings):
-        lines.append(f"  {key}: camera configuration (frame size, fps), not a channel")
+        lines.append(f"  {key}: camera configuration (frame size, fps, pixels), not a channel")
     return lines

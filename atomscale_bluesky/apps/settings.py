@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from atomscale_bluesky.settings import AtomscaleSettings, ConfigError, load_settings
+from atomscale_bluesky.settings import AtomscaleSettings, load_settings, parse_pairs
 
 __all__ = [
     "add_callback_arguments",
@@ -34,6 +34,9 @@ OPTION_SETTINGS = (
     "rename",
     "rotation_key",
     "strict",
+    "cameras",
+    "root_map",
+    "ioc_clock",
 )
 
 
@@ -93,23 +96,32 @@ def add_callback_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="abort runs on failure (ATOMSCALE_STRICT)",
     )
-
-
-def _renames(items: list[str]) -> dict[str, str]:
-    result = {}
-    for item in items:
-        key, sep, name = item.partition("=")
-        if not sep or not key.strip() or not name.strip():
-            raise ConfigError(f"--rename must look like data_key=channel_name, got {item!r}")
-        result[key.strip()] = name.strip()
-    return result
+    group.add_argument(
+        "--camera",
+        action="append",
+        dest="cameras",
+        help="a RHEED camera: data key, device name or glob; repeatable (ATOMSCALE_CAMERAS)",
+    )
+    group.add_argument(
+        "--root-map",
+        action="append",
+        metavar="IOC_ROOT=LOCAL_ROOT",
+        help="where this machine reads the IOC's files; repeatable (ATOMSCALE_ROOT_MAP)",
+    )
+    group.add_argument(
+        "--ioc-clock",
+        choices=("own", "host"),
+        help="whose clock the IOCs' timestamps are on (ATOMSCALE_IOC_CLOCK)",
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The options given on the command line, as constructor arguments (unset ones left out)."""
     values = {name: getattr(args, name, None) for name in OPTION_SETTINGS}
     if values["rename"] is not None:
-        values["rename"] = _renames(values["rename"])
+        values["rename"] = parse_pairs("--rename", values["rename"])
+    if values["root_map"] is not None:
+        values["root_map"] = parse_pairs("--root-map", values["root_map"])
     return {name: value for name, value in values.items() if value is not None}
 
 

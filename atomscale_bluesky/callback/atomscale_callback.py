@@ -121,6 +121,7 @@ class AtomscaleCallback:
         The cameras' pixel type (an areaDetector ``DataType`` such as ``"UInt16"``, or a numpy
         type), or data key/glob -> type; wins over the camera's configuration and the data key.
         Integer frames delivered with the other sign (int16 over Channel Access) are read as it.
+        None reads ``ATOMSCALE_DATA_TYPE``.
     pixel_range
         ``(low, high)``, or data key/glob -> ``(low, high)``: the values that become 0 and 255
         for the whole run (values outside clip, counted). Without it integer frames scale by
@@ -178,28 +179,30 @@ class AtomscaleCallback:
     cameras
         The RHEED camera(s): data keys, device names or glob patterns (``"rheed"`` names the
         device and its ``rheed_image``). Only their arrays stream; other arrays are skipped
-        with a reason (never counted lost). None: every areaDetector-like image streams
-        (frames written to files, an ``ArrayData`` PV, a camera-like name or configuration).
+        with a reason (never counted lost). None reads ``ATOMSCALE_CAMERAS``; unset: every
+        areaDetector-like image streams (frames written to files, an ``ArrayData`` PV, a
+        camera-like name or configuration).
     run_filter
         Callable taking a run's start document, returning whether to upload the run (default:
         every run). A start-document key ``atomscale`` wins over it: ``RE(plan,
         atomscale=False)`` or ``atomscale={"upload": False}`` leaves a run out, ``True`` uploads.
     root_map
         Resource root (the directory the IOC wrote to) -> the directory this machine sees the
-        same files under, as in event_model's Filler (``{"/epics/data": "/mnt/ioc/data"}``).
+        same files under, as in event_model's Filler (``{"/epics/data": "/mnt/ioc/data"}``);
+        None reads ``ATOMSCALE_ROOT_MAP``.
     handler_registry
         Resource spec (or stream-resource mimetype) -> handler class, used before the built-in
         handlers (AD_HDF5 and its SWMR variants, AD_TIFF, NPY_SEQ) and the installed ones
         (``databroker.handlers`` entry points). Classes follow the ecosystem's convention:
         ``cls(path, **resource_kwargs)``, called as ``handler(**datum_kwargs)``.
     ioc_clock
-        Whose clock the readings' timestamps are on. ``"own"`` (default): the IOCs keep their
-        own time, which is stored as it is; only times taken on this computer (frames without
-        a hardware time) are corrected by this computer's measured offset against the
-        endpoint. ``"host"``: the IOCs' clocks are this computer's (soft IOCs or ophyd.sim
-        devices on this machine), so their times are corrected too; the summary says by how
-        much. The IOC-to-RunEngine-host skew is measured per run either way and reported when
-        it exceeds 1 s.
+        Whose clock the readings' timestamps are on (None reads ``ATOMSCALE_IOC_CLOCK``, else
+        ``"own"``). ``"own"``: the IOCs keep their own time, which is stored as it is; only
+        times taken on this computer (frames without a hardware time) are corrected by this
+        computer's measured offset against the endpoint. ``"host"``: the IOCs' clocks are
+        this computer's (soft IOCs or ophyd.sim devices on this machine), so their times are
+        corrected too; the summary says by how much. The IOC-to-RunEngine-host skew is
+        measured per run either way and reported when it exceeds 1 s.
     """
 
     def __init__(
@@ -243,10 +246,11 @@ class AtomscaleCallback:
         run_filter: Callable[[Mapping[str, Any]], bool] | None = None,
         root_map: Mapping[str, str] | None = None,
         handler_registry: Mapping[str, Any] | None = None,
-        ioc_clock: str = "own",
+        ioc_clock: str | None = None,
     ) -> None:
         env = load_settings() if settings is None else settings
-        endpoint = env.endpoint if endpoint is None else endpoint
+        if endpoint is None and client is None and client_factory is None:
+            endpoint = env.endpoint  # only the client made here goes there
         self.options = CallbackOptions(
             overrides=RunOverrides.build(
                 sample=sample,
@@ -266,9 +270,11 @@ class AtomscaleCallback:
                 env.rename if rename is None else rename,
                 env.rotation_key if rotation_key is None else rotation_key,
                 frame_shapes,
-                cameras,
+                env.cameras if cameras is None else cameras,
             ),
-            pixels=PixelOptions.build(data_type, pixel_range),
+            pixels=PixelOptions.build(
+                env.data_type if data_type is None else data_type, pixel_range
+            ),
             chunk_seconds=chunk_seconds,
             strict=env.strict if strict is None else strict,
             max_frame_bytes=max_frame_bytes,
@@ -283,10 +289,10 @@ class AtomscaleCallback:
             progress=(mode := resolve_progress(progress)),
             progress_interval_s=progress_interval_s or (0.5 if mode == "bar" else 5.0),
             print_summary=interactive_session() if print_summary is None else print_summary,
-            root_map=dict(root_map or {}),
+            root_map=dict((env.root_map or {}) if root_map is None else root_map),
             handler_registry=dict(handler_registry or {}),
             run_filter=run_filter,
-            ioc_clock=ioc_clock,
+            ioc_clock=ioc_clock or env.ioc_clock or "own",
         )
         self._summaries = RunSummaries()
         self._display = ProgressDisplay(self.options.progress)

@@ -123,6 +123,8 @@ class Intake:
     # -- runs ---------------------------------------------------------------------------------------
     def _on_start(self, doc: Mapping[str, Any]) -> None:
         uid = doc.get("uid")
+        # the user's filter runs outside the lock: a slow one must not hold up monitor threads
+        upload, why = run_choice(doc, self._options.run_filter)
         with self._lock:
             if not isinstance(uid, str) or not uid.strip():
                 # checked before anything changes: a malformed start must not end the running run
@@ -145,7 +147,6 @@ class Intake:
             self._left_out_latest = None
             if len(self._left_out) > _LEFT_OUT_MEMORY:
                 self._left_out.clear()
-            upload, why = run_choice(doc, self._options.run_filter)
             if not upload:
                 self._left_out.add(uid)
                 self._left_out_latest = uid

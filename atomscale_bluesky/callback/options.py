@@ -15,11 +15,11 @@ from atomscale_bluesky.callback.run_metadata import (
     RunMetadata,
     RunOverrides,
 )
+from atomscale_bluesky.settings import IOC_CLOCKS
 
 __all__ = ["MiB", "CallbackOptions"]
 
 MiB = 1024 * 1024
-IOC_CLOCKS = ("own", "host")
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,8 @@ class CallbackOptions:
     root_map: Mapping[str, str] = field(default_factory=dict)  # resource root -> local root
     handler_registry: Mapping[str, Any] = field(default_factory=dict)  # spec -> handler class
     run_filter: Callable[[Mapping[str, Any]], bool] | None = None  # start doc -> upload it?
-    ioc_clock: str = (
-        "own"  # "own": IOC times are stored as they are; "host": corrected like host times
-    )
+    # "own": IOC times are stored as they are; "host": corrected like this computer's times
+    ioc_clock: str = "own"
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:

@@ -11,21 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from atomscale_bluesky.settings import FALSE_WORDS, TRUE_WORDS
+
 __all__ = ["START_KEY", "run_choice"]
 
 START_KEY = "atomscale"
 
 
 def _declared(start: Mapping[str, Any]) -> bool | None:
-    """What the start document says: True, False, or None when it says nothing usable."""
+    """What the start document says: True, False, or None when it says nothing usable (strings
+    follow the settings' yes/no rule)."""
     value = start.get(START_KEY)
     if isinstance(value, Mapping):
         value = value.get("upload")
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
+    if isinstance(value, str) and value.strip().lower() in FALSE_WORDS:
         return False
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1"):
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS:
         return True
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.run_metadata import RunMetadata
 
 __all__ = ["StreamOpener"]
+
+RHEED_STREAMS_KEPT = 64  # recent RHEED streams whose ids ``rheed_data_ids`` can still give
 
 
 class StreamOpener:
@@ -26,15 +29,17 @@ class StreamOpener:
         self.owns_client = client is None
         self._factory = client_factory
         self._counters = counters
-        self.endpoint = endpoint or getattr(client, "endpoint", None)
-        self._rheed: list[tuple[str, Any]] = []  # (run uid, stream), read by other threads
+        # where the streams go, as the summary shows it: the client's own endpoint once known
+        self.endpoint = getattr(client, "endpoint", None) or endpoint
+        # (run uid, stream) of the recent streams, read by other threads; bounded, so a session
+        # of many runs does not keep every finished stream (and what it holds) alive
+        self._rheed: deque[tuple[str, Any]] = deque(maxlen=RHEED_STREAMS_KEPT)
         self._rheed_lock = threading.Lock()
 
     def _ensure_client(self) -> Any:
         if self.client is None:
             self.client = self._factory()
-            if self.endpoint is None:
-                self.endpoint = getattr(self.client, "endpoint", None)
+            self.endpoint = getattr(self.client, "endpoint", None) or self.endpoint
         return self.client
 
     def open_rheed(

@@ -21,11 +21,15 @@ from ophyd import Device, Signal
 from ophyd.status import DeviceStatus
 
 from atomscale_bluesky.devices.analysis_poller import ResultsPoller
-from atomscale_bluesky.devices.analysis_results import AnalysisResult, ResultsFetch, StreamLocator
+from atomscale_bluesky.devices.analysis_results import (
+    RESULT_FIELDS,
+    AnalysisResult,
+    ResultsFetch,
+    StreamLocator,
+)
 
 __all__ = ["AtomscaleAnalysis", "RESULT_FIELDS"]
 
-RESULT_FIELDS = ("specular_intensity", "oscillation_period", "growth_rate", "monolayers")
 NAN = math.nan
 
 

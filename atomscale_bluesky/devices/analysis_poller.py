@@ -13,6 +13,7 @@ from collections.abc import Callable
 import httpx
 
 from atomscale_bluesky.devices.analysis_results import (
+    NO_STREAM,
     ResultsFetch,
     StreamLocator,
     fetch_latest,
@@ -20,7 +21,7 @@ from atomscale_bluesky.devices.analysis_results import (
 
 __all__ = ["ResultsPoller"]
 
-log = logging.getLogger("atomscale_bluesky.devices.analysis")
+log = logging.getLogger(__name__)
 
 
 class ResultsPoller:
@@ -45,20 +46,24 @@ class ResultsPoller:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Poll on a thread of its own (a new one when the last was asked to stop)."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
                 return
-            self._stop.clear()
+            self._stop = threading.Event()  # each thread has its own: a stopping one ends alone
             self._thread = threading.Thread(
-                target=self._run, name="atomscale-analysis-poller", daemon=True
+                target=self._run, args=(self._stop,), name="atomscale-analysis-poller", daemon=True
             )
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+    def stop(self, timeout: float = 0.0) -> None:
+        """Ask the thread to end after its current poll; wait for it up to ``timeout`` seconds
+        (default: not at all, since ``unstage`` calls this on the RunEngine's thread)."""
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
         self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if timeout > 0 and thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def poke(self, done: Callable[[], None]) -> None:
@@ -68,9 +73,9 @@ class ResultsPoller:
         self.start()
         self._wake.set()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         with httpx.Client(timeout=self._timeout, follow_redirects=False) as http:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 with self._lock:
                     waiters, self._waiters = self._waiters, []
                 self._poll_once(http)
@@ -78,8 +83,11 @@ class ResultsPoller:
                     done()
                 self._wake.wait(self.interval)
                 self._wake.clear()
+            # the triggers still waiting are answered here, unless a newer thread polls for them
+            waiters = []
             with self._lock:
-                waiters, self._waiters = self._waiters, []
+                if self._stop is stop:
+                    waiters, self._waiters = self._waiters, []
             for done in waiters:
                 done()
 
@@ -88,7 +96,7 @@ class ResultsPoller:
             data_id = self._locator.data_id()
             source = self._locator.source()
             if data_id is None or source is None:
-                fetch = ResultsFetch(None, "the run has no RHEED stream on the server yet")
+                fetch = ResultsFetch(None, NO_STREAM)
             else:
                 fetch = fetch_latest(http, source, data_id)
             self._on_fetch(data_id, fetch)

@@ -15,11 +15,16 @@ from typing import Any
 
 import httpx
 
+from atomscale_bluesky.client.config import check_endpoint
+
 __all__ = [
+    "NO_STREAM",
+    "RESULT_FIELDS",
     "AnalysisResult",
     "ResultsFetch",
     "ResultsSource",
     "fetch_latest",
+    "fetch_latest_async",
     "interpret",
     "latest_result",
     "parse_points",
@@ -33,6 +38,9 @@ KNOWN = (
     "growth_rate",
     "monolayers",
 )
+# the values both devices publish as hinted signals
+RESULT_FIELDS = ("specular_intensity", "oscillation_period", "growth_rate", "monolayers")
+NO_STREAM = "the run has no RHEED stream on the server yet"
 
 
 def _number(value: Any) -> float:
@@ -140,8 +148,26 @@ def fetch_latest(
             source.url(data_id), params={"last_n": last_n}, headers=source.headers()
         )
     except httpx.HTTPError as exc:
-        return ResultsFetch(None, f"results request failed: {type(exc).__name__}: {exc}")
+        return _request_failed(exc)
     return interpret(response, data_id)
+
+
+async def fetch_latest_async(
+    http: httpx.AsyncClient, source: ResultsSource, data_id: str, last_n: int = 1
+) -> ResultsFetch:
+    """One poll of the results endpoint on an event loop (the ophyd-async device's)."""
+    try:
+        response = await http.get(
+            source.url(data_id), params={"last_n": last_n}, headers=source.headers()
+        )
+    except httpx.HTTPError as exc:
+        return _request_failed(exc)
+    return interpret(response, data_id)
+
+
+def _request_failed(exc: httpx.HTTPError) -> ResultsFetch:
+    """A request that got no answer (the message names the error; headers are never shown)."""
+    return ResultsFetch(None, f"results request failed: {type(exc).__name__}: {exc}")
 
 
 def interpret(response: httpx.Response, data_id: str) -> ResultsFetch:
@@ -171,7 +197,9 @@ class StreamLocator:
     With ``callback`` (an ``AtomscaleCallback``) the stream is the latest RHEED stream the
     callback opened for the latest run it saw start, and the endpoint and key are its client's;
     ``data_id``, ``endpoint`` and ``api_key`` fix them instead (e.g. a stream another program
-    opened in the cloud).
+    opened in the cloud). The client's key goes only to the client's own origin: an
+    ``endpoint`` elsewhere needs its own ``api_key``. A plain ``http://`` endpoint on another
+    host is refused as the client refuses it.
     """
 
     def __init__(
@@ -184,10 +212,16 @@ class StreamLocator:
     ) -> None:
         if callback is None and data_id is None:
             raise ValueError("give the AtomscaleCallback whose stream to follow, or a data_id")
+        if endpoint is not None:
+            endpoint = endpoint.strip().rstrip("/")
+            check_endpoint(endpoint)
         self.callback = callback
         self.fixed_data_id = data_id
         self.endpoint = endpoint
         self.api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"StreamLocator(data_id={self.fixed_data_id!r}, endpoint={self.endpoint!r})"
 
     def data_id(self) -> str | None:
         if self.fixed_data_id is not None:
@@ -200,8 +234,15 @@ class StreamLocator:
         client = getattr(self.callback, "client", None)
         config = getattr(client, "config", None)
         if config is not None:
+            if key is None and (endpoint is None or _origin(endpoint) == _origin(config.endpoint)):
+                key = config.api_key
             endpoint = endpoint or config.endpoint
-            key = key if key is not None else config.api_key
         if endpoint is None or key is None:
             return None
         return ResultsSource(endpoint, key)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of a URL: where a request goes (the key stays with its origin)."""
+    parts = httpx.URL(url)
+    return parts.scheme, parts.host, parts.port

@@ -23,15 +23,15 @@ from ophyd_async.core import (
 )
 
 from atomscale_bluesky.devices.analysis_results import (
+    NO_STREAM,
+    RESULT_FIELDS,
     AnalysisResult,
     ResultsFetch,
     StreamLocator,
-    interpret,
+    fetch_latest_async,
 )
 
 __all__ = ["AtomscaleAnalysisAsync"]
-
-RESULT_FIELDS = ("specular_intensity", "oscillation_period", "growth_rate", "monolayers")
 
 
 class _StampedBackend(SoftSignalBackend):
@@ -91,17 +91,11 @@ class AtomscaleAnalysisAsync(StandardReadable):
         data_id = self.locator.data_id()
         source = self.locator.source()
         if data_id is None or source is None:
-            fetch = ResultsFetch(None, "the run has no RHEED stream on the server yet")
+            fetch = ResultsFetch(None, NO_STREAM)
         else:
             if self._http is None:
                 self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-            try:
-                response = await self._http.get(
-                    source.url(data_id), params={"last_n": 1}, headers=source.headers()
-                )
-                fetch = interpret(response, data_id)
-            except httpx.HTTPError as exc:
-                fetch = ResultsFetch(None, f"results request failed: {type(exc).__name__}")
+            fetch = await fetch_latest_async(self._http, source, data_id)
         self._absorb(data_id, fetch)
         return fetch
 

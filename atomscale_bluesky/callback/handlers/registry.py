@@ -23,7 +23,7 @@ from atomscale_bluesky.callback.handlers.npy_seq import NumpySeqHandler
 
 __all__ = ["BUILTIN_HANDLERS", "ENTRY_POINT_GROUP", "STREAM_HANDLERS", "HandlerRegistry"]
 
-logger = logging.getLogger("atomscale_bluesky.callback")
+logger = logging.getLogger(__name__)
 
 HandlerClass = Callable[..., Any]
 ENTRY_POINT_GROUP = "databroker.handlers"

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from atomscale_bluesky.server.dependencies import context, require_api_key
+from atomscale_bluesky.settings import TRUE_WORDS
 
 IdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 DISABLED = "live analysis is switched off on this server (started with --no-analysis)"
@@ -22,7 +23,8 @@ router = APIRouter(dependencies=[Depends(require_api_key)], tags=["analysis"])
 
 
 def _flag(text: str | None) -> bool:
-    return (text or "").strip().lower() in ("true", "1", "yes")
+    """The SDK's ``True``/``False`` query values (read with the settings' yes words)."""
+    return (text or "").strip().lower() in TRUE_WORDS
 
 
 @router.get("/rheed/timeseries/{data_id}/", response_model=None)
