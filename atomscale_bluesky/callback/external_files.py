@@ -166,6 +166,9 @@ class ExternalStore:
                 f"{resource.path}:{resource.dataset} holds {dataset.shape[0]} frames, need {stop}"
             )
         frames = np.asarray(dataset[start:stop])
+        if _attributes_behind(handle, stop):
+            self._forget(resource.path)
+            raise ExternalNotReady(f"{resource.path}: NDAttributes hold fewer than {stop} frames")
         return ExternalFrames(
             frames=frames,
             timestamps=_epics_times(handle, start, stop),
@@ -206,6 +209,16 @@ class ExternalStore:
 def _refresh(dataset: Any) -> None:
     with contextlib.suppress(Exception):  # only SWMR-opened datasets refresh
         dataset.refresh()
+
+
+def _attributes_behind(handle: Any, stop: int) -> bool:
+    """True when the per-frame NDAttributes exist but lag the frames (written, not yet seen)."""
+    for name in (_TS_SEC, _TS_NSEC, _UNIQUE_ID):
+        if name in handle:
+            _refresh(handle[name])
+            if handle[name].shape[0] < stop:
+                return True
+    return False
 
 
 def _epics_times(handle: Any, start: int, stop: int) -> list[float] | None:

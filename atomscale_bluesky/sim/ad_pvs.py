@@ -35,9 +35,16 @@ LONG_STRING = 256  # areaDetector's file path/name/template waveforms hold 256 c
 
 
 def enum_pv(
-    name: str, names: list[str], value: str, *, read_only: bool = False, doc: str = ""
+    name: str,
+    names: list[str],
+    value: str,
+    *,
+    read_only: bool = False,
+    doc: str = "",
+    record: str | None = None,
 ) -> pvproperty:
-    """An ENUM PV with ``names`` as its choices."""
+    """An ENUM PV with ``names`` as its choices (``record``: also serve that record's fields)."""
+    extra = {"record": record} if record else {}
     return pvproperty(
         name=name,
         value=value,
@@ -45,6 +52,7 @@ def enum_pv(
         enum_strings=names,
         read_only=read_only,
         doc=doc,
+        **extra,
     )
 
 
@@ -93,8 +101,7 @@ class PvSpec:
         if self.rbv and not self.read_only:
             names.append(self.name + "_RBV")
         return {
-            attribute_name(pv): self._property(pv, read_only=pv.endswith("_RBV"))
-            for pv in names
+            attribute_name(pv): self._property(pv, read_only=pv.endswith("_RBV")) for pv in names
         }
 
     def _property(self, pv: str, *, read_only: bool) -> pvproperty:

@@ -154,7 +154,8 @@ class CamGroup(MirrorGroup):
         read_only=True,
     )
     data_type = _enum("DataType", DATA_TYPES, "UInt8")
-    data_type_rbv = _enum("DataType_RBV", DATA_TYPES, "UInt8", read_only=True)
+    # an mbbi, so stock ophyd reads DataType_RBV.DISA (0: the data type is in use)
+    data_type_rbv = _enum("DataType_RBV", DATA_TYPES, "UInt8", read_only=True, record="mbbi")
     color_mode = _enum("ColorMode", COLOR_MODES, "Mono")
     color_mode_rbv = _enum("ColorMode_RBV", COLOR_MODES, "Mono", read_only=True)
     pixel_format = _enum("PixelFormat", PIXEL_FORMATS, "Mono8")
@@ -473,6 +474,11 @@ class RheedCameraIOC(PVGroup):
             )
         await cam.array_size_x_rbv.write(width)
         await cam.array_size_y_rbv.write(height)
+        # the file plugin starts primed (as after an IOC's start-up frame): stock HDF5Plugin
+        # stage() refuses a plugin whose array size is still 0
+        for name, value in (("ArraySize0_RBV", width), ("ArraySize1_RBV", height)):
+            await self.hdf1.pv(name).write(value)
+        await self.hdf1.pv("NDimensions_RBV").write(2)
 
     def _render(self, pattern: RheedPattern, t: float) -> tuple[Any, np.ndarray]:
         from .pattern import FrameInputs

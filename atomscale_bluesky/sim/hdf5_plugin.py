@@ -198,7 +198,10 @@ class Hdf5Behaviour(PluginGroup):
         """The next file's full name (published), advancing FileNumber when AutoIncrement is on."""
         number = int(self.pv("FileNumber").value)
         name = full_file_name(
-            str(self.file_template.value), str(self.file_path_rbv.value), str(self.file_name.value), number
+            str(self.file_template.value),
+            str(self.file_path_rbv.value),
+            str(self.file_name.value),
+            number,
         )
         await self.full_file_name_rbv.write(name)
         if self.auto_increment.value == "Yes":
@@ -229,7 +232,6 @@ class Hdf5Behaviour(PluginGroup):
         if self._file is not None:
             self._file.close()
             self._file = None
-
 
 
 Hdf5PluginGroup = spec_group(
