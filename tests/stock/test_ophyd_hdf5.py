@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from .frames_check import assert_stored_equals_file, file_frames
 
 from atomscale_bluesky.callback import AtomscaleCallback
+
+from .frames_check import assert_stored_equals_file, file_frames
 
 pytestmark = pytest.mark.timeout(300)
 
