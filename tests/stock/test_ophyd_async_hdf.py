@@ -59,10 +59,12 @@ def test_ophyd_async_hdf_detector_step_scan(RE, stock_camera, local_server, clie
     frames, _, _ = file_frames(path)
     assert frames.shape == (5, 480, 640)
     (summary,) = callback.summaries
+    assert summary.lost == 0
     (rheed,) = summary.rheed
     assert assert_stored_equals_file(local_server, rheed.data_id, path, 8) == 5
 
 
+@pytest.mark.slow
 def test_ophyd_async_hdf_detector_fly_scan_streams_live(
     RE, stock_camera, local_server, client, tmp_path
 ):
@@ -103,5 +105,6 @@ def test_ophyd_async_hdf_detector_fly_scan_streams_live(
     frames, _, _ = file_frames(path)
     assert frames.shape == (n_frames, 480, 640)
     (summary,) = callback.summaries
+    assert summary.lost == 0
     (rheed,) = summary.rheed
     assert assert_stored_equals_file(local_server, rheed.data_id, path, 8) == n_frames

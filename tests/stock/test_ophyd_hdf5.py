@@ -61,6 +61,7 @@ def test_ophyd_filestore_hdf5_detector_streams_its_file(
     frames, _, _ = file_frames(path)
     assert frames.shape == (12, 480, 640) and frames.dtype.str == "|u1"
     (summary,) = callback.summaries
+    assert summary.lost == 0
 
     (rheed,) = summary.rheed
     assert assert_stored_equals_file(local_server, rheed.data_id, path, 8) == 12
