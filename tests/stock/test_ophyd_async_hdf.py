@@ -73,7 +73,7 @@ def test_ophyd_async_hdf_detector_fly_scan_streams_live(
     from ophyd_async.core import TriggerInfo
 
     det = make_detector(stock_camera.prefix, tmp_path)
-    n_frames = 600  # 10 s at 60 fps: the file is still growing when the first chunk is stored
+    n_frames = 300  # 5 s at 60 fps: the file is still growing when the first chunk is stored
     seen_live: list[tuple[int, bool]] = []  # (frames stored, capture still running)
 
     def stored_frames() -> int:
