@@ -172,6 +172,8 @@ class Hdf5Behaviour(PluginGroup):
         self._captured = 0
         self._buffered = []
         self._pending_name = await self._claim_file_name()
+        await self.write_status.write("Write OK")
+        await self.write_message.write("")
         await self.pv("NumCaptured_RBV").write(0)
         await self.capture_rbv.write("Capture")
 

@@ -115,3 +115,22 @@ def test_capture_mode_writes_on_stop_and_single_mode_one_file_per_frame(mono12, 
     names = sorted(p.name for p in (tmp_path / "single").iterdir())
     assert names == ["scan_000.h5", "scan_001.h5", "scan_002.h5"]
     assert all(len(_read(tmp_path / "single" / n)[0]) == 1 for n in names)
+
+
+def test_unwritable_path_is_reported_and_the_ioc_keeps_serving(mono12, tmp_path):
+    pv = mono12.pv
+    missing = tmp_path / "no" / "such" / "dir"
+    _configure(pv, missing, "Stream")
+    assert ca_value(pv("HDF1:FilePathExists_RBV")) == "No"
+    ca_write(pv("HDF1:Capture"), 1)
+    _acquire(pv, 2)
+    assert ca_value(pv("HDF1:WriteStatus")) == "Write error"
+    assert "dir" in ca_value(pv("HDF1:WriteMessage"))
+    ca_write(pv("HDF1:Capture"), 0)
+    _configure(pv, tmp_path, "Stream", number=3)
+    ca_write(pv("HDF1:NumCapture"), 2)
+    ca_write(pv("HDF1:Capture"), 1)
+    _acquire(pv, 2)
+    assert wait_for(lambda: ca_value(pv("HDF1:Capture_RBV")) == "Done")
+    assert ca_value(pv("HDF1:WriteStatus")) == "Write OK"
+    assert _read(tmp_path / "scan_003.h5")[0].shape == (2, 48, 64)
