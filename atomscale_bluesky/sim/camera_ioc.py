@@ -1,7 +1,7 @@
 """caproto PVGroup of a simulated RHEED camera with areaDetector-compatible PV names.
 
 ``<prefix>cam1:`` is the driver (Acquire, AcquirePeriod, ImageMode, PixelFormat, ...), ``<prefix>HDF1:``
-the HDF5 file plugin (sim/hdf5_plugin.py), ``<prefix>image1:`` an
+the HDF5 file plugin (sim/hdf5_plugin.py), ``<prefix>TIFF1:`` the TIFF one, ``<prefix>image1:`` an
 NDPluginStdArrays plugin carrying ``ArrayData``; ``<prefix>sim:`` holds the growth conditions that
 drive the pattern. Every frame and its counters are written with the same capture timestamp.
 """
@@ -26,6 +26,7 @@ from .hdf5_plugin import Hdf5PluginGroup
 from .image_plugin import make_image_group
 from .pattern import PatternConfig, RheedPattern
 from .plugin_base import Frame
+from .tiff_plugin import TiffPluginGroup
 
 __all__ = [
     "COLOR_MODES",
@@ -385,6 +386,7 @@ class RheedCameraIOC(PVGroup):
 
     cam1 = SubGroup(CamGroup, prefix="cam1:")
     hdf1 = SubGroup(Hdf5PluginGroup, prefix="HDF1:")
+    tiff1 = SubGroup(TiffPluginGroup, prefix="TIFF1:")
     sim = SubGroup(SimGroup, prefix="sim:")
     image1: Any  # set by make_camera_ioc_class
 
@@ -476,9 +478,10 @@ class RheedCameraIOC(PVGroup):
         await cam.array_size_y_rbv.write(height)
         # the file plugin starts primed (as after an IOC's start-up frame): stock HDF5Plugin
         # stage() refuses a plugin whose array size is still 0
-        for name, value in (("ArraySize0_RBV", width), ("ArraySize1_RBV", height)):
-            await self.hdf1.pv(name).write(value)
-        await self.hdf1.pv("NDimensions_RBV").write(2)
+        for plugin in (self.hdf1, self.tiff1):
+            for name, value in (("ArraySize0_RBV", width), ("ArraySize1_RBV", height)):
+                await plugin.pv(name).write(value)
+            await plugin.pv("NDimensions_RBV").write(2)
 
     def _render(self, pattern: RheedPattern, t: float) -> tuple[Any, np.ndarray]:
         from .pattern import FrameInputs
@@ -501,7 +504,8 @@ class RheedCameraIOC(PVGroup):
         await img.time_stamp_rbv.write(t, timestamp=t)
         await cam.unique_id_rbv.write(n, timestamp=t)
         await cam.array_counter_rbv.write(n, timestamp=t)
-        await self.hdf1.receive(Frame(frame, t, n))
+        for plugin in (self.hdf1, self.tiff1):
+            await plugin.receive(Frame(frame, t, n))
 
     async def _acquire_once(self) -> None:
         """One Acquire cycle: frames at AcquirePeriod until Single/Multiple is done or stopped."""

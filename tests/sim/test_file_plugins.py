@@ -134,3 +134,37 @@ def test_unwritable_path_is_reported_and_the_ioc_keeps_serving(mono12, tmp_path)
     assert wait_for(lambda: ca_value(pv("HDF1:Capture_RBV")) == "Done")
     assert ca_value(pv("HDF1:WriteStatus")) == "Write OK"
     assert _read(tmp_path / "scan_003.h5")[0].shape == (2, 48, 64)
+
+
+def test_tiff_plugin_writes_one_file_per_frame_with_its_time_and_id(mono12, tmp_path):
+    import tifffile
+
+    pv = mono12.pv
+    for suffix, value in (
+        ("TIFF1:EnableCallbacks", 1),
+        ("TIFF1:FilePath", str(tmp_path)),
+        ("TIFF1:FileName", "img"),
+        ("TIFF1:FileNumber", 0),
+        ("TIFF1:FileWriteMode", "Stream"),
+        ("TIFF1:NumCapture", 3),
+        ("TIFF1:Capture", 1),
+    ):
+        ca_write(pv(suffix), value)
+    _acquire(pv, 3)
+    assert wait_for(lambda: ca_value(pv("TIFF1:Capture_RBV")) == "Done")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["img_000000.tiff", "img_000001.tiff", "img_000002.tiff"]
+    ids, times = [], []
+    for name in names:
+        with tifffile.TiffFile(tmp_path / name) as tif:
+            page = tif.pages[0]
+            pixels = page.asarray()
+            assert pixels.shape == (48, 64) and pixels.dtype == np.uint16 and pixels.max() < 4096
+            ids.append(page.tags[65001].value)
+            times.append(page.tags[65002].value + page.tags[65003].value * 1e-9)
+    assert np.all(np.diff(ids) == 1) and np.all(np.diff(times) > 0)
+    last = ca_read(pv("image1:ArrayData"))
+    np.testing.assert_array_equal(
+        pixels, np.asarray(last.data).astype(np.int16).view(np.uint16).reshape(48, 64)
+    )
+    ca_write(pv("TIFF1:EnableCallbacks"), 0)
