@@ -93,6 +93,7 @@ class FilePluginBehaviour(PluginGroup):
         self._buffered: list[Frame] = []
         self._captured = 0
         self._pending_name = ""
+        self._writes: set[asyncio.Task[None]] = set()
 
     # ---- puts ---------------------------------------------------------------------------
     @file_path.putter  # type: ignore[untyped-decorator,no-redef]
@@ -127,10 +128,10 @@ class FilePluginBehaviour(PluginGroup):
             return
         self._captured += 1
         if mode == "Stream":
-            await self._run(self.append, frame, self._pending_name)
+            self.write_in_background(frame, self._pending_name, self._captured)
         else:
             self._buffered.append(frame)
-        await self.pv("NumCaptured_RBV").write(self._captured, timestamp=frame.time)
+            await self.pv("NumCaptured_RBV").write(self._captured, timestamp=frame.time)
         wanted = int(self.pv("NumCapture").value)
         if wanted > 0 and self._captured >= wanted:
             await self._stop_capture()
@@ -161,9 +162,32 @@ class FilePluginBehaviour(PluginGroup):
 
     async def _write_single(self, frame: Frame) -> None:
         name = await self._claim_file_name()
-        await self._run(self.append, frame, name)
-        await self._run(self.close_file)
-        await self.pv("NumCaptured_RBV").write(1, timestamp=frame.time)
+        self.write_in_background(frame, name, 1, close=True)
+
+    def write_in_background(
+        self, frame: Frame, name: str, captured: int, *, close: bool = False
+    ) -> None:
+        """Queue a frame's write without holding up the camera (areaDetector's plugins run on
+        their own threads); writes keep their order, and NumCaptured_RBV counts a frame once
+        it is in the file."""
+
+        loop = asyncio.get_running_loop()
+        # submitted now, so a later close (NumCapture reached) runs after this frame's write
+        steps = [loop.run_in_executor(self._writer, self.append, frame, name)]
+        if close:
+            steps.append(loop.run_in_executor(self._writer, self.close_file))
+
+        async def finish() -> None:
+            for step in steps:
+                try:
+                    await step
+                except Exception as exc:  # reported like a driver's write error
+                    await self._write_failed(exc)
+            await self.pv("NumCaptured_RBV").write(captured, timestamp=frame.time)
+
+        task = loop.create_task(finish())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def _claim_file_name(self) -> str:
         """The next file's full name (published), advancing FileNumber when AutoIncrement is on."""
@@ -185,8 +209,11 @@ class FilePluginBehaviour(PluginGroup):
         try:
             await asyncio.get_running_loop().run_in_executor(self._writer, call, *args)
         except Exception as exc:  # a full disk or a missing directory must not stop the IOC
-            await self.write_status.write("Write error")
-            await self.write_message.write(str(exc)[:255])
+            await self._write_failed(exc)
+
+    async def _write_failed(self, exc: Exception) -> None:
+        await self.write_status.write("Write error")
+        await self.write_message.write(str(exc)[:255])
 
     # ---- writer thread ------------------------------------------------------------------
     def append(self, frame: Frame, name: str) -> None:

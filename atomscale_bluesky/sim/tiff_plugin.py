@@ -31,8 +31,7 @@ class TiffBehaviour(FilePluginBehaviour):
             return
         self._captured += 1
         name = self._pending_name if self._captured == 1 else await self._claim_file_name()
-        await self._run(self.append, frame, name)
-        await self.pv("NumCaptured_RBV").write(self._captured, timestamp=frame.time)
+        self.write_in_background(frame, name, self._captured)
         wanted = int(self.pv("NumCapture").value)
         if wanted > 0 and self._captured >= wanted:
             await self._stop_capture()

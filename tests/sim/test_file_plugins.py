@@ -84,7 +84,7 @@ def test_stream_mode_writes_every_frame_with_its_ioc_time(mono12, tmp_path):
         _acquire(pv, 1)
         image = ca_read(pv("image1:ArrayData"), data_type="time")
         stamps.append(image.metadata.timestamp)
-        assert ca_value(pv("HDF1:NumCaptured_RBV")) == len(stamps)
+        assert wait_for(lambda: ca_value(pv("HDF1:NumCaptured_RBV")) == len(stamps))
         frames, times, ids = _read(name)
         assert len(frames) == len(stamps)
         last = np.asarray(image.data).astype(np.int16).view(np.uint16).reshape(48, 64)
@@ -112,6 +112,8 @@ def test_capture_mode_writes_on_stop_and_single_mode_one_file_per_frame(mono12, 
     ca_write(pv("HDF1:CreateDirectory"), -1)
     ca_write(pv("HDF1:FilePath"), str(tmp_path / "single"))
     _acquire(pv, 3)
+    assert wait_for(lambda: len(list((tmp_path / "single").iterdir())) == 3)
+    assert wait_for(lambda: ca_value(pv("HDF1:NumCaptured_RBV")) == 1)
     names = sorted(p.name for p in (tmp_path / "single").iterdir())
     assert names == ["scan_000.h5", "scan_001.h5", "scan_002.h5"]
     assert all(len(_read(tmp_path / "single" / n)[0]) == 1 for n in names)
@@ -124,7 +126,7 @@ def test_unwritable_path_is_reported_and_the_ioc_keeps_serving(mono12, tmp_path)
     assert ca_value(pv("HDF1:FilePathExists_RBV")) == "No"
     ca_write(pv("HDF1:Capture"), 1)
     _acquire(pv, 2)
-    assert ca_value(pv("HDF1:WriteStatus")) == "Write error"
+    assert wait_for(lambda: ca_value(pv("HDF1:WriteStatus")) == "Write error")
     assert "dir" in ca_value(pv("HDF1:WriteMessage"))
     ca_write(pv("HDF1:Capture"), 0)
     _configure(pv, tmp_path, "Stream", number=3)
