@@ -1,6 +1,7 @@
 """caproto PVGroup of a simulated RHEED camera with areaDetector-compatible PV names.
 
-``<prefix>cam1:`` is the driver (Acquire, AcquirePeriod, ImageMode, ...), ``<prefix>image1:`` an
+``<prefix>cam1:`` is the driver (Acquire, AcquirePeriod, ImageMode, PixelFormat, ...), ``<prefix>HDF1:``
+the HDF5 file plugin (sim/hdf5_plugin.py), ``<prefix>TIFF1:`` the TIFF one, ``<prefix>image1:`` an
 NDPluginStdArrays plugin carrying ``ArrayData``; ``<prefix>sim:`` holds the growth conditions that
 drive the pattern. Every frame and its counters are written with the same capture timestamp.
 """
@@ -18,9 +19,26 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from .ad_pvs import COLOR_MODES, DATA_TYPES, MirrorGroup, enum_pv, long_str_pv, str_pv
 from .follow import follow_sensors
 from .growth import GrowthModel, GrowthParams
+from .hdf5_plugin import Hdf5PluginGroup
+from .image_plugin import make_image_group
 from .pattern import PatternConfig, RheedPattern
+from .plugin_base import Frame
+from .tiff_plugin import TiffPluginGroup
+
+__all__ = [
+    "COLOR_MODES",
+    "DATA_TYPES",
+    "CameraConfig",
+    "ConfigError",
+    "MirrorGroup",
+    "RheedCameraIOC",
+    "build_camera_ioc",
+    "make_camera_ioc_class",
+    "make_image_group",
+]
 
 IMAGE_MODES = ["Single", "Multiple", "Continuous"]
 TRIGGER_MODES = ["Internal", "External"]
@@ -37,19 +55,8 @@ DETECTOR_STATES = [
     "Disconnected",
     "Aborted",
 ]
-DATA_TYPES = [
-    "Int8",
-    "UInt8",
-    "Int16",
-    "UInt16",
-    "Int32",
-    "UInt32",
-    "Int64",
-    "UInt64",
-    "Float32",
-    "Float64",
-]
-COLOR_MODES = ["Mono", "Bayer", "RGB1", "RGB2", "RGB3", "YUV444", "YUV422", "YUV421"]
+PIXEL_FORMATS = ["Mono8", "Mono10", "Mono12", "Mono14", "Mono16"]
+PIXEL_SIZES = ["Bpp8", "Bpp10", "Bpp12", "Bpp14", "Bpp16"]
 MIN_PERIOD_S = 1.0 / 2000.0
 MAX_PERIOD_S = 3600.0
 
@@ -79,32 +86,18 @@ class CameraConfig:
     def data_type(self) -> str:
         return "UInt8" if self.bit_depth == 8 else "UInt16"
 
+    @property
+    def pixel_format(self) -> str:
+        """The GenICam pixel format (Mono8 .. Mono16) of the frames."""
+        return f"Mono{self.bit_depth}"
 
-def _enum(
-    name: str, names: list[str], value: str, *, read_only: bool = False, doc: str = ""
-) -> pvproperty:
-    return pvproperty(
-        name=name,
-        value=value,
-        dtype=ChannelType.ENUM,
-        enum_strings=names,
-        read_only=read_only,
-        doc=doc,
-    )
+    @property
+    def pixel_size(self) -> str:
+        return f"Bpp{self.bit_depth}"
 
 
-def _str(name: str, value: str, *, read_only: bool = True) -> pvproperty:
-    return pvproperty(name=name, value=value, dtype=ChannelType.STRING, read_only=read_only)
-
-
-class MirrorGroup(PVGroup):
-    """A group where a plain put to ``X`` is mirrored to ``X_RBV`` when that PV exists."""
-
-    async def group_write(self, instance: Any, value: Any) -> Any:
-        rbv = self.pvdb.get(instance.pvname + "_RBV")
-        if rbv is not None:
-            await rbv.write(value)
-        return value
+_enum = enum_pv
+_str = str_pv
 
 
 class CamGroup(MirrorGroup):
@@ -162,9 +155,20 @@ class CamGroup(MirrorGroup):
         read_only=True,
     )
     data_type = _enum("DataType", DATA_TYPES, "UInt8")
-    data_type_rbv = _enum("DataType_RBV", DATA_TYPES, "UInt8", read_only=True)
+    # an mbbi, so stock ophyd reads DataType_RBV.DISA (0: the data type is in use)
+    data_type_rbv = _enum("DataType_RBV", DATA_TYPES, "UInt8", read_only=True, record="mbbi")
     color_mode = _enum("ColorMode", COLOR_MODES, "Mono")
     color_mode_rbv = _enum("ColorMode_RBV", COLOR_MODES, "Mono", read_only=True)
+    pixel_format = _enum("PixelFormat", PIXEL_FORMATS, "Mono8")
+    pixel_format_rbv = _enum("PixelFormat_RBV", PIXEL_FORMATS, "Mono8", read_only=True)
+    pixel_size = _enum("PixelSize", PIXEL_SIZES, "Bpp8")
+    pixel_size_rbv = _enum("PixelSize_RBV", PIXEL_SIZES, "Bpp8", read_only=True)
+    bit_depth_rbv = pvproperty(name="BitDepth_RBV", value=8, read_only=True)
+    unique_id_rbv = pvproperty(name="UniqueId_RBV", value=0, read_only=True)
+    nd_attributes_file = long_str_pv("NDAttributesFile")
+    ad_core_version_rbv = _str("ADCoreVersion_RBV", "3.12.1")
+    sdk_version_rbv = _str("SDKVersion_RBV", "caproto-sim")
+    wait_for_plugins = _enum("WaitForPlugins", ["No", "Yes"], "No")
     size_x = pvproperty(name="SizeX", value=640, units="px")
     size_x_rbv = pvproperty(name="SizeX_RBV", value=640, units="px", read_only=True)
     size_y = pvproperty(name="SizeY", value=480, units="px")
@@ -229,6 +233,21 @@ class CamGroup(MirrorGroup):
             raise ConfigError(f"DataType is fixed to {native}")
         return value
 
+    @pixel_format.putter  # type: ignore[untyped-decorator,no-redef]
+    async def pixel_format(self, instance: Any, value: Any) -> Any:
+        return await self._fixed("PixelFormat", value, self.parent.config.pixel_format)
+
+    @pixel_size.putter  # type: ignore[untyped-decorator,no-redef]
+    async def pixel_size(self, instance: Any, value: Any) -> Any:
+        return await self._fixed("PixelSize", value, self.parent.config.pixel_size)
+
+    async def _fixed(self, name: str, value: Any, native: str) -> Any:
+        """Accept only the camera's native value of a fixed setting (as DataType)."""
+        if value != native:
+            await self.parent.error(f"{name} {value} not supported: this camera is {native}")
+            raise ConfigError(f"{name} is fixed to {native}")
+        return value
+
     @color_mode.putter  # type: ignore[untyped-decorator,no-redef]
     async def color_mode(self, instance: Any, value: Any) -> Any:
         if value != "Mono":
@@ -241,69 +260,6 @@ class CamGroup(MirrorGroup):
         self.parent.counter = int(value)
         await self.array_counter_rbv.write(int(value))
         return value
-
-
-def make_image_group(max_pixels: int, bit_depth: int) -> type[PVGroup]:
-    """The ``image1:`` NDPluginStdArrays group, with ArrayData sized and typed for the camera."""
-    if bit_depth == 8:
-        data = pvproperty(
-            name="ArrayData", value=b"\x00", dtype=bytes, max_length=max_pixels, read_only=True
-        )
-    else:
-        data = pvproperty(
-            name="ArrayData",
-            value=[0],
-            dtype=ChannelType.INT,
-            max_length=max_pixels,
-            read_only=True,
-        )
-
-    class ImageGroup(MirrorGroup):
-        """``image1:`` plugin PVs ophyd's ``ImagePlugin`` stages and reads."""
-
-        array_data = data
-        unique_id_rbv = pvproperty(name="UniqueId_RBV", value=0, read_only=True)
-        array_counter = pvproperty(
-            name="ArrayCounter", value=0, lower_ctrl_limit=0, upper_ctrl_limit=2_000_000_000
-        )
-        array_counter_rbv = pvproperty(name="ArrayCounter_RBV", value=0, read_only=True)
-        array_rate_rbv = pvproperty(
-            name="ArrayRate_RBV", value=0.0, units="Hz", precision=2, read_only=True
-        )
-        time_stamp_rbv = pvproperty(
-            name="TimeStamp_RBV", value=0.0, units="s", precision=6, read_only=True
-        )
-        array_size0_rbv = pvproperty(name="ArraySize0_RBV", value=640, read_only=True)
-        array_size1_rbv = pvproperty(name="ArraySize1_RBV", value=480, read_only=True)
-        array_size2_rbv = pvproperty(name="ArraySize2_RBV", value=0, read_only=True)
-        array_size_rbv = pvproperty(name="ArraySize_RBV", value=640 * 480, read_only=True)
-        n_dimensions_rbv = pvproperty(name="NDimensions_RBV", value=2, read_only=True)
-        data_type_rbv = _enum("DataType_RBV", DATA_TYPES, "UInt8", read_only=True)
-        color_mode_rbv = _enum("ColorMode_RBV", COLOR_MODES, "Mono", read_only=True)
-        bayer_pattern_rbv = _enum(
-            "BayerPattern_RBV", ["RGGB", "GBRG", "GRBG", "BGGR"], "RGGB", read_only=True
-        )
-        enable_callbacks = _enum("EnableCallbacks", ["Disable", "Enable"], "Enable")
-        enable_callbacks_rbv = _enum(
-            "EnableCallbacks_RBV", ["Disable", "Enable"], "Enable", read_only=True
-        )
-        blocking_callbacks = _enum("BlockingCallbacks", ["No", "Yes"], "No")
-        blocking_callbacks_rbv = _enum("BlockingCallbacks_RBV", ["No", "Yes"], "No", read_only=True)
-        nd_array_port = _str("NDArrayPort", "RHEED.CAM", read_only=False)
-        nd_array_port_rbv = _str("NDArrayPort_RBV", "RHEED.CAM")
-        port_name_rbv = _str("PortName_RBV", "RHEED.IMAGE1")
-        plugin_type_rbv = _str("PluginType_RBV", "NDPluginStdArrays")
-        dropped_arrays = pvproperty(
-            name="DroppedArrays", value=0, lower_ctrl_limit=0, upper_ctrl_limit=2_000_000_000
-        )
-        dropped_arrays_rbv = pvproperty(name="DroppedArrays_RBV", value=0, read_only=True)
-        queue_size = pvproperty(
-            name="QueueSize", value=20, lower_ctrl_limit=1, upper_ctrl_limit=1000
-        )
-        queue_size_rbv = pvproperty(name="QueueSize_RBV", value=20, read_only=True)
-        queue_free_rbv = pvproperty(name="QueueFree_RBV", value=20, read_only=True)
-
-    return ImageGroup
 
 
 class SimGroup(PVGroup):
@@ -434,6 +390,8 @@ class RheedCameraIOC(PVGroup):
     """The simulated RHEED camera: PV groups plus the acquisition loop publishing frames."""
 
     cam1 = SubGroup(CamGroup, prefix="cam1:")
+    hdf1 = SubGroup(Hdf5PluginGroup, prefix="HDF1:")
+    tiff1 = SubGroup(TiffPluginGroup, prefix="TIFF1:")
     sim = SubGroup(SimGroup, prefix="sim:")
     image1: Any  # set by make_camera_ioc_class
 
@@ -523,8 +481,14 @@ class RheedCameraIOC(PVGroup):
             )
         await cam.array_size_x_rbv.write(width)
         await cam.array_size_y_rbv.write(height)
+        # the file plugin starts primed (as after an IOC's start-up frame): stock HDF5Plugin
+        # stage() refuses a plugin whose array size is still 0
+        for plugin in (self.hdf1, self.tiff1):
+            for name, value in (("ArraySize0_RBV", width), ("ArraySize1_RBV", height)):
+                await plugin.pv(name).write(value)
+            await plugin.pv("NDimensions_RBV").write(2)
 
-    def _render(self, pattern: RheedPattern, t: float) -> tuple[Any, float]:
+    def _render(self, pattern: RheedPattern, t: float) -> tuple[Any, np.ndarray]:
         from .pattern import FrameInputs
 
         state = self.growth.advance(t)
@@ -532,9 +496,10 @@ class RheedCameraIOC(PVGroup):
         # a read-only flat array goes out as-is (bytes would be copied and lose trailing zeros)
         flat = frame.ravel() if self.config.bit_depth == 8 else frame.view(np.int16).ravel()
         flat.flags.writeable = False
-        return flat, state.specular
+        return flat, frame
 
-    async def _publish(self, data: Any, t: float) -> None:
+    async def _publish(self, data: Any, frame: np.ndarray, t: float) -> None:
+        """Publish one frame on the image plugin and the driver, then hand it to file plugins."""
         self.counter += 1
         n = self.counter
         img, cam = self.image1, self.cam1
@@ -542,7 +507,10 @@ class RheedCameraIOC(PVGroup):
         await img.unique_id_rbv.write(n, timestamp=t)
         await img.array_counter_rbv.write(n, timestamp=t)
         await img.time_stamp_rbv.write(t, timestamp=t)
+        await cam.unique_id_rbv.write(n, timestamp=t)
         await cam.array_counter_rbv.write(n, timestamp=t)
+        for plugin in (self.hdf1, self.tiff1):
+            await plugin.receive(Frame(frame, t, n))
 
     async def _acquire_once(self) -> None:
         """One Acquire cycle: frames at AcquirePeriod until Single/Multiple is done or stopped."""
@@ -566,8 +534,8 @@ class RheedCameraIOC(PVGroup):
             if self.pattern_dirty:
                 pattern = await self._ensure_pattern()
             t = time.time()
-            data, _ = await loop.run_in_executor(self._executor, self._render, pattern, t)
-            await self._publish(data, t)
+            data, frame = await loop.run_in_executor(self._executor, self._render, pattern, t)
+            await self._publish(data, frame, t)
             done += 1
             await cam.num_images_counter_rbv.write(done)
             period = float(cam.acquire_period.value)
@@ -610,6 +578,9 @@ class RheedCameraIOC(PVGroup):
             (cam.size_x_rbv, cfg.width),
             (cam.size_y_rbv, cfg.height),
             (cam.data_type_rbv, cfg.data_type),
+            (cam.pixel_format_rbv, cfg.pixel_format),
+            (cam.pixel_size_rbv, cfg.pixel_size),
+            (cam.bit_depth_rbv, cfg.bit_depth),
             (img.data_type_rbv, cfg.data_type),
             (cam.acquire_period_rbv, 1.0 / cfg.fps),
             (self.sim.seed, cfg.seed),
@@ -618,6 +589,8 @@ class RheedCameraIOC(PVGroup):
         await cam.size_x.write(cfg.width, verify_value=False)
         await cam.size_y.write(cfg.height, verify_value=False)
         await cam.data_type.write(cfg.data_type, verify_value=False)
+        await cam.pixel_format.write(cfg.pixel_format, verify_value=False)
+        await cam.pixel_size.write(cfg.pixel_size, verify_value=False)
         await cam.acquire_period.write(1.0 / cfg.fps, verify_value=False)
         if cfg.continuous:
             await cam.image_mode.write("Continuous")

@@ -39,7 +39,11 @@ class HDF5File:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of the dataset; ExternalNotReady while the file holds fewer."""
         data = self._dataset(stop)
-        return np.asarray(data[start:stop])
+        frames = np.asarray(data[start:stop])
+        if self._attributes_behind(stop):
+            self.close()  # the next read reopens the file and sees the rows written since
+            raise ExternalNotReady(f"{self.path}: NDAttributes hold fewer than {stop} frames")
+        return frames
 
     def times(self, start: int, stop: int) -> list[float] | None:
         """Per-frame hardware times (POSIX seconds): EPICS timestamps, else NDArrayTimeStamp."""
@@ -68,6 +72,17 @@ class HDF5File:
         if handle is not None:
             with contextlib.suppress(Exception):  # closing is best effort
                 handle.close()
+
+    def _attributes_behind(self, stop: int) -> bool:
+        """True when per-frame NDAttributes exist but lag the frames (written, not yet seen)."""
+        for name in (_TS_SEC, _TS_NSEC, _UNIQUE_ID):
+            if (
+                self._handle is not None
+                and name in self._handle
+                and self._column(name, stop) is None
+            ):
+                return True
+        return False
 
     def _column(self, name: str, stop: int) -> Any:
         """The open file's dataset ``name`` if it holds ``stop`` rows (refreshed only when it
