@@ -1,0 +1,122 @@
+"""IOCs -> RunEngine -> bluesky-kafka Publisher -> Kafka broker (Tansu) -> ``consume`` -> server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .bus_runs import (
+    assert_every_frame_stored,
+    assert_every_point_stored,
+    growth_run,
+    start_consumer,
+    stored_chunks,
+    wait_until,
+)
+
+pytest.importorskip("bluesky_kafka")
+pytest.importorskip("ophyd_async")
+
+BEAMLINE = "rheed"
+TOPIC = "rheed.bluesky.runengine.documents"
+# a dead member leaves the group after session.timeout.ms: short here, seconds in production
+GROUP_OPTIONS = ["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"]  # fmt: skip
+
+
+@pytest.fixture
+def kafka_publisher(kafka_broker: Any) -> Iterator[Any]:
+    """bluesky-kafka's Publisher on the beamline topic, keyed by RunEngine (one partition)."""
+    from bluesky_kafka import Publisher
+
+    kafka_broker.create_topic(TOPIC)
+    publisher = Publisher(
+        topic=TOPIC,
+        bootstrap_servers=kafka_broker.bootstrap,
+        key="chamber-1",
+        producer_config={"acks": "all", "enable.idempotence": False},
+        flush_on_stop_doc=True,
+    )
+    yield publisher
+    publisher.flush()
+
+
+def consumer_args(kafka_broker: Any, config_file: Any) -> list[str]:
+    config_file.write_text(
+        "---\n"
+        "abort_run_on_kafka_exception: true\n"
+        f"bootstrap_servers:\n  - {kafka_broker.bootstrap}\n"
+        "runengine_producer_config:\n  acks: all\n"
+        "runengine_topics:\n  - '{endstation}.bluesky.runengine.documents'\n"
+    )
+    return ["--kafka-config", str(config_file), "--beamline", BEAMLINE, *GROUP_OPTIONS]
+
+
+def test_every_frame_and_point_reaches_the_server_through_kafka(
+    RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
+):
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    consumer = start_consumer(args, local_server, tmp_path / "spool", tmp_path / "consumer.log")
+    try:
+        consumer.wait_for(f"assigned ['{TOPIC}[0]']")
+        truth = growth_run(RE, camera_ioc, sensors_ioc, kafka_publisher, [(120, None)])
+        consumer.wait_for("acknowledged")
+        consumer.wait_for("Atomscale run")
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    assert_every_frame_stored(local_server, truth)
+    assert_every_point_stored(local_server, truth)
+
+
+def test_a_consumer_killed_mid_run_restarts_from_the_last_commit(
+    RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
+):
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    spool, log = tmp_path / "spool", tmp_path / "consumer.log"
+    consumers = [start_consumer(args, local_server, spool, log)]
+    consumers[0].wait_for(f"assigned ['{TOPIC}[0]']")
+
+    def kill_and_restart() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        consumers[0].kill()
+        consumers.append(start_consumer(args, local_server, spool, log))
+
+    try:
+        truth = growth_run(
+            RE, camera_ioc, sensors_ioc, kafka_publisher, [(60, kill_and_restart), (200, None)]
+        )
+        consumers[-1].wait_for("cut by a restart")
+        consumers[-1].wait_for("acknowledged")
+        consumers[-1].wait_for("Atomscale run")
+    finally:
+        assert consumers[-1].stop() == 0, consumers[-1].text()
+    _, duplicates = assert_every_frame_stored(local_server, truth)
+    assert duplicates > 0
+    assert_every_point_stored(local_server, truth)
+
+
+def test_a_standby_in_the_group_takes_over_a_dead_consumer(
+    RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
+):
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    active = start_consumer(args, local_server, tmp_path / "spool-a", tmp_path / "a.log")
+    active.wait_for(f"assigned ['{TOPIC}[0]']")
+    standby = start_consumer(args, local_server, tmp_path / "spool-b", tmp_path / "b.log")
+    standby.wait_for("assigned []")
+
+    def kill_active() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        active.kill()
+
+    try:
+        truth = growth_run(
+            RE, camera_ioc, sensors_ioc, kafka_publisher, [(60, kill_active), (200, None)]
+        )
+        standby.wait_for(f"assigned ['{TOPIC}[0]']")
+        standby.wait_for("acknowledged")
+        standby.wait_for("Atomscale run")
+    finally:
+        assert standby.stop() == 0, standby.text()
+    assert_every_frame_stored(local_server, truth)
+    assert_every_point_stored(local_server, truth)
