@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
-
 from plugins.bus_fixtures import wait_for_text
 
 WAIT_S = 120.0
@@ -158,7 +157,9 @@ def rheed_streams(local_server: Any) -> list[dict[str, Any]]:
 
 
 def stored_chunks(local_server: Any) -> int:
-    return sum(len(local_server.reader.chunk_times(s["data_id"])) for s in rheed_streams(local_server))
+    return sum(
+        len(local_server.reader.chunk_times(s["data_id"])) for s in rheed_streams(local_server)
+    )
 
 
 def assert_every_frame_stored(local_server: Any, truth: Truth) -> tuple[np.ndarray, int]:

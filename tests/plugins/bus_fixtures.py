@@ -103,7 +103,9 @@ class KafkaBroker(BrokerProcess):
 def nats_server_binary() -> str:
     found = shutil.which("nats-server")
     if found is None:
-        pytest.fail("nats-server is not installed: run `make brokers` (apt-get install nats-server)")
+        pytest.fail(
+            "nats-server is not installed: run `make brokers` (apt-get install nats-server)"
+        )
     return found
 
 

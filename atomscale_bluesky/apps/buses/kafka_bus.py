@@ -64,7 +64,7 @@ class KafkaSource:
                 continue
             lane = (message.topic(), message.partition())
             try:
-                name, doc = decode_message(message.value())
+                name, doc = decode_message(message.value() or b"")
             except Exception as exc:  # noqa: BLE001 - a bad message is logged and passed over
                 self.undecodable += 1
                 logger.error("undecodable message at %s offset %s: %s", lane, message.offset(), exc)
