@@ -187,3 +187,18 @@ def assert_every_point_stored(local_server: Any, truth: Truth) -> None:
         len(stamps) == len(want) and np.allclose(stamps, want, rtol=0, atol=1e-6)
         for stamps, _ in found
     ), (len(want), [len(s) for s, _ in found])
+
+
+def wait_for_finalized(local_server: Any, count: int, timeout: float = WAIT_S) -> bool:
+    """Whether the server holds ``count`` finalized RHEED streams within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finalized = [
+            s
+            for s in rheed_streams(local_server)
+            if local_server.reader.rheed_stream(s["data_id"]).get("status") == "finalized"
+        ]
+        if len(finalized) >= count:
+            return True
+        time.sleep(0.1)
+    return False

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from .bus_runs import (
     assert_every_frame_stored,
     assert_every_point_stored,
     growth_run,
+    rheed_streams,
     start_consumer,
     stored_chunks,
+    wait_for_finalized,
     wait_until,
 )
 
@@ -120,3 +123,89 @@ def test_a_standby_in_the_group_takes_over_a_dead_consumer(
         assert standby.stop() == 0, standby.text()
     assert_every_frame_stored(local_server, truth)
     assert_every_point_stored(local_server, truth)
+
+
+def test_large_frames_in_event_pages_and_frames_in_files_go_through_kafka(
+    local_server, kafka_broker, tmp_path
+):
+    """1024x1024 frames inline in event pages (3 MiB messages: the producer's limit raised) and
+    frames by reference (areaDetector HDF5 resource/datum, ophyd-async stream_resource/datum)."""
+    from bluesky_kafka import Publisher
+    from callback.docs import T0, RunDocs, camera_stream, make_camera
+
+    runs, cameras = [], []
+    for i, (storage, h, w) in enumerate(
+        [("inline", 1024, 1024), ("ad_hdf5", 480, 640), ("stream", 480, 640)]
+    ):
+        camera = make_camera("cam_image", 9, h=h, w=w, fps=10.0, seed=i, t0=T0 + 100 * i)
+        run = RunDocs.start(name=f"bus {storage}", sample="bus wafer", fps=10.0)
+        files = tmp_path / storage  # the detector's files, read by the consumer
+        files.mkdir()
+        camera_stream(run, [camera], tmp_path=files, storage=storage, form="page", page_size=3)
+        run.stop()
+        runs.append(run)
+        cameras.append(camera)
+    kafka_broker.create_topic(TOPIC)
+    publisher = Publisher(
+        topic=TOPIC,
+        bootstrap_servers=kafka_broker.bootstrap,
+        key="chamber-1",
+        producer_config={"message.max.bytes": 16_000_000},
+        flush_on_stop_doc=True,
+    )
+    for run in runs:
+        for name, doc in run.docs:
+            publisher(name, doc)
+    publisher.flush()
+
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    consumer = start_consumer(args, local_server, tmp_path / "spool", tmp_path / "consumer.log")
+    try:
+        assert wait_for_finalized(local_server, 3), consumer.text()
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    assert "3 run(s) spooled" in consumer.text()
+    stored = {
+        s["name"]: local_server.reader.frames(s["data_id"]) for s in rheed_streams(local_server)
+    }
+    for storage, camera in zip(["inline", "ad_hdf5", "stream"], cameras, strict=True):
+        np.testing.assert_array_equal(stored[f"bus {storage} (cam_image)"], camera.frames)
+
+
+def test_a_redelivered_run_already_in_the_spool_is_not_uploaded_twice(
+    local_server, kafka_broker, tmp_path
+):
+    """The second consumer reads the topic again from the start (as after a crash between
+    spooling and committing); its ledger knows the run is spooled and skips it."""
+    from bluesky_kafka import Publisher
+    from callback.docs import RunDocs, camera_stream, make_camera
+
+    camera = make_camera("cam_image", 30, h=48, w=64, fps=10.0, seed=5)
+    run = RunDocs.start(name="bus once", sample="bus wafer", fps=10.0)
+    camera_stream(run, [camera], form="page", page_size=4)
+    run.stop()
+    kafka_broker.create_topic(TOPIC)
+    publisher = Publisher(topic=TOPIC, bootstrap_servers=kafka_broker.bootstrap, key="chamber-1")
+    for name, doc in run.docs:
+        publisher(name, doc)
+    publisher.flush()
+
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    spool = tmp_path / "spool"
+    first = start_consumer([*args, "--group-id", "first"], local_server, spool, tmp_path / "1.log")
+    try:
+        assert wait_for_finalized(local_server, 1), first.text()
+        first.wait_for("acknowledged")
+    finally:
+        assert first.stop() == 0, first.text()
+    second = start_consumer(
+        [*args, "--group-id", "second"], local_server, spool, tmp_path / "2.log"
+    )
+    try:
+        second.wait_for("already in the spool")
+        second.wait_for("acknowledged")
+    finally:
+        assert second.stop() == 0, second.text()
+    assert "0 run(s) spooled, 1 run(s) skipped as already spooled" in second.text()
+    (stream,) = rheed_streams(local_server)
+    np.testing.assert_array_equal(local_server.reader.frames(stream["data_id"]), camera.frames)
