@@ -46,6 +46,9 @@ class KafkaSource:
             list(settings.topics), on_assign=self._assigned, on_revoke=self._revoked
         )
         self.undecodable = 0
+        # a rebalance restarts a partition at its committed offset: what this process already
+        # delivered is not delivered again
+        self._delivered: dict[tuple[str, int], int] = {}
 
     @staticmethod
     def _assigned(_consumer: Any, partitions: list[Any]) -> None:
@@ -62,14 +65,18 @@ class KafkaSource:
             if error is not None:
                 logger.warning("Kafka: %s", error)
                 continue
-            lane = (message.topic(), message.partition())
+            lane = (str(message.topic()), int(message.partition() or 0))
+            offset = int(message.offset() or 0)
+            if offset <= self._delivered.get(lane, -1):
+                continue
+            self._delivered[lane] = offset
             try:
                 name, doc = decode_message(message.value() or b"")
             except Exception as exc:  # noqa: BLE001 - a bad message is logged and passed over
                 self.undecodable += 1
-                logger.error("undecodable message at %s offset %s: %s", lane, message.offset(), exc)
+                logger.error("undecodable message at %s offset %s: %s", lane, offset, exc)
                 continue
-            documents.append(BusDocument(name, doc, lane, (*lane, message.offset())))
+            documents.append(BusDocument(name, doc, lane, (*lane, offset)))
         return documents
 
     def commit(self, position: Any) -> None:
