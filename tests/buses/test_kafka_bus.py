@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from plugins.ioc_fixtures import wait_for
 
 from .bus_runs import (
     assert_every_frame_stored,
@@ -56,6 +57,10 @@ def consumer_args(kafka_broker: Any, config_file: Any) -> list[str]:
     return ["--kafka-config", str(config_file), "--beamline", BEAMLINE, *GROUP_OPTIONS]
 
 
+def assignments(consumer: Any) -> list[str]:
+    return [line for line in consumer.text().splitlines() if "kafka_bus: assigned" in line]
+
+
 def test_every_frame_and_point_reaches_the_server_through_kafka(
     RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
 ):
@@ -103,10 +108,16 @@ def test_a_standby_in_the_group_takes_over_a_dead_consumer(
     RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
 ):
     args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
-    active = start_consumer(args, local_server, tmp_path / "spool-a", tmp_path / "a.log")
-    active.wait_for(f"assigned ['{TOPIC}[0]']")
-    standby = start_consumer(args, local_server, tmp_path / "spool-b", tmp_path / "b.log")
-    standby.wait_for("assigned []")
+    first = start_consumer(args, local_server, tmp_path / "spool-a", tmp_path / "a.log")
+    first.wait_for(f"assigned ['{TOPIC}[0]']")
+    second = start_consumer(args, local_server, tmp_path / "spool-b", tmp_path / "b.log")
+
+    def settled() -> bool:  # the group rebalanced: one member holds the partition
+        a, b = assignments(first), assignments(second)
+        return len(a) >= 2 and len(b) >= 1 and (f"{TOPIC}[0]" in a[-1]) != (f"{TOPIC}[0]" in b[-1])
+
+    assert wait_for(settled, timeout=120), first.text() + second.text()
+    active, standby = (first, second) if TOPIC in assignments(first)[-1] else (second, first)
 
     def kill_active() -> Iterator[Any]:
         yield from wait_until(lambda: stored_chunks(local_server) >= 1)
@@ -116,7 +127,7 @@ def test_a_standby_in_the_group_takes_over_a_dead_consumer(
         truth = growth_run(
             RE, camera_ioc, sensors_ioc, kafka_publisher, [(60, kill_active), (200, None)]
         )
-        standby.wait_for(f"assigned ['{TOPIC}[0]']")
+        assert wait_for(lambda: TOPIC in assignments(standby)[-1], timeout=120), standby.text()
         standby.wait_for("acknowledged")
         standby.wait_for("Atomscale run")
     finally:
