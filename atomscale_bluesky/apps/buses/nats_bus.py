@@ -17,18 +17,26 @@ import socket
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from atomscale_bluesky.apps.buses.bus_message import BusDocument
 
-__all__ = ["LeaseLost", "NatsSettings", "NatsSource", "decode_message"]
+__all__ = ["LeaseLost", "NatsSettings", "NatsSource", "StreamPosition", "decode_message"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 BATCH = 256
 ACK_WAIT_S = 3600.0
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """A received message: its stream sequence (what logs show) and the message to acknowledge."""
+
+    stream_seq: int
+    message: Any = field(repr=False, compare=False)
 
 
 class LeaseLost(RuntimeError):
@@ -216,11 +224,13 @@ class NatsSource:
             except Exception as exc:  # noqa: BLE001 - a bad message is logged and passed over
                 logger.error("undecodable message %s seq %d: %s", message.subject, seq, exc)
                 continue
-            documents.append(BusDocument(name, doc, self.settings.durable, message))
+            documents.append(
+                BusDocument(name, doc, self.settings.durable, StreamPosition(seq, message))
+            )
         return documents
 
     def commit(self, position: Any) -> None:
-        self._call(position.ack_sync(timeout=5.0), 30)
+        self._call(position.message.ack_sync(timeout=5.0), 30)
 
     def close(self) -> None:
         async def shut() -> None:
