@@ -202,3 +202,34 @@ def wait_for_finalized(local_server: Any, count: int, timeout: float = WAIT_S) -
             return True
         time.sleep(0.1)
     return False
+
+
+STORAGES = ("inline", "ad_hdf5", "stream")
+
+
+def large_and_file_runs(tmp_path: Path) -> tuple[list[Any], list[Any]]:
+    """Three composed runs of 9 frames in event pages of 3: 1024x1024 inline (3 MiB pages),
+    640x480 in areaDetector HDF5 files (resource/datum) and in ophyd-async files
+    (stream_resource/stream_datum). Returns the runs and their cameras."""
+    from callback.docs import T0, RunDocs, camera_stream, make_camera
+
+    runs, cameras = [], []
+    for i, storage in enumerate(STORAGES):
+        h, w = (1024, 1024) if storage == "inline" else (480, 640)
+        camera = make_camera("cam_image", 9, h=h, w=w, fps=10.0, seed=i, t0=T0 + 100 * i)
+        run = RunDocs.start(name=f"bus {storage}", sample="bus wafer", fps=10.0)
+        files = tmp_path / storage  # the detector's files, read by the consumer
+        files.mkdir()
+        camera_stream(run, [camera], tmp_path=files, storage=storage, form="page", page_size=3)
+        run.stop()
+        runs.append(run)
+        cameras.append(camera)
+    return runs, cameras
+
+
+def assert_runs_stored(local_server: Any, cameras: list[Any]) -> None:
+    stored = {
+        s["name"]: local_server.reader.frames(s["data_id"]) for s in rheed_streams(local_server)
+    }
+    for storage, camera in zip(STORAGES, cameras, strict=True):
+        np.testing.assert_array_equal(stored[f"bus {storage} (cam_image)"], camera.frames)

