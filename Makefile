@@ -25,8 +25,10 @@ install: $(VENV)/.installed-dev
 install-demo: $(VENV)/.installed-demo
 
 # the NATS JetStream server the bus tests start (Debian's package; Kafka's broker is a wheel)
+# (the package's own system service is switched off: tests start their own servers on loopback)
 brokers:
-	@command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server; }
+	@command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server \
+		&& { systemctl disable --now nats-server >/dev/null 2>&1 || true; }; }
 
 # pytest exit 5 ("no tests collected") is a failure here, never a green run
 test: install brokers
