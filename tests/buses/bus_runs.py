@@ -72,6 +72,7 @@ class Truth:
     run_start: list[float] = field(default_factory=list)
     images: list[tuple[float, np.ndarray]] = field(default_factory=list)
     temperatures: list[tuple[float, float]] = field(default_factory=list)
+    counter: int = 0  # the camera's ArrayCounter_RBV in the latest event
 
     def __call__(self, name: str, doc: dict) -> None:
         if name == "start":
@@ -81,6 +82,8 @@ class Truth:
                 image = np.asarray(doc["data"]["rheed-image"])
                 if image.size:
                     self.images.append((doc["timestamps"]["rheed-image"], image))
+            if "rheed-array_counter" in doc["data"]:
+                self.counter = int(doc["data"]["rheed-array_counter"])
             if "growth-substrate_temperature" in doc["data"]:
                 self.temperatures.append(
                     (
@@ -104,7 +107,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = WAIT_S) -> Iterat
         yield from bps.sleep(0.05)
 
 
-Checkpoint = tuple[int, Callable[[], Iterator[Any]] | None]
+Action = Callable[[], Iterator[Any]]
+Checkpoint = tuple[int, Action | None]
 
 
 def growth_run(
@@ -115,10 +119,12 @@ def growth_run(
     checkpoints: list[Checkpoint],
     *,
     sensors: bool = True,
+    pause_camera: bool = False,
 ) -> Truth:
     """A monitored acquisition at 40 fps published to a bus; at each checkpoint (a frame count)
-    its action runs inside the plan. Acquisition pauses around actions (the publisher must not
-    see a broker away mid-publish)."""
+    its action runs inside the plan. With ``pause_camera`` the camera stops before each action
+    and every frame it took is published first (a publisher must not meet a broker that is
+    away), and starts again after it."""
     from ophyd_async.core import init_devices
 
     from atomscale_bluesky.devices.async_devices import (
@@ -139,8 +145,15 @@ def growth_run(
         yield from bps.mv(rheed.acquire, "Acquire")
         for count, action in checkpoints:
             yield from wait_until(lambda count=count: len(truth.images) >= count)
-            if action is not None:
-                yield from action()
+            if action is None:
+                continue
+            if pause_camera:
+                yield from bps.mv(rheed.acquire, "Done")
+                taken = yield from bps.rd(rheed.array_counter)
+                yield from wait_until(lambda taken=taken: truth.counter >= taken)
+            yield from action()
+            if pause_camera:
+                yield from bps.mv(rheed.acquire, "Acquire")
         yield from bps.mv(rheed.acquire, "Done")
         yield from bps.sleep(0.3)
 

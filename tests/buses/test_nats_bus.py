@@ -144,8 +144,9 @@ def test_the_broker_restarted_mid_run_loses_nothing(
             camera_ioc,
             sensors_ioc,
             nats_publisher,
-            [(60, restart_broker), (200, None)],
+            [(120, restart_broker), (240, None)],  # the first chunk is cut at 80 frames
             sensors=False,
+            pause_camera=True,
         )
         consumer.wait_for("acknowledged")
         consumer.wait_for("Atomscale run")
