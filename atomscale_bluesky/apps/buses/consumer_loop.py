@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,7 +75,7 @@ class ConsumerLoop:
         self._lanes: dict[Hashable, _Lane] = {}
         self._skipping: set[str] = set()
 
-    def run(self, stop: threading.Event, on_idle: Callable[[], None] | None = None) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; then close the callback (open runs end unfinished and
         stay unacknowledged, so the next consumer handles them again)."""
         logger.info("consuming documents from %s", self.source.description)
@@ -86,8 +86,6 @@ class ConsumerLoop:
                     self._handle(message)
                 if not batch:
                     self._commit_idle_lanes()
-                    if on_idle is not None:
-                        on_idle()
         finally:
             self.callback.close()
             c = self.counts
