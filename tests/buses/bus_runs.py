@@ -49,6 +49,10 @@ class Consumer:
             return self.process.wait(5)
 
 
+STARTED: list[Consumer] = []
+"""Consumers a test started; the ``stop_consumers`` fixture kills those still running."""
+
+
 def start_consumer(bus_args: list[str], local_server: Any, spool: Path, log: Path) -> Consumer:
     env = {
         **os.environ,
@@ -62,7 +66,9 @@ def start_consumer(bus_args: list[str], local_server: Any, spool: Path, log: Pat
     out = open(log, "ab")  # noqa: SIM115 - the child keeps writing after this returns
     process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     out.close()
-    return Consumer(process, log)
+    consumer = Consumer(process, log)
+    STARTED.append(consumer)
+    return consumer
 
 
 @dataclass(eq=False)
