@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install install-demo test demo lint bench docs clean
+.PHONY: install install-demo brokers test demo lint bench docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ install: $(VENV)/.installed-dev
 
 install-demo: $(VENV)/.installed-demo
 
+# the NATS JetStream server the bus tests start (Debian's package; Kafka's broker is a wheel)
+# (the package's own system service is switched off: tests start their own servers on loopback)
+brokers:
+	@command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server \
+		&& { systemctl disable --now nats-server >/dev/null 2>&1 || true; }; }
+
 # pytest exit 5 ("no tests collected") is a failure here, never a green run
-test: install
+test: install brokers
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -54,7 +54,7 @@ SUBCOMMANDS = (
     Subcommand(
         "consume",
         "atomscale_bluesky.apps.consume",
-        "run the callback out of process behind bluesky's 0MQ proxy",
+        "run the callback out of process on a bus: 0MQ proxy, Kafka or NATS JetStream",
     ),
     Subcommand(
         "drain",

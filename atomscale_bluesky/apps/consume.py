@@ -1,8 +1,12 @@
-"""Run the Atomscale callback in its own process behind bluesky's 0MQ proxy.
+"""Run the Atomscale callback in its own process, reading documents from a bus.
 
-The RunEngine process only publishes documents (``bluesky.callbacks.zmq.Publisher``); compression,
-spooling and upload happen here. Addresses are explicit ``tcp://host:port`` strings: bluesky's
-``Proxy`` binds every interface when given bare port numbers.
+The RunEngine process only publishes documents; compression, spooling and upload happen here.
+Three buses: bluesky's 0MQ proxy (``--zmq``, the default; no acknowledgements), Kafka
+(``--kafka``/``--kafka-config``/``--beamline``, bluesky-kafka publishers) and NATS JetStream
+(``--nats``, bluesky-nats publishers). Kafka and NATS go through
+:class:`~atomscale_bluesky.apps.buses.consumer_loop.ConsumerLoop`, which acknowledges a run's
+messages once its data is in the spool. 0MQ addresses are explicit ``tcp://host:port`` strings:
+bluesky's ``Proxy`` binds every interface when given bare port numbers.
 
 Crash recovery: the consume command opens its client (and so its spool) at start. Streams that an
 earlier consumer left unfinished in the same spool (it was killed mid-run) are uploaded again by the
@@ -125,6 +129,7 @@ def run_proxy(in_address: str = DEFAULT_IN, out_address: str = DEFAULT_OUT) -> N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from atomscale_bluesky.apps.buses.bus_options import add_bus_arguments
     from atomscale_bluesky.apps.settings import add_callback_arguments, add_env_file_argument
 
     parser.add_argument(
@@ -134,11 +139,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the proxy's out-address to subscribe to (default {DEFAULT_OUT})",
     )
     parser.add_argument("--prefix", default="", help="only documents published with this prefix")
+    add_bus_arguments(parser)
     add_callback_arguments(parser)
     add_env_file_argument(parser)
 
 
+def run_bus_consumer(args: argparse.Namespace, callback: Any, client: Any) -> None:
+    """Consume from Kafka or NATS until SIGINT/SIGTERM, acknowledging what is spooled."""
+    from atomscale_bluesky.apps.buses.bus_options import ledger_path, source_from_args
+    from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop
+    from atomscale_bluesky.apps.buses.run_ledger import RunLedger
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    source = source_from_args(args)
+    try:
+        ConsumerLoop(source, callback, RunLedger(ledger_path(args, client))).run(stop)
+    finally:
+        source.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    from atomscale_bluesky.apps.buses.bus_options import chosen_bus
     from atomscale_bluesky.apps.settings import callback_from_args
     from atomscale_bluesky.client import AtomscaleClient
     from atomscale_bluesky.settings import load_settings, with_env_file
@@ -150,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
     recovery = drain_spool(client)
     try:
         callback = callback_from_args(args, environment, client=client)
-        run_consumer(args.zmq, callback, prefix=args.prefix.encode())
+        if chosen_bus(args) == "zmq":
+            run_consumer(args.zmq, callback, prefix=args.prefix.encode())
+        else:
+            run_bus_consumer(args, callback, client)
     finally:
         recovery.join(timeout=5.0)
         client.close()

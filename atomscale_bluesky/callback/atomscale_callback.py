@@ -393,6 +393,15 @@ class AtomscaleCallback:
             return False
         return self._finalizers.join(deadline)
 
+    def spooled(self, timeout: float = 600.0) -> bool:
+        """Wait until the worker has processed every document delivered so far: each run whose
+        stop was delivered then has all its frames and points in the spool (uploads may still
+        be running). A bus consumer acknowledges messages on this."""
+        self._intake.end_stopped_runs()
+        marker = FlushMarker(threading.Event())
+        self._queue.put_control(marker)
+        return marker.done.wait(timeout)
+
     def close(self, timeout: float | None = None) -> None:
         """Finalize every open run (as ended without a stop), stop the worker, close our client."""
         if self._closed:

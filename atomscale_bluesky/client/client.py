@@ -228,6 +228,11 @@ class AtomscaleClient:
             log.warning("cannot use spool directory %s (%s); using %s", root, error, fallback)
             return Spool(fallback, self.endpoint, **kwargs)
 
+    @property
+    def spool_root(self) -> Path:
+        """The folder this client spools chunks in."""
+        return Path(self._spool.root)
+
     def __repr__(self) -> str:
         return f"AtomscaleClient(endpoint={self.endpoint!r}, spool_dir={str(self._spool.root)!r})"
 

@@ -1,0 +1,177 @@
+"""IOCs -> RunEngine -> bluesky-nats publisher -> nats-server (JetStream) -> ``consume`` -> server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .bus_runs import (
+    assert_every_frame_stored,
+    assert_every_point_stored,
+    assert_runs_stored,
+    growth_run,
+    large_and_file_runs,
+    start_consumer,
+    stored_chunks,
+    wait_for_finalized,
+    wait_until,
+)
+
+pytest.importorskip("bluesky_nats")
+pytest.importorskip("ophyd_async")
+
+LEASE_S = "3"
+
+
+@pytest.fixture
+def nats_publisher(nats_server: Any) -> Iterator[Any]:
+    """bluesky-nats's publisher with its own runtime thread, publishing to ``events.bus.*``."""
+    import nats
+    from bluesky_nats.nats_publisher import NATSPublisher
+    from bluesky_nats.nats_runtime import NatsRuntime
+    from bluesky_nats.outbox import Delivery, Outbox
+
+    runtime = NatsRuntime()
+    client = runtime.connect(nats.connect(servers=[nats_server.url], reconnect_time_wait=0.2))
+    outbox = Outbox(runtime, client, delivery=Delivery.CRITICAL)
+    publisher = NATSPublisher(outbox, client.jetstream(), subject_factory="events.bus")
+    publisher.client = client
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+        runtime.close()
+
+
+def consumer_args(nats_server: Any) -> list[str]:
+    return ["--nats", nats_server.url, "--lease-s", LEASE_S]
+
+
+def test_every_frame_and_point_reaches_the_server_through_nats(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    consumer = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool", tmp_path / "consumer.log"
+    )
+    try:
+        consumer.wait_for("took the lease")
+        truth = growth_run(RE, camera_ioc, sensors_ioc, nats_publisher, [(120, None)])
+        consumer.wait_for("acknowledged")
+        consumer.wait_for("Atomscale run")
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    assert_every_frame_stored(local_server, truth)
+    assert_every_point_stored(local_server, truth)
+    assert local_server.api_key not in consumer.text()
+
+
+def test_a_consumer_killed_mid_run_restarts_from_the_last_acknowledgement(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    spool, log = tmp_path / "spool", tmp_path / "consumer.log"
+    consumers = [start_consumer(consumer_args(nats_server), local_server, spool, log)]
+    consumers[0].wait_for("took the lease")
+
+    def kill_and_restart() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        consumers[0].kill()
+        consumers.append(start_consumer(consumer_args(nats_server), local_server, spool, log))
+
+    try:
+        truth = growth_run(
+            RE, camera_ioc, sensors_ioc, nats_publisher, [(60, kill_and_restart), (200, None)]
+        )
+        consumers[-1].wait_for("cut by a restart")
+        consumers[-1].wait_for("acknowledged")
+        consumers[-1].wait_for("Atomscale run")
+    finally:
+        assert consumers[-1].stop() == 0, consumers[-1].text()
+    _, duplicates = assert_every_frame_stored(local_server, truth)
+    assert duplicates > 0  # the killed consumer's uploaded chunk, reported as such in the log
+    assert_every_point_stored(local_server, truth)
+
+
+def test_a_standby_takes_over_a_dead_consumer(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    active = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool-a", tmp_path / "a.log"
+    )
+    active.wait_for("took the lease")
+    standby = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool-b", tmp_path / "b.log"
+    )
+    standby.wait_for("standby")
+
+    def kill_active() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        active.kill()
+
+    try:
+        truth = growth_run(
+            RE, camera_ioc, sensors_ioc, nats_publisher, [(60, kill_active), (200, None)]
+        )
+        standby.wait_for("took the lease")
+        standby.wait_for("acknowledged")
+        standby.wait_for("Atomscale run")
+    finally:
+        assert standby.stop() == 0, standby.text()
+    assert_every_frame_stored(local_server, truth)
+    assert_every_point_stored(local_server, truth)
+
+
+def test_the_broker_restarted_mid_run_loses_nothing(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    consumer = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool", tmp_path / "consumer.log"
+    )
+    consumer.wait_for("took the lease")
+
+    def restart_broker() -> Iterator[Any]:
+        from bluesky import plan_stubs as bps
+
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        nats_server.restart()
+        yield from wait_until(lambda: nats_publisher.client.is_connected)
+        yield from bps.null()
+
+    try:
+        truth = growth_run(
+            RE,
+            camera_ioc,
+            sensors_ioc,
+            nats_publisher,
+            [(120, restart_broker), (240, None)],  # the first chunk is cut at 80 frames
+            sensors=False,
+            pause_camera=True,
+        )
+        consumer.wait_for("acknowledged")
+        consumer.wait_for("Atomscale run")
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    _, duplicates = assert_every_frame_stored(local_server, truth)
+    assert duplicates == 0
+
+
+def test_large_frames_in_event_pages_and_frames_in_files_go_through_nats(
+    local_server, nats_server, nats_publisher, tmp_path
+):
+    """1024x1024 frames inline in event pages (about 4.5 MB as nested lists: the server's
+    max_payload raised to 8 MB) and frames by reference (HDF5 resource/datum, stream_resource)."""
+    runs, cameras = large_and_file_runs(tmp_path)
+    consumer = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool", tmp_path / "consumer.log"
+    )
+    try:
+        consumer.wait_for("took the lease")
+        for run in runs:
+            for name, doc in run.docs:
+                nats_publisher(name, doc)
+        assert wait_for_finalized(local_server, 3), consumer.text()
+    finally:
+        assert consumer.stop() == 0, consumer.text()
+    assert "3 run(s) spooled" in consumer.text()
+    assert_runs_stored(local_server, cameras)
