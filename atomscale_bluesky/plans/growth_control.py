@@ -24,12 +24,12 @@ import bluesky.preprocessors as bpp
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 
-from atomscale_bluesky.plans.monitoring import monitored_run, run_metadata
+from atomscale_bluesky.plans.monitoring import monitored_run, monitored_signals, run_metadata
 from atomscale_bluesky.plans.stubs import Plan
 
 __all__ = ["GrowthControlRecord", "GrowthDecision", "grow_monolayers"]
 
-log = logging.getLogger("atomscale_bluesky.plans.growth_control")
+log = logging.getLogger(__name__)
 
 STREAM = "growth_control"
 
@@ -225,7 +225,8 @@ def grow_monolayers(
         growth_target_monolayers=n,
     )
     if camera is not None:
-        yield from monitored_run(camera, sensors, plan, md=run_md, acquire=True, fps=fps)
+        signals = monitored_signals(camera, sensors)
+        yield from monitored_run(camera, signals, plan, md=run_md, acquire=True, fps=fps)
     elif open_run:
         yield from bpp.run_wrapper(plan, md=run_md)
     else:

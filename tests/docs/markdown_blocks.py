@@ -59,6 +59,8 @@ def blocks(page: Path) -> list[Block]:
             j += 1
         language = info.split()[0] if info else ""
         kind = "python" if language in PYTHON else "shell" if language in SHELL else None
+        if language == "console":  # a session transcript: its ``$ `` lines are the commands
+            body = [line[2:] for line in body if line.startswith("$ ")]
         if kind is not None:
             found.append(
                 Block(

@@ -27,7 +27,7 @@ from atomscale_bluesky.server.analysis.stream_analysis import AnalysisParams, St
 
 __all__ = ["AnalysisWorker", "ChunkNotice"]
 
-log = logging.getLogger("atomscale_bluesky.server.analysis")
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 
