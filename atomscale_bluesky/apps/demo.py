@@ -45,6 +45,7 @@ class DemoOptions:
     output_dir: Path = Path("demo-output")
     figure: bool = True
     cloud: bool = False
+    closed_loop_monolayers: float = 10.0  # the closed-loop step's target (0: no such step)
 
     def __post_init__(self) -> None:
         if self.duration < 6:
@@ -55,6 +56,8 @@ class DemoOptions:
             raise ValueError("--width and --height must be at least 16 px")
         if self.shutter_cycles < 1:
             raise ValueError("--shutter-cycles must be at least 1")
+        if self.closed_loop_monolayers < 0:
+            raise ValueError("--closed-loop-monolayers must not be negative")
 
 
 @dataclass
@@ -77,6 +80,7 @@ class DemoResult:
     figure: Path | None
     endpoint: str
     data_dir: Path | None
+    closed_loop: Any = None  # the closed-loop step's ClosedLoopReport, when it ran
 
 
 def recipe_timing(options: DemoOptions) -> tuple[float, float, float]:
@@ -212,6 +216,8 @@ def _print_summary(result: DemoResult) -> None:
         print(f"data: {result.data_dir} (Zarr frames under rheed/, points in atomscale.sqlite)")
     if result.figure is not None:
         print(f"figure: {result.figure}")
+    if result.closed_loop is not None:
+        print("\n".join(result.closed_loop.lines()))
 
 
 def _lost_chunks(summary: Any) -> int:
@@ -246,22 +252,22 @@ def run_demo(options: DemoOptions) -> DemoResult:
             endpoint, reader, data_dir = server.url, server.reader, server.data_dir
             print(f"local Atomscale-compatible server on {server.url}, data in {server.data_dir}")
         stack.callback(client.close)
-        result = _run_recipe(options, stack, client, endpoint)
-        summary = result
+        summary, closed_loop = _run_recipe(options, stack, client, endpoint)
         stored = _stored(reader, summary.data_ids) if reader is not None else []
         figure = None
         if options.figure and reader is not None and any(r.data_id for r in summary.rheed):
             figure = write_figure(reader, summary, options, output / "demo-summary.png")
         (output / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2, default=str))
-        outcome = DemoResult(summary, stored, figure, endpoint, data_dir)
+        outcome = DemoResult(summary, stored, figure, endpoint, data_dir, closed_loop)
         _print_summary(outcome)
         return outcome
 
 
 def _run_recipe(
     options: DemoOptions, stack: contextlib.ExitStack, client: Any, endpoint: str
-) -> Any:
-    """Start the IOC, connect the devices, run the growth recipe with the callback; the run summary."""
+) -> tuple[Any, Any]:
+    """Start the IOC, connect the devices, run the growth recipe with the callback, then the
+    closed-loop step; the recipe run's summary and the closed-loop report (None if skipped)."""
     from bluesky import RunEngine
     from bluesky.utils import RunEngineInterrupted
 
@@ -321,8 +327,25 @@ def _run_recipe(
         raise KeyboardInterrupt from None
     print("run finished; finalizing streams (waiting for every chunk to be acknowledged)...")
     summary = callback.wait(timeout=None)
+    closed_loop = None
+    if options.closed_loop_monolayers > 0:
+        from atomscale_bluesky.apps.closed_loop import run_closed_loop
+
+        print(f"closed loop: growing {options.closed_loop_monolayers:g} monolayers, the shutter "
+              "closed by Atomscale's live analysis", flush=True)  # fmt: skip
+        closed_loop = run_closed_loop(
+            RE,
+            camera,
+            sensors,
+            callback,
+            camera_prefix=CAMERA_PREFIX,
+            monolayers=options.closed_loop_monolayers,
+            fps=options.fps,
+            md={"sample": SAMPLE, "tags": list(TAGS), "name": "demo closed loop"},
+        )
+        callback.wait(timeout=None)
     callback.close()
-    return summary
+    return summary, closed_loop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -349,6 +372,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where data, summary and figure go",
     )
     parser.add_argument("--no-figure", action="store_true", help="skip the PNG figure")
+    parser.add_argument(
+        "--closed-loop-monolayers",
+        type=float,
+        default=defaults.closed_loop_monolayers,
+        help="monolayers the closed-loop step grows under live analysis (0 = skip the step)",
+    )
     parser.add_argument("--local", action="store_true", help="use the local server even when ATOMSCALE_API_KEY is set")  # fmt: skip
 
 
@@ -365,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             figure=not args.no_figure,
             cloud=cloud,
+            closed_loop_monolayers=args.closed_loop_monolayers,
         )
     except ValueError as exc:
         print(f"atomscale-bluesky demo: {exc}", file=sys.stderr)

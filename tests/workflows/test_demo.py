@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -115,6 +116,10 @@ def test_demo_streams_a_growth_run_and_reports_what_was_stored(tmp_path):
     assert len(opened) >= 2
     before = v_sub[t_sub <= opened[0]]
     assert len(before) and abs(before[-1] - 580.0) <= 5.0, (before[-5:], opened[0])
+    # the closed loop: the shutter closed by the live analysis near 10 monolayers of the truth
+    assert "closed loop: target 10 monolayers, shutter closed by" in text, text[-3000:]
+    error = re.search(r"simulated truth ([0-9.]+) monolayers: error ([+-][0-9.]+)", text)
+    assert error is not None and abs(float(error.group(2))) <= 0.5, text[-3000:]
 
 
 def test_demo_stops_everything_on_ctrl_c(tmp_path):
