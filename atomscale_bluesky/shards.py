@@ -138,7 +138,7 @@ def encode_shard_parts(
     """
     planes = _planes(frames)
     comp = _compressor(check_level(level))
-    views = [plane.data for plane in planes]
+    views: list[bytes | bytearray | memoryview] = [plane.data for plane in planes]
     frame_bytes = planes[0].nbytes
     blobs: Sequence[Any]
     if len(views) > 1 and frame_bytes * len(views) >= PARALLEL_MIN_BYTES and _THREADS > 1:
@@ -242,7 +242,6 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
         raise ShardError(f"dims must be positive, got {n},{h},{w}")
     entries = read_index(data, n)
     body_len = len(data) - index_size(n)
-    frame_bytes = h * w
     frames = np.empty((n, h, w), dtype=np.uint8)
     view = memoryview(data)
     decompressor = zstandard.ZstdDecompressor()
@@ -275,7 +274,7 @@ def _decompress_into(
                 f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
                 f"{hw[0]}*{hw[1]} = {frame_bytes}"
             )
-        target = memoryview(out).cast("B")
+        target = out.reshape(-1).data
         got = 0
         with decompressor.stream_reader(segment, read_across_frames=False) as reader:
             while got < frame_bytes:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from atomscale_bluesky.callback.routing import RoutingOptions
 from atomscale_bluesky.callback.run_metadata import RunOverrides
+from atomscale_bluesky.shards import ZSTD_LEVEL, check_level
 
 __all__ = ["MiB", "CallbackOptions"]
 
@@ -35,10 +36,12 @@ class CallbackOptions:
     instrument_id: int | None = None
     progress: str | None = None
     progress_interval_s: float = 5.0
+    compression_level: int = ZSTD_LEVEL
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
             raise ValueError("chunk_seconds must be positive")
+        check_level(self.compression_level)
         if self.overrides.fps is not None and self.overrides.fps <= 0:
             raise ValueError("fps must be positive")
         if self.stop_grace_s < 0:
