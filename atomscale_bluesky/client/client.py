@@ -311,11 +311,12 @@ class AtomscaleClient:
         with self._lock:
             self._streams[local_id] = stream
         log.info(
-            "opened RHEED stream %s (%r, %.6g fps, chunk %d)",
+            "opened RHEED stream %s (%r, %.6g fps, chunk %d, zstd level %d)",
             stream.data_id or local_id,
             name,
             fps,
             chunk_size,
+            compression_level,
         )
         return stream
 
