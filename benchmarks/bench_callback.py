@@ -242,7 +242,8 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         with AtomscaleClient(
             api_key=server.api_key, endpoint=server.url, spool_dir=spool
         ) as client:
-            callback = AtomscaleCallback(client, compression_level=case.level)
+            chosen = {} if case.level == 3 else {"compression_level": case.level}
+            callback = AtomscaleCallback(client, **chosen)
             token = RE.subscribe(callback)
             with CpuMeter(server.pid) as cpu_all:
                 with CpuMeter(server.pid) as cpu_cb:
