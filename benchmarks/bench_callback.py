@@ -11,6 +11,15 @@ allows; the server is a child process (it must not share our GIL), as the real s
 (c) Simulated camera IOC -> ophyd (pyepics, monitors) -> RunEngine -> callback -> local server for
     increasing frame rates: the highest rate where every in-run frame was stored and the camera's
     counter shows none missing, next to the highest rate the RunEngine alone delivers.
+(d) Two cameras at 640x480 and the paced rate each plus 22 scalar channels in one ``count``:
+    the same ratio (target at most 1.05) and every frame stored.
+
+For (a), (b) and (d) the callback's CPU per frame (this process's CPU seconds from the run's start
+until every chunk was acknowledged, minus the run without the callback, over the frames) is
+printed next to zstd's CPU per frame for the same frames at the same level, the physical floor,
+with the overhead beyond compression (target at most 15%). The paced runs stamp frames with the
+host's time, so they also print the capture-to-stored latency p50/p99 (target: p50 at most the
+chunk length plus 0.5 s).
 
 Zstd level 3 (the protocol's, byte-identical to the reference) of these frames runs at about
 165 MB/s = 540 frames/s on one core of the 2-core test machine, while the unpaced RunEngine alone
@@ -22,7 +31,8 @@ waiting for a core and for the GIL while the upload runs. (b), at 34 MB/s, leave
 it. The CPU seconds of the RunEngine thread, this process and the server are printed for both.
 
 Run: ``.venv/bin/python -m benchmarks callback`` or ``python -m benchmarks.bench_callback
-[--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]``.
+[--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]
+[--skip-two] [--level L]``.
 """
 
 from __future__ import annotations
