@@ -2,12 +2,13 @@
 
 The client encodes with it, the local server decodes with it. Byte layout (protocol §3.4, as the
 reference client's zarrs sharding codec writes it): for each frame that is not entirely zero, one
-zstd frame (level 3, content size in the header, no checksum) of the frame's H·W bytes in C order,
+zstd frame (level 3 unless the stream chose another ``compression_level``, content size in the
+header, no checksum) of the frame's H·W bytes in C order,
 concatenated; then an index of N ``(offset, nbytes)`` pairs as little-endian uint64, one per frame
 in frame order, where an all-zero frame is omitted from the body and gets ``EMPTY_ENTRY`` twice;
 then the CRC32C of the index bytes as a little-endian uint32. We always write frames in C order
-(the reference's order varies; readers use the index), so our zstd frames and index equal the
-reference's byte for byte.
+(the reference's order varies; readers use the index), so at level 3 our zstd frames and index
+equal the reference's byte for byte.
 
 **All-zero chunks.** The reference raises ``missing encoded chunk`` for a chunk whose frames are
 all zero, so the run loses it. We instead encode it like any other chunk: an empty body and N
