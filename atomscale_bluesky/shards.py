@@ -2,12 +2,13 @@
 
 The client encodes with it, the local server decodes with it. Byte layout (protocol §3.4, as the
 reference client's zarrs sharding codec writes it): for each frame that is not entirely zero, one
-zstd frame (level 3, content size in the header, no checksum) of the frame's H·W bytes in C order,
+zstd frame (level 3 unless the stream chose another ``compression_level``, content size in the
+header, no checksum) of the frame's H·W bytes in C order,
 concatenated; then an index of N ``(offset, nbytes)`` pairs as little-endian uint64, one per frame
 in frame order, where an all-zero frame is omitted from the body and gets ``EMPTY_ENTRY`` twice;
 then the CRC32C of the index bytes as a little-endian uint32. We always write frames in C order
-(the reference's order varies; readers use the index), so our zstd frames and index equal the
-reference's byte for byte.
+(the reference's order varies; readers use the index), so at level 3 our zstd frames and index
+equal the reference's byte for byte.
 
 **All-zero chunks.** The reference raises ``missing encoded chunk`` for a chunk whose frames are
 all zero, so the run loses it. We instead encode it like any other chunk: an empty body and N
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "DecodedShard",
     "IndexEntry",
     "ShardError",
+    "check_level",
     "decode_shard",
     "encode_shard",
     "encode_shard_parts",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 ZSTD_LEVEL = 3
+#: The fastest zstd level offered (negative levels trade ratio for speed).
+MIN_LEVEL = -7
 #: Index value (offset and nbytes) of an inner chunk (frame) that is entirely the fill value 0.
 EMPTY_ENTRY = 0xFFFF_FFFF_FFFF_FFFF
 _ENTRY_BYTES = 16
@@ -84,51 +88,74 @@ def index_size(n_frames: int) -> int:
 # ---- encode -------------------------------------------------------------------------------------
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    """One compressor per thread: python-zstandard compressors are not thread-safe."""
-    comp = getattr(_local, "compressor", None)
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compressor per thread and level: python-zstandard compressors are not thread-safe."""
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    comp = cache.get(level)
     if comp is None:
-        comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False)
-        _local.compressor = comp
+        comp = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=False)
     return comp
 
 
-def encode_shard(frames: np.ndarray | Sequence[np.ndarray]) -> bytes:
+def check_level(level: int) -> int:
+    """``level`` if zstd accepts it (negative fast levels up to the maximum, 22), else ValueError."""
+    if isinstance(level, bool) or not isinstance(level, int):
+        raise ValueError(f"compression_level must be an int; got {level!r}")
+    if not MIN_LEVEL <= level <= zstandard.MAX_COMPRESSION_LEVEL or level == 0:
+        raise ValueError(
+            f"compression_level must be between {MIN_LEVEL} and "
+            f"{zstandard.MAX_COMPRESSION_LEVEL}, not 0; got {level}"
+        )
+    return level
+
+
+def _may_be_empty(blob_size: int, frame_bytes: int) -> bool:
+    """Whether a frame that compressed to ``blob_size`` bytes can be all zero (then look).
+
+    An all-zero frame compresses to run-length blocks: under 40 bytes per MiB plus the header at
+    every level, so frames above this bound hold a non-zero byte and are never scanned.
+    """
+    return blob_size <= 64 + frame_bytes // 16384
+
+
+def encode_shard(frames: np.ndarray | Sequence[np.ndarray], *, level: int = ZSTD_LEVEL) -> bytes:
     """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring)."""
-    return b"".join(encode_shard_parts(frames))
+    return b"".join(encode_shard_parts(frames, level=level))
 
 
-def encode_shard_parts(frames: np.ndarray | Sequence[np.ndarray]) -> list[Any]:
+def encode_shard_parts(
+    frames: np.ndarray | Sequence[np.ndarray], *, level: int = ZSTD_LEVEL
+) -> list[Any]:
     """The shard's bytes as a list of buffers in order (body frames, index, checksum).
 
     ``frames`` may also be a sequence of equal ``(H, W)`` uint8 arrays (a chunk's frames as they
     arrived): no stacking copy is made. zstd reads each frame's buffer directly and releases the
-    GIL while compressing. The parts are written out as they are (the spool writes them to its
-    file), so a chunk of tens of MB is never joined into one more buffer of the same size.
+    GIL while compressing; a chunk of several MB is compressed on every core (up to 4). The parts
+    are written out as they are (the spool writes them to its file), so a chunk of tens of MB is
+    never joined into one more buffer of the same size. ``level`` is the zstd level (3, the
+    protocol's, gives the reference client's bytes); any level decodes the same.
     """
     planes = _planes(frames)
-    comp = _compressor()
-    nonzero = [bool(plane.any()) for plane in planes]
-    todo: list[bytes | bytearray | memoryview] = [
-        plane.data for plane, keep in zip(planes, nonzero, strict=True) if keep
-    ]
-    nbytes = sum(p.nbytes for p, keep in zip(planes, nonzero, strict=True) if keep)
-    blobs: Iterator[Any]
-    if len(todo) > 1 and nbytes >= PARALLEL_MIN_BYTES and _THREADS > 1:
+    comp = _compressor(check_level(level))
+    views: list[bytes | bytearray | memoryview] = [plane.data for plane in planes]
+    frame_bytes = planes[0].nbytes
+    blobs: Sequence[Any]
+    if len(views) > 1 and frame_bytes * len(views) >= PARALLEL_MIN_BYTES and _THREADS > 1:
         # Same parameters, one zstd frame per input, compressed on several cores: same bytes.
-        result = comp.multi_compress_to_buffer(todo, threads=_THREADS)
-        blobs = (result[i] for i in range(len(result)))  # buffer segments, not copied
+        result = comp.multi_compress_to_buffer(views, threads=_THREADS)
+        blobs = [result[i] for i in range(len(result))]  # buffer segments, not copied
     else:
-        blobs = (comp.compress(view) for view in todo)
+        blobs = [comp.compress(view) for view in views]
     body: list[Any] = []
     index: list[int] = []
     offset = 0
-    for keep in nonzero:
-        if not keep:
+    for plane, blob in zip(planes, blobs, strict=True):
+        size = memoryview(blob).nbytes
+        if _may_be_empty(size, frame_bytes) and not plane.any():
             index += (EMPTY_ENTRY, EMPTY_ENTRY)
             continue
-        blob = next(blobs)
-        size = memoryview(blob).nbytes
         body.append(blob)
         index += (offset, size)
         offset += size
@@ -216,31 +243,51 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
         raise ShardError(f"dims must be positive, got {n},{h},{w}")
     entries = read_index(data, n)
     body_len = len(data) - index_size(n)
-    frame_bytes = h * w
-    frames = np.zeros((n, h, w), dtype=np.uint8)
+    frames = np.empty((n, h, w), dtype=np.uint8)
+    view = memoryview(data)
     decompressor = zstandard.ZstdDecompressor()
     for i, (offset, nbytes) in enumerate(entries):
         if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
+            frames[i] = 0
             continue
         if offset + nbytes > body_len or nbytes == 0:
             raise ShardError(
                 f"frame {i}: index entry (offset {offset}, {nbytes} bytes) lies outside the "
                 f"{body_len}-byte shard body"
             )
-        segment = data[offset : offset + nbytes]
-        try:
-            declared = zstandard.frame_content_size(segment)
-            if declared not in (-1, frame_bytes):  # -1: the header does not say
-                raise ShardError(
-                    f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
-                    f"{h}*{w} = {frame_bytes}"
-                )
-            raw = decompressor.decompress(segment, max_output_size=frame_bytes)
-        except zstandard.ZstdError as exc:
-            raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
-        if len(raw) != frame_bytes:
-            raise ShardError(
-                f"frame {i}: decoded to {len(raw)} bytes, expected H*W = {h}*{w} = {frame_bytes}"
-            )
-        frames[i] = np.frombuffer(raw, dtype=np.uint8).reshape(h, w)
+        _decompress_into(decompressor, view[offset : offset + nbytes], frames[i], i, (h, w))
     return DecodedShard(frames=frames, entries=entries, body_len=body_len)
+
+
+def _decompress_into(
+    decompressor: zstandard.ZstdDecompressor,
+    segment: memoryview,
+    out: np.ndarray,
+    i: int,
+    hw: tuple[int, int],
+) -> None:
+    """Decompress one frame's zstd frame straight into ``out``; ShardError unless it is H*W bytes."""
+    frame_bytes = out.nbytes
+    try:
+        declared = zstandard.frame_content_size(segment)
+        if declared not in (-1, frame_bytes):  # -1: the header does not say
+            raise ShardError(
+                f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
+                f"{hw[0]}*{hw[1]} = {frame_bytes}"
+            )
+        target = out.reshape(-1).data
+        got = 0
+        with decompressor.stream_reader(segment, read_across_frames=False) as reader:
+            while got < frame_bytes:
+                step = reader.readinto(target[got:])
+                if step == 0:
+                    break
+                got += step
+            extra = reader.read(1)
+    except zstandard.ZstdError as exc:
+        raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
+    if got != frame_bytes or extra:
+        size = f"more than {frame_bytes}" if extra else str(got)
+        raise ShardError(
+            f"frame {i}: decoded to {size} bytes, expected H*W = {hw[0]}*{hw[1]} = {frame_bytes}"
+        )

@@ -11,6 +11,15 @@ allows; the server is a child process (it must not share our GIL), as the real s
 (c) Simulated camera IOC -> ophyd (pyepics, monitors) -> RunEngine -> callback -> local server for
     increasing frame rates: the highest rate where every in-run frame was stored and the camera's
     counter shows none missing, next to the highest rate the RunEngine alone delivers.
+(d) Two cameras at 640x480 and the paced rate each plus 22 scalar channels in one ``count``:
+    the same ratio (target at most 1.05) and every frame stored.
+
+For (a), (b) and (d) the callback's CPU per frame (this process's CPU seconds from the run's start
+until every chunk was acknowledged, minus the run without the callback, over the frames) is
+printed next to zstd's CPU per frame for the same frames at the same level, the physical floor,
+with the overhead beyond compression (target at most 15%). The paced runs stamp frames with the
+host's time, so they also print the capture-to-stored latency p50/p99 (target: p50 at most the
+chunk length plus 0.5 s).
 
 Zstd level 3 (the protocol's, byte-identical to the reference) of these frames runs at about
 165 MB/s = 540 frames/s on one core of the 2-core test machine, while the unpaced RunEngine alone
@@ -22,7 +31,8 @@ waiting for a core and for the GIL while the upload runs. (b), at 34 MB/s, leave
 it. The CPU seconds of the RunEngine thread, this process and the server are printed for both.
 
 Run: ``.venv/bin/python -m benchmarks callback`` or ``python -m benchmarks.bench_callback
-[--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]``.
+[--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]
+[--skip-two] [--level L]``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,8 +63,14 @@ def rheed_pool(shape: tuple[int, int] = SHAPE, n: int = 32) -> list[np.ndarray]:
     ]
 
 
-def _memory_camera(pool: list[np.ndarray], fps: float) -> Any:
-    """An in-memory 640x480 detector: cycles precomputed frames, a frame counter, fps config."""
+def _memory_camera(
+    pool: list[np.ndarray], fps: float, *, name: str = "cam", realtime: bool = False
+) -> Any:
+    """An in-memory 640x480 detector: cycles precomputed frames, a frame counter, fps config.
+
+    Frames are stamped one period apart from a fixed epoch, or (``realtime``) with the host's
+    time of the read, so capture-to-stored latency can be measured.
+    """
     from ophyd import Component as Cpt
     from ophyd import Device, Signal
 
@@ -65,9 +82,10 @@ def _memory_camera(pool: list[np.ndarray], fps: float) -> Any:
         def get(self, **kwargs: Any) -> Any:
             n = getattr(self, "_n", 0)
             self._n = n + 1
+            stamp = time.time() if realtime else T0 + n / fps
             self._readback = pool[n % len(pool)]
-            self._metadata["timestamp"] = T0 + n / fps
-            self.parent.array_counter.put(n + 1, timestamp=T0 + n / fps)
+            self._metadata["timestamp"] = stamp
+            self.parent.array_counter.put(n + 1, timestamp=stamp)
             return self._readback
 
         def describe(self) -> dict[str, Any]:
@@ -81,7 +99,32 @@ def _memory_camera(pool: list[np.ndarray], fps: float) -> Any:
         temperature = Cpt(Signal, value=600.0, kind="normal")
         acquire_period = Cpt(Signal, value=1.0 / fps, kind="config")
 
-    return Camera(name="cam")
+    return Camera(name=name)
+
+
+def _channels(n: int) -> list[Any]:
+    """``n`` soft scalar channels (growth sensors), each read as a slow sine, host-stamped."""
+    from ophyd import Signal
+
+    class Channel(Signal):
+        def get(self, **kwargs: Any) -> Any:
+            self._readback = float(np.sin(time.monotonic() / 5.0 + len(self.name)))
+            self._metadata["timestamp"] = time.time()
+            return self._readback
+
+    return [Channel(name=f"sensor_ch{i:02d}", value=0.0, kind="hinted") for i in range(n)]
+
+
+def zstd_cpu_per_frame(pool: list[np.ndarray], level: int = 3, seconds: float = 1.0) -> float:
+    """CPU seconds (this thread) zstd needs per frame of ``pool`` at ``level``: the floor."""
+    import zstandard
+
+    comp = zstandard.ZstdCompressor(level=level, write_checksum=False)
+    n, t0 = 0, time.thread_time()
+    while time.thread_time() - t0 < seconds or n < len(pool):
+        comp.compress(pool[n % len(pool)].data)
+        n += 1
+    return (time.thread_time() - t0) / n
 
 
 def compression_rate(pool: list[np.ndarray], seconds: float = 2.0) -> float:
@@ -136,11 +179,39 @@ class CpuMeter:
         self.used = {k: end[k] - self._start[k] for k in end}
 
 
-def overhead(events: int, spool: str, *, paced_fps: float | None = None) -> dict[str, float]:
-    """RunEngine wall time with / without the callback for one ``count`` of ``events`` frames.
+@dataclass(frozen=True)
+class Case:
+    """One RunEngine ``count``: how many cameras and scalar channels, paced or not."""
 
-    ``paced_fps`` None: as fast as the RunEngine reads (the issue's number); else ``count`` with
-    ``delay=1/paced_fps`` so the detector produces frames at a camera's rate.
+    events: int
+    paced_fps: float | None = None
+    cameras: int = 1
+    channels: int = 0
+    level: int = 3
+
+    @property
+    def realtime(self) -> bool:
+        """Paced runs stamp frames with the host's time, so latency can be measured."""
+        return self.paced_fps is not None
+
+
+def _latency(reader: Any, data_id: str) -> np.ndarray:
+    """Per frame: the server's storage time of its chunk minus the frame's capture time (s)."""
+    out = []
+    for chunk in reader.chunk_times(data_id):
+        n = int(chunk["n_frames"])
+        start, end = chunk["start_unix_ms_utc"] / 1000.0, chunk["end_unix_ms_utc"] / 1000.0
+        out.append(float(chunk["received_at"]) - (start + (end - start) * np.arange(n) / n))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def overhead(case: Case, spool: str) -> dict[str, float]:
+    """RunEngine wall time with / without the callback for one ``count`` of ``case.events``.
+
+    Unpaced: as fast as the RunEngine reads (the issue's number); paced: ``count`` with
+    ``delay=1/paced_fps`` so the detectors produce frames at a camera's rate. The callback's CPU
+    is this process's CPU seconds from the run's start until every chunk was acknowledged, minus
+    those of the run without it.
     """
     from bluesky import RunEngine
     from bluesky.plans import count
@@ -151,18 +222,27 @@ def overhead(events: int, spool: str, *, paced_fps: float | None = None) -> dict
     from atomscale_bluesky.server.runner import running_server_process
 
     pool = rheed_pool()
-    fps = paced_fps or 120.0
-    paced: dict[str, Any] = {"delay": 1.0 / paced_fps} if paced_fps else {}
+    fps = case.paced_fps or 120.0
+    paced: dict[str, Any] = {"delay": 1.0 / case.paced_fps} if case.paced_fps else {}
+
+    def detectors() -> list[Any]:
+        cams = [
+            _memory_camera(pool, fps, name=f"cam{i + 1}" if case.cameras > 1 else "cam",
+                           realtime=case.realtime)
+            for i in range(case.cameras)
+        ]  # fmt: skip
+        return cams + _channels(case.channels)
+
     # the server runs in a child process, as the real service would: it must not share our GIL
     with running_server_process(data_dir=spool + "-server") as server:
         RE = RunEngine({}, call_returns_result=False)
-        RE(count([_memory_camera(pool, fps)], num=50))  # warm up
+        RE(count(detectors(), num=50))  # warm up
         bare_runs = []
 
         def run_bare() -> CpuMeter:
             with CpuMeter(server.pid) as meter:
                 t = time.perf_counter()
-                RE(count([_memory_camera(pool, fps)], num=events, **paced))
+                RE(count(detectors(), num=case.events, **paced))
                 bare_runs.append(time.perf_counter() - t)
             return meter
 
@@ -172,22 +252,29 @@ def overhead(events: int, spool: str, *, paced_fps: float | None = None) -> dict
         with AtomscaleClient(
             api_key=server.api_key, endpoint=server.url, spool_dir=spool
         ) as client:
-            callback = AtomscaleCallback(client)
+            chosen = {} if case.level == 3 else {"compression_level": case.level}
+            callback = AtomscaleCallback(client, **chosen)
             token = RE.subscribe(callback)
-            with CpuMeter(server.pid) as cpu_cb:
+            with CpuMeter(server.pid) as cpu_all:
+                with CpuMeter(server.pid) as cpu_cb:
+                    t = time.perf_counter()
+                    RE(count(detectors(), num=case.events, **paced))
+                    with_cb = time.perf_counter() - t
                 t = time.perf_counter()
-                RE(count([_memory_camera(pool, fps)], num=events, **paced))
-                with_cb = time.perf_counter() - t
-            t = time.perf_counter()
-            callback.flush(600)
-            drain = time.perf_counter() - t
+                callback.flush(600)
+                drain = time.perf_counter() - t
             RE.unsubscribe(token)
             callback.close()
             summary = callback.summaries[-1]
             with LocalServerClient(server.url, server.api_key) as reader:
-                stored = reader.rheed_stream(summary.rheed[0].data_id or "")["n_frames"]
-        run_bare()
+                ids = [r.data_id or "" for r in summary.rheed]
+                stored = sum(reader.rheed_stream(i)["n_frames"] for i in ids)
+                latency = np.concatenate([_latency(reader, i) for i in ids])
+        cpu_bare_2 = run_bare()
         bare = sum(bare_runs) / len(bare_runs)
+    frames = case.events * case.cameras
+    bare_cpu = (cpu_bare.used["process"] + cpu_bare_2.used["process"]) / 2
+    pct = {f"latency_p{q}": float(np.percentile(latency, q)) for q in (50, 99)}
     return {
         "bare_s": bare,
         "bare_first_s": bare_runs[0],
@@ -195,26 +282,51 @@ def overhead(events: int, spool: str, *, paced_fps: float | None = None) -> dict
         "callback_s": with_cb,
         "ratio": with_cb / bare,
         "drain_s": drain,
+        "frames": float(frames),
         "frames_stored": float(stored),
         "lost": float(summary.lost),
         "missing": float(summary.missing),
         "dropped": float(summary.dropped_overflow),
-        "mb_per_s": events * pool[0].nbytes / bare / 1e6,
+        "points": float(summary.points),
+        "mb_per_s": frames * pool[0].nbytes / bare / 1e6,
+        "callback_cpu_per_frame": (cpu_all.used["process"] - bare_cpu) / frames,
+        "zstd_cpu_per_frame": zstd_cpu_per_frame(pool, case.level),
+        "chunk_s": max((r.chunk_size or 0) / (r.fps or fps) for r in summary.rheed),
+        **(pct if case.realtime and latency.size else {}),
         **{f"cpu_bare_{k}": v for k, v in cpu_bare.used.items()},
         **{f"cpu_cb_{k}": v for k, v in cpu_cb.used.items()},
     }
 
 
-def _print_overhead(label: str, events: int, o: dict[str, float]) -> None:
+def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
+    what = f"{case.cameras} camera(s) x {case.events} 640x480 frames"
+    if case.channels:
+        what += f" + {case.channels} channels"
     print(
-        f"{label}: {events} x 640x480 frames: {o['bare_s']:.2f} s without "
+        f"{label}: {what}: {o['bare_s']:.2f} s without "
         f"(mean of {o['bare_first_s']:.2f} before and {o['bare_second_s']:.2f} after), "
         f"{o['callback_s']:.2f} s with the callback -> ratio {o['ratio']:.3f} (target <= 1.05); "
-        f"{events / o['bare_s']:.0f} frames/s = {o['mb_per_s']:.0f} MB/s offered; "
+        f"{o['frames'] / o['bare_s']:.0f} frames/s = {o['mb_per_s']:.0f} MB/s offered; "
         f"drain after the run {o['drain_s']:.2f} s; server stored {o['frames_stored']:.0f} "
-        f"frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, missing {o['missing']:.0f}",
+        f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
+        f"missing {o['missing']:.0f}, points {o['points']:.0f}",
         flush=True,
     )
+    cb, floor = o["callback_cpu_per_frame"], o["zstd_cpu_per_frame"]
+    print(
+        f"    callback CPU per frame {cb * 1e3:.2f} ms (run + drain, this process, minus the "
+        f"run without it) vs zstd level {case.level} {floor * 1e3:.2f} ms for the same frames "
+        f"-> {cb / floor:.2f}x, overhead beyond compression {100 * (cb / floor - 1):.0f}% "
+        f"(target <= 15%)",
+        flush=True,
+    )
+    if "latency_p50" in o:
+        print(
+            f"    capture -> stored latency p50 {o['latency_p50']:.2f} s, p99 "
+            f"{o['latency_p99']:.2f} s (chunk {o['chunk_s']:.2f} s: target p50 <= "
+            f"{o['chunk_s'] + 0.5:.2f} s)",
+            flush=True,
+        )
     print(
         f"    CPU s during the run (without / with): RunEngine thread "
         f"{o['cpu_bare_run_engine_thread']:.1f} / {o['cpu_cb_run_engine_thread']:.1f}, "
@@ -332,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-fps", type=float, default=120.0)
     parser.add_argument("--skip-ioc", action="store_true")
     parser.add_argument("--skip-unpaced", action="store_true")
+    parser.add_argument("--skip-two", action="store_true", help="skip the two-camera case (d)")
+    parser.add_argument("--level", type=int, default=3, help="the callback's compression_level")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from atomscale_bluesky.sim import epics_env
@@ -346,10 +460,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if not args.skip_unpaced:
-            o = overhead(args.events, spool + "/a")
-            _print_overhead("(a) unpaced RunEngine count", args.events, o)
-        o = overhead(args.events, spool + "/p", paced_fps=args.paced_fps)
-        _print_overhead(f"(b) count paced at {args.paced_fps:.0f} fps", args.events, o)
+            case = Case(args.events, level=args.level)
+            _print_overhead("(a) unpaced RunEngine count", case, overhead(case, spool + "/a"))
+        case = Case(args.events, paced_fps=args.paced_fps, level=args.level)
+        label = f"(b) count paced at {args.paced_fps:.0f} fps"
+        _print_overhead(label, case, overhead(case, spool + "/p"))
+        if not args.skip_two:
+            case = Case(args.events, args.paced_fps, cameras=2, channels=22, level=args.level)
+            label = f"(d) two cameras and 22 channels paced at {args.paced_fps:.0f} fps"
+            _print_overhead(label, case, overhead(case, spool + "/t"))
         if args.skip_ioc:
             return 0
         h, w = (int(x) for x in args.size.split("x"))

@@ -44,6 +44,7 @@ from atomscale_bluesky.callback.summary import RunSummary
 from atomscale_bluesky.callback.work_queue import WorkQueue
 from atomscale_bluesky.callback.worker import Worker
 from atomscale_bluesky.settings import AtomscaleSettings, load_settings
+from atomscale_bluesky.shards import ZSTD_LEVEL
 
 if TYPE_CHECKING:
     from atomscale_bluesky.client.secret import ApiKey
@@ -98,6 +99,9 @@ class AtomscaleCallback:
         Data key -> channel name.
     chunk_seconds
         Seconds of frames per RHEED chunk (never below the protocol's 2 s).
+    compression_level
+        zstd level of the RHEED frames: 3 (the protocol's) by default; 1 or a negative level
+        spends less CPU per frame for larger uploads (see the performance page).
     fps
         Camera frame rate; overrides the camera's AcquirePeriod, the start document's ``fps``
         and the rate measured from frame timestamps.
@@ -218,6 +222,7 @@ class AtomscaleCallback:
         exclude: Iterable[str] | str | None = None,
         rename: Mapping[str, str] | None = None,
         chunk_seconds: float = 2.0,
+        compression_level: int = ZSTD_LEVEL,
         fps: float | None = None,
         rotations_per_min: float | None = None,
         rotation_key: str | None = None,
@@ -276,6 +281,7 @@ class AtomscaleCallback:
                 env.data_type if data_type is None else data_type, pixel_range
             ),
             chunk_seconds=chunk_seconds,
+            compression_level=compression_level,
             strict=env.strict if strict is None else strict,
             max_frame_bytes=max_frame_bytes,
             queue_max_bytes=queue_max_bytes,

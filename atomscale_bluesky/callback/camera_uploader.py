@@ -397,6 +397,7 @@ class CameraUploader:
                 fps=chunker.fps,
                 rotations_per_min=rpm,
                 chunk_size=chunker.chunk_size,
+                compression_level=self._ctx.options.compression_level,
             )
         except Exception as exc:  # noqa: BLE001
             segment.failed = True

@@ -16,6 +16,7 @@ from atomscale_bluesky.callback.run_metadata import (
     RunOverrides,
 )
 from atomscale_bluesky.settings import IOC_CLOCKS
+from atomscale_bluesky.shards import ZSTD_LEVEL, check_level
 
 __all__ = ["MiB", "CallbackOptions"]
 
@@ -53,10 +54,12 @@ class CallbackOptions:
     run_filter: Callable[[Mapping[str, Any]], bool] | None = None  # start doc -> upload it?
     # "own": IOC times are stored as they are; "host": corrected like this computer's times
     ioc_clock: str = "own"
+    compression_level: int = ZSTD_LEVEL
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
             raise ValueError("chunk_seconds must be positive")
+        check_level(self.compression_level)
         if self.overrides.fps is not None and self.overrides.fps <= 0:
             raise ValueError("fps must be positive")
         if self.stop_grace_s < 0:

@@ -9,6 +9,7 @@ from typing import Any
 
 from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.run_metadata import RunMetadata
+from atomscale_bluesky.shards import ZSTD_LEVEL
 
 __all__ = ["StreamOpener"]
 
@@ -50,8 +51,14 @@ class StreamOpener:
         fps: float,
         rotations_per_min: float,
         chunk_size: int,
+        compression_level: int = ZSTD_LEVEL,
     ) -> Any:
-        """A RHEED stream for one camera segment of the run; raises when it cannot be opened."""
+        """A RHEED stream for one camera segment of the run; raises when it cannot be opened.
+
+        The zstd level is passed only when it is not the protocol's, so any client with the
+        reference's ``open_rheed_stream`` arguments serves the default.
+        """
+        level = {} if compression_level == ZSTD_LEVEL else {"compression_level": compression_level}
         stream = self._ensure_client().open_rheed_stream(
             fps=fps,
             rotations_per_min=rotations_per_min,
@@ -60,6 +67,7 @@ class StreamOpener:
             physical_sample=meta.sample,
             project_id=meta.project_id,
             tags=meta.tags,
+            **level,
         )
         self._counters.add(streams_opened=1)
         with self._rheed_lock:

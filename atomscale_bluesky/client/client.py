@@ -24,6 +24,7 @@ import httpx
 
 from atomscale_bluesky.settings import AtomscaleSettings, load_settings
 
+from ..shards import ZSTD_LEVEL, check_level
 from .api import AtomscaleApi, rotational_period
 from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
@@ -253,8 +254,12 @@ class AtomscaleClient:
         project_id: str | None = None,
         tags: Sequence[str] | None = None,
         azimuth: str | None = None,
+        compression_level: int = ZSTD_LEVEL,
     ) -> RheedStream:
         """Open a RHEED stream (same requests and checks as the reference).
+
+        ``compression_level`` is the zstd level of its frames (3, the protocol's, gives the
+        reference client's bytes; lower is faster and larger, see the performance page).
 
         Bad arguments raise ValueError, and a refusal of the request itself (400/422, an
         unknown sample or tag id) raises AtomscaleClientError with the server's reason. When
@@ -267,6 +272,7 @@ class AtomscaleClient:
         rotations_per_min = float(rotations_per_min)
         if not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a positive number; got {fps}")
+        check_level(compression_level)
         self._wait_for_clock()
         min_chunk = math.ceil(2.0 * fps)
         if chunk_size is None:
@@ -319,15 +325,17 @@ class AtomscaleClient:
             rotations_per_min=rotations_per_min,
             chunk_size=chunk_size,
             name=name,
+            compression_level=compression_level,
         )
         with self._lock:
             self._streams[local_id] = stream
         log.info(
-            "opened RHEED stream %s (%r, %.6g fps, chunk %d)",
+            "opened RHEED stream %s (%r, %.6g fps, chunk %d, zstd level %d)",
             stream.data_id or local_id,
             name,
             fps,
             chunk_size,
+            compression_level,
         )
         return stream
 

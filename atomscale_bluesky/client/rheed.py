@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..frames import FrameError, as_frame_stack
-from ..shards import encode_shard_parts
+from ..shards import ZSTD_LEVEL, check_level, encode_shard_parts
 from .clock import Correction
 from .errors import StreamClosedError
 from .spooled_stream import SpooledStream
@@ -62,8 +62,10 @@ class RheedStream(SpooledStream):
         rotations_per_min: float,
         chunk_size: int,
         name: str,
+        compression_level: int = ZSTD_LEVEL,
     ) -> None:
         super().__init__(services, local_id)
+        self.compression_level = check_level(compression_level)
         self.fps = fps
         self.rotations_per_min = rotations_per_min
         self.chunk_size = chunk_size
@@ -154,7 +156,7 @@ class RheedStream(SpooledStream):
         if correction is not None:
             metadata["clock_offset_ms"] = correction.offset_ms
             metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
-        shard = encode_shard_parts(stack)
+        shard = encode_shard_parts(stack, level=self.compression_level)
         dropped = self._services.enqueue(self.local_id, idx, "rheed", metadata, shard)
         with self._lock:
             self._frames_pushed += n

@@ -14,6 +14,7 @@ import zstandard
 from atomscale_bluesky.shards import (
     EMPTY_ENTRY,
     ShardError,
+    check_level,
     decode_shard,
     encode_shard,
     shard_key,
@@ -138,3 +139,41 @@ def test_a_list_of_frames_encodes_to_the_same_bytes_without_stacking(shape) -> N
         encode_shard([frames[0], frames[1][:-1]])
     with pytest.raises(ShardError, match="at least one"):
         encode_shard([])
+
+
+@pytest.mark.parametrize("level", [-7, 1, 3, 9, 19])
+@pytest.mark.parametrize("shape", [(3, 1, 1), (4, 30, 50), (3, 2048, 2048)], ids=str)
+def test_every_level_finds_zero_frames_and_decodes_the_same(level: int, shape) -> None:
+    n, h, w = shape
+    frames = np.zeros(shape, np.uint8)
+    frames[0, -1, -1] = 1  # one non-zero byte, last: compresses as small as zero frames do
+    frames[2] = _frames(1, h, w, seed=level + 10)[0] // 16
+    shard = encode_shard(frames, level=level)
+    entries, _ = split_shard(shard, n)
+    assert entries[1] == (EMPTY_ENTRY, EMPTY_ENTRY)
+    assert entries[0] != (EMPTY_ENTRY, EMPTY_ENTRY)
+    assert (decode_shard(shard, shape).frames == frames).all()
+
+
+def test_level_changes_the_bytes_and_is_checked() -> None:
+    frames = _frames(4, 64, 64, seed=3) // 8
+    fast, default, small = (encode_shard(frames, level=lv) for lv in (-5, 3, 19))
+    assert default == encode_shard(frames)
+    assert len({fast, default, small}) == 3
+    for shard in (fast, small):
+        assert (decode_shard(shard, (4, 64, 64)).frames == frames).all()
+    for bad in (0, 23, -8, True, 3.0):
+        with pytest.raises(ValueError, match="compression_level"):
+            check_level(bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="compression_level"):
+            encode_shard(frames, level=bad)  # type: ignore[arg-type]
+
+
+def test_a_frame_longer_or_shorter_than_h_w_is_rejected() -> None:
+    comp = zstandard.ZstdCompressor(level=3, write_content_size=False)
+    for size in (15, 17):
+        blob = comp.compress(bytes(range(size)))
+        index = struct.pack("<2Q", 0, len(blob))
+        shard = blob + index + struct.pack("<I", crc32c.crc32c(index))
+        with pytest.raises(ShardError, match="decoded to"):
+            decode_shard(shard, (1, 4, 4))
