@@ -57,6 +57,7 @@ class _Held:
     counters: list[int | None] | None
     continuous: bool
     initial: bool
+    host_timed: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class _Timing:
     counters: list[int | None] | None
     continuous: bool
     initial: bool
+    host_timed: bool = False  # stamps taken on a host's clock (RunEngine event times), not an IOC's
 
 
 class CameraUploader:
@@ -134,11 +136,13 @@ class CameraUploader:
         continuous: bool,
         *,
         initial: bool = False,
+        host_timed: bool = False,
     ) -> None:
         """Normalise one reading's array and time its frames; push full chunks.
 
         ``stamps`` holds one hardware time per frame, or the last frame's for the whole reading;
-        ``initial`` marks a monitor's first reading (its value from before the subscription).
+        ``initial`` marks a monitor's first reading (its value from before the subscription);
+        ``host_timed`` says the stamps are a host's clock, so they are clock-corrected.
         """
         report = self._ctx.report
         raw = np.asarray(value)
@@ -151,13 +155,13 @@ class CameraUploader:
         if raw.ndim == 1 and raw.dtype.kind in "uif":
             shape = self._flat_shape(fkey, raw.size)
             if shape is None:
-                self._hold(_Held(fkey, raw, stamps, counters, continuous, initial))
+                self._hold(_Held(fkey, raw, stamps, counters, continuous, initial, host_timed))
                 return
         self.release_if_shaped()  # frames that waited come first
         self._note_dtype(fkey, raw.dtype.str)
         try:
             stack = frame_rule.frame_layout(raw, shape if raw.ndim == 1 else None)
-            timing = _Timing(fkey, stamps, counters, continuous, initial)
+            timing = _Timing(fkey, stamps, counters, continuous, initial, host_timed)
             self._pixels_key = fkey
             ready = self.pixels.add(stack, timing, lambda: self._declared_pixels(fkey))
         except (ValueError, TypeError) as exc:
@@ -177,6 +181,7 @@ class CameraUploader:
             timing.counters,
             continuous=timing.continuous,
             initial=timing.initial,
+            host_timed=timing.host_timed,
         )
         for frames in timed:
             self._chunk(timing.fkey, frames)
@@ -289,7 +294,15 @@ class CameraUploader:
         self._held.clear()
         self._held_bytes = 0
         for h in held:
-            self.add_frames(h.fkey, h.raw, h.stamps, h.counters, h.continuous, initial=h.initial)
+            self.add_frames(
+                h.fkey,
+                h.raw,
+                h.stamps,
+                h.counters,
+                h.continuous,
+                initial=h.initial,
+                host_timed=h.host_timed,
+            )
 
     def _reject_held(self) -> None:
         if self._held:

@@ -36,7 +36,8 @@ from atomscale_bluesky.callback.values import as_float
 
 __all__ = ["ExternalReader", "ExternalRef"]
 
-_Reading = tuple[np.ndarray, list[float], list[int | None] | None]  # frames, times, counters
+# frames, times, counters, and whether the times are a host's clock (not the IOC's)
+_Reading = tuple[np.ndarray, list[float], list[int | None] | None, bool]
 
 RETRY_INTERVAL_S = 0.5  # how often the worker retries files that were not readable yet
 # a stream datum whose descriptor has had no event for this long is a fly scan's: no events come
@@ -186,8 +187,10 @@ class ExternalReader:
                 self._failed(camera, ref, exc)
                 continue
             waiting.popleft()
-            for frames, stamps, counters in readings:
-                camera.add_frames(ref.fkey, frames, stamps, counters, ref.continuous)
+            for frames, stamps, counters, host_timed in readings:
+                camera.add_frames(
+                    ref.fkey, frames, stamps, counters, ref.continuous, host_timed=host_timed
+                )
 
     def _expired(self, ref: ExternalRef, exc: ExternalNotReady) -> bool:
         """Give up on a reference during the run? Its file has been missing for longer than
@@ -232,15 +235,15 @@ class ExternalReader:
             counters: list[int | None] | None = (
                 list(got.unique_ids) if got.unique_ids else [ref.counter]
             )
-            return [(got.frames, stamps, counters)]
+            return [(got.frames, stamps, counters, False)]
         doc = ref.stream_datum
         assert doc is not None
         got = self.store.read_stream_datum(doc, ref.fkey.frames_per_event or 1)
         ids: list[int | None] | None = list(got.unique_ids) if got.unique_ids else None
         if got.timestamps:
-            return [(got.frames, got.timestamps, ids)]
+            return [(got.frames, got.timestamps, ids, False)]
         if self._is_fly(ref):
-            return [(got.frames, self._fly_times(ref.fkey, len(got.frames)), ids)]
+            return [(got.frames, self._fly_times(ref.fkey, len(got.frames)), ids, True)]
         return self._per_event(ref, got.frames, ids, final)
 
     def _is_fly(self, ref: ExternalRef) -> bool:
@@ -284,7 +287,7 @@ class ExternalReader:
         descriptor, key = str(doc.get("descriptor", "")), ref.fkey.key
         times = self._seq_times.get((descriptor, key), {})
         if stop <= start:
-            return [(frames, [math.nan], ids)]
+            return [(frames, [math.nan], ids, False)]
         if not final and any(s not in times for s in range(start, stop)):
             raise _AwaitingEvents("waiting for the events of this stream datum")
         per = max(1, len(frames) // (stop - start))
@@ -292,9 +295,10 @@ class ExternalReader:
         for j, seq in enumerate(range(start, stop)):
             rows = slice(j * per, (j + 1) * per if seq < stop - 1 else len(frames))
             part = None if ids is None else ids[rows]
-            if (descriptor, key, seq) in self._host_seqs:
+            host = (descriptor, key, seq) in self._host_seqs
+            if host:
                 self.host_timed[key] = self.host_timed.get(key, 0) + len(frames[rows])
-            readings.append((frames[rows], [times.get(seq, math.nan)], part))
+            readings.append((frames[rows], [times.get(seq, math.nan)], part, host))
         return readings
 
     def _failed(self, camera: CameraUploader, ref: ExternalRef, exc: BaseException) -> None:

@@ -167,6 +167,7 @@ class FrameTimer:
         *,
         continuous: bool,
         initial: bool = False,
+        host_timed: bool = False,
     ) -> list[TimedFrames]:
         """Hold one reading (``stamps``: one per frame, or the last frame's); release when timed.
 
@@ -179,8 +180,8 @@ class FrameTimer:
         times = [float(t) for t in stamps][: len(stack)] or [math.nan]
         if len(times) != len(stack):
             times = times[-1:]
-        host_timed = any(math.isnan(t) for t in times)
-        if host_timed:
+        if any(math.isnan(t) for t in times):
+            host_timed = True
             self.stats.wall_clock += len(stack)
             times = [time.time()] if len(times) == 1 else _fill_nan(times)
         self._held.append(_Reading(stack, times, counters, continuous, initial, host_timed))

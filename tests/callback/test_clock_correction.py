@@ -211,3 +211,34 @@ def test_client_corrects_host_times_and_passes_hardware_times(behind_server):
     assert server.reader.points(points.data_id, "hw")[0].tolist() == [1_700_000_000.0]
     (stored,) = server.reader.points(points.data_id, "host")[0].tolist()
     assert stored == pytest.approx(1_700_000_000.0 + host_offset / 1000, abs=1e-6)
+
+
+def test_fly_frames_timed_on_this_host_are_corrected(behind_server, tmp_path):
+    """A fly scan whose file has no frame times is timed on this host: corrected like any host
+    time (never passed through as if it were the IOC's)."""
+    import h5py
+
+    from .test_external_streams import H, W, feed_fly_scan
+
+    server, client = behind_server
+    n, fps = 50, 25.0
+    frames = np.random.default_rng(5).integers(1, 256, (n, H, W)).astype(np.uint8)
+    path = tmp_path / "fly.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/entry/data/data", data=frames)  # no NDAttributes: no frame times
+    callback = AtomscaleCallback(client, stop_grace_s=0.0)
+    before = time.time()
+    rd = feed_fly_scan(callback, path, fps, n, per_datum=10)
+    callback("stop", rd.run.compose_stop(exit_status="success"))
+    assert callback.flush(60)
+    callback.close()
+    after = time.time()
+    (summary,) = callback.summaries
+    (rheed,) = summary.rheed
+    assert rheed.frames == n and rheed.wall_clock_frames == n and summary.lost == 0
+    assert rheed.clock_corrected_chunks == rheed.chunks > 0
+    for chunk in _chunks(server, rheed.data_id):
+        offset = chunk["clock_offset_ms"]
+        assert offset == pytest.approx(1000 * HOST_BEHIND_S, abs=OFFSET_TOLERANCE_MS)
+        host_ms = chunk["start_unix_ms_utc"] - offset
+        assert _ms(before - n / fps) <= host_ms <= _ms(after)

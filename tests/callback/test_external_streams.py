@@ -17,14 +17,9 @@ from .docs import T0, RunDocs
 H, W = 24, 32
 
 
-def test_fly_scan_without_file_times_streams_live_at_the_declared_cadence(
-    server, client, tmp_path: Path
-):
-    n, fps, per_datum = 150, 25.0, 10
-    frames = np.random.default_rng(11).integers(1, 256, (n, H, W)).astype(np.uint8)
-    path = tmp_path / "fly.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("/entry/data/data", data=frames)  # no NDAttributes: no frame times
+def feed_fly_scan(callback: Any, path: Path, fps: float, n: int, per_datum: int) -> RunDocs:
+    """Feed ``callback`` a fly scan's documents: stream datums of ``path``'s frames, no events
+    (the camera declares its cadence by AcquirePeriod); the run is left open."""
     rd = RunDocs.start()
     desc = rd.run.compose_descriptor(
         name="primary",
@@ -59,7 +54,6 @@ def test_fly_scan_without_file_times_streams_live_at_the_declared_cadence(
         data_key="det",
         parameters={"dataset": "/entry/data/data", "chunk_shape": [1, H, W]},
     )
-    callback = AtomscaleCallback(client, stop_grace_s=0.0)
     callback("start", rd.docs[0][1])
     callback("descriptor", desc.descriptor_doc)
     callback("stream_resource", sres.stream_resource_doc)
@@ -70,6 +64,19 @@ def test_fly_scan_without_file_times_streams_live_at_the_declared_cadence(
             descriptor=desc.descriptor_doc,
         )
         callback("stream_datum", datum)
+    return rd
+
+
+def test_fly_scan_without_file_times_streams_live_at_the_declared_cadence(
+    server, client, tmp_path: Path
+):
+    n, fps, per_datum = 150, 25.0, 10
+    frames = np.random.default_rng(11).integers(1, 256, (n, H, W)).astype(np.uint8)
+    path = tmp_path / "fly.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/entry/data/data", data=frames)  # no NDAttributes: no frame times
+    callback = AtomscaleCallback(client, stop_grace_s=0.0)
+    rd = feed_fly_scan(callback, path, fps, n, per_datum)
     # the run has not ended: full chunks of its frames reach the server meanwhile
     deadline = time.monotonic() + 60
     while callback.counters.frames_pushed < 100 and time.monotonic() < deadline:
