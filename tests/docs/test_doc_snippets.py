@@ -28,11 +28,14 @@ PAGES = [p for p in pages() if blocks(p)]
 
 def substitutions(server: Any, tmp_path: Path) -> dict[str, str]:
     """The docs' example values, as this test's equivalents."""
+    ioc_data = tmp_path / "ioc-data"  # where the docs' file-writing cameras write
+    ioc_data.mkdir(exist_ok=True)
     return {
         "http://127.0.0.1:8766": server.url,
         "devkey": server.api_key,
         "atomscale-local-data": str(server.data_dir),
         "/var/lib/atomscale/spool": str(tmp_path / "drained-spool"),
+        "/data/rheed": str(ioc_data),
     }
 
 
