@@ -60,6 +60,7 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 IOC_CLOCKS = ("own", "host")
+PROGRESS_WORDS = ("bar", "lines", "log")
 
 
 class ConfigError(ValueError):
@@ -107,6 +108,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATOMSCALE_DATA_TYPE", "data_type", "text", "unset", "the cameras' pixel type (areaDetector `DataType` such as `UInt16`, or a numpy type)", "callback"),
     Variable("ATOMSCALE_ROOT_MAP", "root_map", "pairs", "unset", "`ioc_root=local_root,...`: where this machine reads the files the IOC wrote", "callback"),
     Variable("ATOMSCALE_IOC_CLOCK", "ioc_clock", "clock", "`own`", "whose clock readings' timestamps are on: `own` (stored as they are) or `host` (this computer's, corrected like it)", "callback"),
+    Variable("ATOMSCALE_PROGRESS", "progress", "progress", "a bar in interactive terminals, else off", "the live progress line: yes/no, or `bar`, `lines` or `log`", "callback"),
+    Variable("ATOMSCALE_PRINT_SUMMARY", "print_summary", "flag", "in interactive sessions", "print each run's summary when its streams are finalized", "callback"),
     # the processes we start
     Variable("ATOMSCALE_LOG_LEVEL", "log_level", "level", "`INFO`", "level of `config_atomscale_logging()` when none is given (the commands' `-v` wins)", "commands, profile"),
     Variable("ATOMSCALE_TUNE_MALLOC", "tune_malloc", "flag", "`true`", "fix glibc's mmap threshold so frame buffers go back to the system", "commands, profile"),
@@ -153,6 +156,8 @@ class AtomscaleSettings:
     data_type: str | None = None
     root_map: Mapping[str, str] | None = None
     ioc_clock: str | None = None
+    progress: bool | str | None = None
+    print_summary: bool | None = None
     log_level: str = "INFO"
     tune_malloc: bool = True
     env_file: Path | None = None
@@ -261,6 +266,19 @@ def _clock(name: str, text: str) -> str | None:
     return word or None
 
 
+def _progress(name: str, text: str) -> bool | str | None:
+    """The progress line: a yes/no value (the one rule), or ``bar``, ``lines`` or ``log``."""
+    word = text.strip().lower()
+    if word in PROGRESS_WORDS:
+        return word
+    try:
+        return parse_flag(name, text)
+    except ConfigError:
+        raise ConfigError(
+            f"{name}={text.strip()!r} is not a progress mode: use a yes/no value, bar, lines or log"
+        ) from None
+
+
 def _path(name: str, text: str) -> Path | None:
     return Path(text.strip()).expanduser() if text.strip() else None
 
@@ -273,6 +291,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "path": _path,
     "level": _level,
     "clock": _clock,
+    "progress": _progress,
     "secret": _secret,
     "secrets": _secrets,
 }

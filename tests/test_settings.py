@@ -63,6 +63,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "ATOMSCALE_DATA_TYPE": (" UInt16 ", "UInt16"),
     "ATOMSCALE_ROOT_MAP": ("/epics/data=/mnt/ioc", {"/epics/data": "/mnt/ioc"}),
     "ATOMSCALE_IOC_CLOCK": (" Host ", "host"),
+    "ATOMSCALE_PROGRESS": (" Lines ", "lines"),
     "ATOMSCALE_LOG_LEVEL": ("debug", "DEBUG"),
     "ATOMSCALE_ENV_FILE": ("/etc/atomscale.env", Path("/etc/atomscale.env")),
     "ATOMSCALE_LOCAL_API_KEYS": ("k1, k2", ("k1", "k2")),
@@ -165,6 +166,27 @@ def _strict_of_a_callback_built_directly() -> bool:
         callback.close()
 
 
+def _print_summary_of_a_callback_built_directly() -> bool:
+    callback = AtomscaleCallback(endpoint="http://127.0.0.1:9")
+    try:
+        return callback.options.print_summary
+    finally:
+        callback.close()
+
+
+def test_progress_reads_yes_no_and_the_modes(clean_env):
+    for text, expected in (("on", "bar"), ("off", None), ("log", "log"), ("LINES", "lines")):
+        clean_env.setenv("ATOMSCALE_PROGRESS", text)
+        callback = AtomscaleCallback(endpoint="http://127.0.0.1:9")
+        try:
+            assert callback.options.progress == expected, text
+        finally:
+            callback.close()
+    clean_env.setenv("ATOMSCALE_PROGRESS", "sometimes")
+    with pytest.raises(ConfigError, match="ATOMSCALE_PROGRESS='sometimes' is not a progress mode"):
+        load_settings()
+
+
 def _tune_malloc() -> bool:
     from atomscale_bluesky.allocator import tune_allocator
 
@@ -176,6 +198,7 @@ READERS = {
     "ATOMSCALE_SKIP_CLOCK_SYNC": lambda: not clock_sync_enabled(None),
     "ATOMSCALE_STRICT": _strict_of_a_callback_built_directly,
     "ATOMSCALE_DISABLE": lambda: load_settings().disable,  # what the profile reads
+    "ATOMSCALE_PRINT_SUMMARY": lambda: _print_summary_of_a_callback_built_directly(),
     "ATOMSCALE_TUNE_MALLOC": _tune_malloc,
 }
 

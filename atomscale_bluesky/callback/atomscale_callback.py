@@ -292,9 +292,9 @@ class AtomscaleCallback:
             points_per_chunk=points_per_chunk,
             point_flush_s=point_flush_s,
             instrument_id=instrument_id,
-            progress=(mode := resolve_progress(progress)),
+            progress=(mode := resolve_progress(env.progress if progress is None else progress)),
             progress_interval_s=progress_interval_s or (0.5 if mode == "bar" else 5.0),
-            print_summary=interactive_session() if print_summary is None else print_summary,
+            print_summary=_first_set(print_summary, env.print_summary, interactive_session),
             root_map=dict((env.root_map or {}) if root_map is None else root_map),
             handler_registry=dict(handler_registry or {}),
             run_filter=run_filter,
@@ -379,6 +379,8 @@ class AtomscaleCallback:
             if name == "start" and isinstance(doc.get("uid"), str):
                 self._summaries.started(doc["uid"])
             self._intake.deliver(name, doc)
+            if name == "start" and self._intake.run_left_out(str(doc.get("uid"))):
+                self._summaries.left_out(str(doc.get("uid")))
         except Exception as exc:  # noqa: BLE001 - a callback bug must not end the run
             self._intake.error(f"{name} document", exc)
         return name, doc
@@ -447,3 +449,10 @@ def _default_client_factory(
     if client is None:
         resolve_endpoint(endpoint, settings=settings)
     return lambda: AtomscaleClient(api_key=secret, endpoint=endpoint, settings=settings)
+
+
+def _first_set(given: bool | None, from_env: bool | None, default: Callable[[], bool]) -> bool:
+    """The constructor's value, else the environment's, else the default."""
+    if given is not None:
+        return given
+    return default() if from_env is None else from_env

@@ -212,6 +212,11 @@ class Intake:
                 "Atomscale: %s refers to unknown or finished %s; dropped (counted)", name, ref
             )
 
+    def run_left_out(self, run_uid: str) -> bool:
+        """Was this run left out (the ``atomscale`` start key or the run filter)?"""
+        with self._lock:
+            return run_uid in self._left_out
+
     def _is_left_out(self, name: str, doc: Mapping[str, Any]) -> bool:
         """True for a document of a run left out (remembering its descriptors and resources)."""
         if not isinstance(doc, Mapping):

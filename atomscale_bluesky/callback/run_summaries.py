@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
 from atomscale_bluesky.callback.summary import RunSummary
 
 __all__ = ["RunSummaries"]
+
+LEFT_OUT_KEPT = 1000  # runs left out that wait() still recognises
 
 
 class RunSummaries:
@@ -22,11 +25,18 @@ class RunSummaries:
         self.items: list[RunSummary] = []
         self._changed = threading.Condition()
         self._latest_start: str | None = None
+        self._left_out: collections.deque[str] = collections.deque(maxlen=LEFT_OUT_KEPT)
 
     def started(self, run_uid: str) -> None:
         """Note the latest run started (what ``wait()`` without a uid waits for)."""
         with self._changed:
             self._latest_start = run_uid
+
+    def left_out(self, run_uid: str) -> None:
+        """Note a run that is not uploaded: it will have no summary to wait for."""
+        with self._changed:
+            self._left_out.append(run_uid)
+            self._changed.notify_all()
 
     def publish(self, summary: RunSummary) -> None:
         with self._changed:
@@ -44,6 +54,11 @@ class RunSummaries:
                 found = next((s for s in reversed(self.items) if s.run_uid == uid), None)
                 if found is not None:
                     return found
+                if uid in self._left_out:
+                    raise LookupError(
+                        f"run {uid[:8]} was not uploaded (the atomscale start key or the run "
+                        "filter left it out): it has no summary"
+                    )
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(

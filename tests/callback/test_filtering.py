@@ -91,6 +91,8 @@ def test_a_run_filter_leaves_runs_out_and_the_start_key_wins_over_it(server, cli
         RE(count([cam], num=3), purpose="growth")
         RE(count([cam], num=4), purpose="alignment", atomscale={"upload": True})
         RE(count([cam], num=2), purpose="growth", atomscale={"upload": False})
+        with pytest.raises(LookupError, match="was not uploaded"):
+            callback.wait(timeout=60)  # the latest run was left out: no summary will come
     finally:
         RE.unsubscribe(token)
     assert callback.flush(60)
