@@ -44,7 +44,18 @@ glibc = pytest.mark.skipif(not _is_glibc(), reason="glibc's malloc only")
 
 
 def _probe(mode: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "ATOMSCALE_TUNE"))}
+    """The probe's result in a fresh interpreter whose imports load from bytecode: compiling a
+    module leaves large free chunks in the heap, which would serve the frame whatever the
+    threshold (so the modules are compiled, and their bytecode written, beforehand)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MALLOC_", "ATOMSCALE_TUNE", "PYTHONDONTWRITEBYTECODE"))
+    }
+    subprocess.run(
+        [sys.executable, "-c", "import atomscale_bluesky.allocator, atomscale_bluesky.settings"],
+        env=clean, check=True, timeout=60,
+    )  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", PROBE, mode], env=clean | env, capture_output=True, text=True,
         check=True, timeout=60,

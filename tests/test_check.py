@@ -39,7 +39,7 @@ def test_check_reads_a_frame_and_says_what_streams(camera_ioc, sensors_ioc):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "frames of 480 x 640 pixels, dtype uint8" in out
-    assert "bit depth 8 (configuration camera_data_type=" in out, out  # as the callback decides
+    assert "bit depth 8 (configuration camera_pixel_format=Mono8)" in out, out  # as the callback
     assert "declared by AcquirePeriod_RBV" in out and "30" in out
     assert "frame counter: camera_array_counter" in out
     assert "camera_image: RHEED frames" in out
