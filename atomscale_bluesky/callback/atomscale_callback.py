@@ -326,7 +326,6 @@ class AtomscaleCallback:
             self._display,
         )
         self._closed = False
-        self._latest_run: str | None = None
         self._worker.start()
 
     @property
@@ -373,8 +372,6 @@ class AtomscaleCallback:
         if self.options.strict and failure is not None and name not in ("start", "stop"):
             raise AtomscaleCallbackError(f"Atomscale upload failed (strict mode): {failure}")
         try:
-            if name == "start":
-                self._latest_run = str(doc.get("uid"))
             self._counters.add(documents=1)
             if name == "start" and isinstance(doc.get("uid"), str):
                 self._summaries.started(doc["uid"])
@@ -388,7 +385,7 @@ class AtomscaleCallback:
     def rheed_data_ids(self, run_uid: str | None = None) -> list[str]:
         """Remote ids of the RHEED streams opened for ``run_uid`` (default: the latest run
         started), oldest first; empty until the first chunk's stream exists on the server."""
-        uid = run_uid or self._latest_run
+        uid = run_uid or self._summaries.latest_start
         return [] if uid is None else self._opener.rheed_data_ids(uid)
 
     def flush(self, timeout: float = 60.0) -> bool:

@@ -32,6 +32,12 @@ class RunSummaries:
         with self._changed:
             self._latest_start = run_uid
 
+    @property
+    def latest_start(self) -> str | None:
+        """The uid of the latest run started through the callback (None before any)."""
+        with self._changed:
+            return self._latest_start
+
     def left_out(self, run_uid: str) -> None:
         """Note a run that is not uploaded: it will have no summary to wait for."""
         with self._changed:
