@@ -57,6 +57,7 @@ _CRC_BYTES = 4
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 _THREADS = min(os.cpu_count() or 1, 4)
 _local = threading.local()
+_UNSIZED_PIECE = 256  # input bytes per step when decoding a frame without a content size
 
 IndexEntry = tuple[int, int]
 """``(offset, nbytes)`` of one frame's zstd frame in the shard body."""
@@ -245,7 +246,7 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
     body_len = len(data) - index_size(n)
     frames = np.empty((n, h, w), dtype=np.uint8)
     view = memoryview(data)
-    decompressor = zstandard.ZstdDecompressor()
+    decompressor = _decompressor()
     for i, (offset, nbytes) in enumerate(entries):
         if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
             frames[i] = 0
@@ -255,19 +256,25 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
                 f"frame {i}: index entry (offset {offset}, {nbytes} bytes) lies outside the "
                 f"{body_len}-byte shard body"
             )
-        _decompress_into(decompressor, view[offset : offset + nbytes], frames[i], i, (h, w))
+        frames[i] = _decompress_frame(decompressor, view[offset : offset + nbytes], i, (h, w))
     return DecodedShard(frames=frames, entries=entries, body_len=body_len)
 
 
-def _decompress_into(
-    decompressor: zstandard.ZstdDecompressor,
-    segment: memoryview,
-    out: np.ndarray,
-    i: int,
-    hw: tuple[int, int],
-) -> None:
-    """Decompress one frame's zstd frame straight into ``out``; ShardError unless it is H*W bytes."""
-    frame_bytes = out.nbytes
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (python-zstandard decompressors are not thread-safe)."""
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
+
+
+def _decompress_frame(
+    decompressor: zstandard.ZstdDecompressor, segment: memoryview, i: int, hw: tuple[int, int]
+) -> np.ndarray:
+    """One frame's zstd frame decompressed as (H, W) uint8; ShardError unless the segment is
+    exactly one zstd frame of H*W bytes. The header's content size is checked before decoding,
+    and zstd stops a frame that outgrows it, so a bad header never allocates its claim."""
+    frame_bytes = hw[0] * hw[1]
     try:
         declared = zstandard.frame_content_size(segment)
         if declared not in (-1, frame_bytes):  # -1: the header does not say
@@ -275,19 +282,38 @@ def _decompress_into(
                 f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
                 f"{hw[0]}*{hw[1]} = {frame_bytes}"
             )
-        target = out.reshape(-1).data
-        got = 0
-        with decompressor.stream_reader(segment, read_across_frames=False) as reader:
-            while got < frame_bytes:
-                step = reader.readinto(target[got:])
-                if step == 0:
-                    break
-                got += step
-            extra = reader.read(1)
+        if declared == -1:
+            out, ended, extra = _decompress_unsized(decompressor, segment, frame_bytes)
+        else:
+            stream = decompressor.decompressobj(write_size=frame_bytes)
+            out = stream.decompress(segment)
+            ended, extra = stream.eof, len(stream.unused_data)
     except zstandard.ZstdError as exc:
         raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
-    if got != frame_bytes or extra:
-        size = f"more than {frame_bytes}" if extra else str(got)
+    if len(out) > frame_bytes or (ended and len(out) < frame_bytes):
+        size = f"more than {frame_bytes}" if len(out) > frame_bytes else str(len(out))
         raise ShardError(
             f"frame {i}: decoded to {size} bytes, expected H*W = {hw[0]}*{hw[1]} = {frame_bytes}"
         )
+    if not ended:
+        raise ShardError(f"frame {i}: zstd frame is truncated")
+    if extra:
+        raise ShardError(f"frame {i}: {extra} bytes follow the zstd frame in its index entry")
+    return np.frombuffer(out, dtype=np.uint8).reshape(hw)
+
+
+def _decompress_unsized(
+    decompressor: zstandard.ZstdDecompressor, segment: memoryview, frame_bytes: int
+) -> tuple[bytes, bool, int]:
+    """A zstd frame whose header has no content size (output, whether the frame ended, bytes
+    after it). Fed in small pieces so that a frame decoding to far more than ``frame_bytes``
+    stops within a few MB (each 256 input bytes hold at most 64 blocks of 128 KiB)."""
+    stream = decompressor.decompressobj(write_size=frame_bytes + 1)
+    parts: list[bytes] = []
+    decoded = 0
+    for start in range(0, len(segment), _UNSIZED_PIECE):
+        parts.append(stream.decompress(segment[start : start + _UNSIZED_PIECE]))
+        decoded += len(parts[-1])
+        if decoded > frame_bytes or stream.eof:
+            break
+    return b"".join(parts), stream.eof, len(stream.unused_data)

@@ -2,9 +2,10 @@
 foreground for ``atomscale-bluesky serve`` (``serve``, ``add_serve_arguments``, ``serve_from_args``).
 
 The runner binds the listening socket itself (127.0.0.1 by default; port 0 picks a free port) so it
-knows the real port before uvicorn starts. It uses uvicorn's h11 protocol with one addition: the
-connection's transport is exposed to the app in ``scope["state"]``, which is what lets fault
-injection drop a connection without sending any response.
+knows the real port before uvicorn starts. It uses uvicorn's httptools protocol (a C parser; the
+pure-Python h11 one when httptools is not installed) with one addition: the connection's transport
+is exposed to the app in ``scope["state"]``, which is what lets fault injection drop a connection
+without sending any response.
 """
 
 from __future__ import annotations
@@ -78,17 +79,28 @@ class RemoteFaults:
         return Faults.from_mapping({k: v for k, v in self.as_dict().items() if k in names})
 
 
+def _base_protocol() -> type[Any]:
+    """uvicorn's httptools protocol (its HTTP parsing is C), else its h11 one."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+    return HttpToolsProtocol
+
+
 def _protocol_class() -> type[asyncio.Protocol]:
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    base = _base_protocol()
 
-    class TransportExposingH11(H11Protocol):
-        """h11 protocol that hands each request its connection's transport (for drops)."""
+    class TransportExposingProtocol(base):  # type: ignore[misc,valid-type]
+        """uvicorn's HTTP protocol handing each request its connection's transport (for drops)."""
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self.app_state = {**self.app_state, TRANSPORT_STATE_KEY: transport}
 
-    return TransportExposingH11
+    return TransportExposingProtocol
 
 
 def _bind(host: str, port: int) -> socket.socket:
