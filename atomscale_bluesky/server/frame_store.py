@@ -14,15 +14,16 @@ in a stream (the callback cuts chunks at acquisition pauses; any client may push
 and a grid of chunk_size slots per chunk would read back blank frames that were never captured.
 When a chunk's size differs from what later, stored chunks assumed, their frame files are shifted
 (``shift``) under the stream's lock. Frame files are staged outside the array and renamed into
-place, so a reader never sees half a file.
+place, so a reader never sees half a file. Paths are plain strings and a frame's folders are made
+only when a rename finds them missing: this path runs once per frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,12 +62,36 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _write_file(path: str, data: memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def _move(src: str, dst: str) -> None:
+    """Rename ``src`` over ``dst``, making dst's folders if they are missing."""
+    try:
+        os.replace(src, dst)
+    except FileNotFoundError:
+        if not os.path.exists(src):
+            raise
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.replace(src, dst)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 @dataclass(frozen=True)
 class StagedChunk:
-    """One chunk's frames written to a staging folder, ready to be renamed into the array."""
+    """One chunk's frames written as staging files, ready to be renamed into the array."""
 
-    folder: Path
-    files: tuple[Path | None, ...]  # per frame: its staged file, or None for an all-zero frame
+    files: tuple[str | None, ...]  # per frame: its staged file, or None for an all-zero frame
 
     @property
     def n_frames(self) -> int:
@@ -79,48 +104,50 @@ class FrameStore:
     def __init__(self, root: Path) -> None:
         self.root = root  # <data_dir>/rheed/<data_id>/frames.zarr
         self.staging = root.parent / "incoming"
+        self._chunks = os.path.join(root, "c")
 
-    def frame_path(self, index: int) -> Path:
-        return self.root / "c" / str(index) / "0" / "0"
+    def frame_path(self, index: int) -> str:
+        return f"{self._chunks}/{index}/0/0"
 
     # -- writing (stage outside the stream lock; place, clear and shift under it) ----------------
 
     def stage(self, shard: bytes, decoded: DecodedShard) -> StagedChunk:
-        """Write each non-zero frame's zstd bytes (straight from the shard) to a staging folder."""
-        folder = self.staging / secrets.token_hex(8)
-        folder.mkdir(parents=True)
-        files: list[Path | None] = []
+        """Write each non-zero frame's zstd bytes (straight from the shard) to a staging file."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        prefix = f"{self.staging}/{secrets.token_hex(8)}."
+        view = memoryview(shard)
+        files: list[str | None] = []
         try:
             for i, (offset, nbytes) in enumerate(decoded.entries):
                 if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
                     files.append(None)
                     continue
-                path = folder / str(i)
-                path.write_bytes(shard[offset : offset + nbytes])
-                files.append(path)
+                files.append(prefix + str(i))
+                _write_file(prefix + str(i), view[offset : offset + nbytes])
         except BaseException:
-            self.discard(StagedChunk(folder, ()))
+            self.discard(StagedChunk(tuple(files)))
             raise
-        return StagedChunk(folder, tuple(files))
+        return StagedChunk(tuple(files))
 
     def discard(self, staged: StagedChunk) -> None:
-        shutil.rmtree(staged.folder, ignore_errors=True)
+        """Remove what is left of a chunk's staging files (none once it was placed)."""
+        for path in staged.files:
+            if path is not None:
+                _unlink(path)
 
     def place(self, staged: StagedChunk, first: int) -> None:
         """Move staged frames to frames [first, first + N); an all-zero frame removes a file."""
         for i, src in enumerate(staged.files):
             dst = self.frame_path(first + i)
             if src is None:
-                dst.unlink(missing_ok=True)
+                _unlink(dst)
             else:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-        self.discard(staged)
+                _move(src, dst)
 
     def clear(self, start: int, stop: int) -> None:
         """Remove the frame files of frames [start, stop)."""
         for index in range(start, stop):
-            self.frame_path(index).unlink(missing_ok=True)
+            _unlink(self.frame_path(index))
 
     def shift(self, start: int, stop: int, delta: int) -> None:
         """Move the frame files of frames [start, stop) to [start + delta, stop + delta).
@@ -133,16 +160,16 @@ class FrameStore:
         order = range(stop - 1, start - 1, -1) if delta > 0 else range(start, stop)
         for index in order:
             src, dst = self.frame_path(index), self.frame_path(index + delta)
-            if src.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
+            if os.path.exists(src):
+                _move(src, dst)
             else:
-                dst.unlink(missing_ok=True)
+                _unlink(dst)
         if delta < 0:  # tidy the emptied folders past the new end
             for index in range(max(stop + delta, start), stop):
-                for folder in (self.frame_path(index).parent, self.frame_path(index).parent.parent):
+                folder = os.path.dirname(self.frame_path(index))
+                for one in (folder, os.path.dirname(folder)):
                     try:
-                        folder.rmdir()
+                        os.rmdir(one)
                     except OSError:
                         break
 
@@ -157,7 +184,8 @@ class FrameStore:
         out: list[bytes | None] = []
         for index in range(start, stop):
             try:
-                out.append(self.frame_path(index).read_bytes())
+                with open(self.frame_path(index), "rb") as fh:
+                    out.append(fh.read())
             except FileNotFoundError:
                 out.append(None)
         return out

@@ -493,8 +493,9 @@ class Storage:
         try:
             with self._stream_lock(grant.data_id):
                 result = self._place_chunk(grant, store, staged, len(body))
-        finally:
+        except BaseException:
             store.discard(staged)
+            raise
         for listener in self._chunk_listeners:
             listener(grant, result, decoded.frames)
         return result
