@@ -96,6 +96,8 @@ def _protocol_class() -> type[asyncio.Protocol]:
     class TransportExposingProtocol(base):  # type: ignore[misc,valid-type]
         """uvicorn's HTTP protocol handing each request its connection's transport (for drops)."""
 
+        app_state: dict[str, Any]
+
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self.app_state = {**self.app_state, TRANSPORT_STATE_KEY: transport}
