@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+
+import crc32c
 import numpy as np
 import pytest
+import zstandard
 from server_kit import make_shard, random_frames
 
 from atomscale_bluesky.shards import EMPTY_ENTRY, ShardError, decode_shard, read_index, repack
@@ -49,3 +53,30 @@ def test_a_frame_header_declaring_a_huge_size_is_refused_without_allocating_it()
     shard[4] ^= 208
     with pytest.raises(ShardError, match="decodes to 72340172821242116 bytes"):
         decode_shard(bytes(shard), (1, 1, 4))
+
+
+def _one_entry_shard(blob: bytes) -> bytes:
+    """A one-frame shard whose index entry spans exactly ``blob``."""
+    index = struct.pack("<2Q", 0, len(blob))
+    return blob + index + struct.pack("<I", crc32c.crc32c(index))
+
+
+def test_bytes_after_a_frames_zstd_frame_are_refused() -> None:
+    frame = random_frames(1, 6, 8)[0].tobytes()
+    blob = zstandard.ZstdCompressor(level=3).compress(frame)
+    for extra in (blob, b"\x00\x01\x02"):  # a second zstd frame, or garbage, inside the entry
+        with pytest.raises(ShardError, match="follow the zstd frame"):
+            decode_shard(_one_entry_shard(blob + extra), (1, 6, 8))
+    with pytest.raises(ShardError, match="truncated"):
+        decode_shard(_one_entry_shard(blob[:-2]), (1, 6, 8))
+
+
+def test_frames_without_a_content_size_decode_and_are_size_checked() -> None:
+    frames = random_frames(1, 6, 8)
+    unsized = zstandard.ZstdCompressor(level=3, write_content_size=False)
+    decoded = decode_shard(_one_entry_shard(unsized.compress(frames[0].tobytes())), (1, 6, 8))
+    np.testing.assert_array_equal(decoded.frames, frames)
+    # 64 MiB of zeros in a few KB, in an entry for a 48-byte frame
+    bomb = unsized.compress(bytes(64 * 1024 * 1024))
+    with pytest.raises(ShardError, match="more than 48"):
+        decode_shard(_one_entry_shard(bomb), (1, 6, 8))
