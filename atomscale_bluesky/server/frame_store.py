@@ -2,10 +2,12 @@
 
 Layout: ``<data_dir>/rheed/<data_id>/frames.zarr/zarr.json`` describes ONE array of shape
 (N_total, H, W) uint8 on a regular chunk grid (1, H, W), one frame per zarr chunk, codecs
-[bytes(little), zstd(level 3, no checksum)], fill value 0. Frame i is the file
-``frames.zarr/c/{i}/0/0``: exactly one zstd frame of H*W bytes, which is what every inner chunk of
-an uploaded shard already is, so shards are split into frame files without recompressing. An
-all-zero frame has no file (it reads as the fill value).
+[bytes(little), zstd(level 3, no checksum)], fill value 0, chunk keys with the ``.`` separator.
+Frame i is the file ``frames.zarr/c.{i}.0.0``: exactly one zstd frame of H*W bytes, which is what
+every inner chunk of an uploaded shard already is, so shards are split into frame files without
+recompressing. An all-zero frame has no file (it reads as the fill value). The ``.`` separator
+keeps every frame file in one folder: ``/`` would make two folders per frame, which costs more
+CPU than writing the frame.
 
 Placement (kept by storage.Storage, which owns the per-chunk offsets): chunk k starts at frame
 ``sum(N_j for j < k)``, where N_j is the received size of chunk j, or the stream's chunk_size for a
@@ -14,8 +16,8 @@ in a stream (the callback cuts chunks at acquisition pauses; any client may push
 and a grid of chunk_size slots per chunk would read back blank frames that were never captured.
 When a chunk's size differs from what later, stored chunks assumed, their frame files are shifted
 (``shift``) under the stream's lock. Frame files are staged outside the array and renamed into
-place, so a reader never sees half a file. Paths are plain strings and a frame's folders are made
-only when a rename finds them missing: this path runs once per frame.
+place, so a reader never sees half a file. Paths are plain strings: this path runs once per frame.
+Arrays written with the ``/`` separator by earlier servers are converted on open (``adopt``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,8 @@ import numpy as np
 import zstandard
 
 from atomscale_bluesky.shards import EMPTY_ENTRY, DecodedShard
+
+SEPARATOR = "."
 
 
 def array_metadata(n_total: int, height: int, width: int, attrs: dict) -> dict:
@@ -45,7 +50,7 @@ def array_metadata(n_total: int, height: int, width: int, attrs: dict) -> dict:
             "name": "regular",
             "configuration": {"chunk_shape": [1, height, width]},
         },
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": SEPARATOR}},
         "fill_value": 0,
         "codecs": [
             {"name": "bytes", "configuration": {"endian": "little"}},
@@ -72,7 +77,7 @@ def _write_file(path: str, data: memoryview) -> None:
 
 
 def _move(src: str, dst: str) -> None:
-    """Rename ``src`` over ``dst``, making dst's folders if they are missing."""
+    """Rename ``src`` over ``dst``, making dst's folder if it is missing (a stream's first)."""
     try:
         os.replace(src, dst)
     except FileNotFoundError:
@@ -104,10 +109,10 @@ class FrameStore:
     def __init__(self, root: Path) -> None:
         self.root = root  # <data_dir>/rheed/<data_id>/frames.zarr
         self.staging = root.parent / "incoming"
-        self._chunks = os.path.join(root, "c")
+        self._prefix = os.path.join(root, "c.")
 
     def frame_path(self, index: int) -> str:
-        return f"{self._chunks}/{index}/0/0"
+        return f"{self._prefix}{index}.0.0"
 
     # -- writing (stage outside the stream lock; place, clear and shift under it) ----------------
 
@@ -164,18 +169,31 @@ class FrameStore:
                 _move(src, dst)
             else:
                 _unlink(dst)
-        if delta < 0:  # tidy the emptied folders past the new end
-            for index in range(max(stop + delta, start), stop):
-                folder = os.path.dirname(self.frame_path(index))
-                for one in (folder, os.path.dirname(folder)):
-                    try:
-                        os.rmdir(one)
-                    except OSError:
-                        break
 
     def write_metadata(self, n_total: int, height: int, width: int, attrs: dict) -> None:
         doc = array_metadata(n_total, height, width, attrs)
         _atomic_write(self.root / "zarr.json", json.dumps(doc, indent=2).encode())
+
+    def adopt(self) -> bool:
+        """Convert an array written with the ``/`` separator (frame i at ``c/{i}/0/0``) to this
+        layout; True if there was one. Frame files are renamed, then the metadata is rewritten."""
+        meta_path = self.root / "zarr.json"
+        try:
+            doc = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            return False
+        if doc["chunk_key_encoding"]["configuration"]["separator"] == SEPARATOR:
+            return False
+        folders = self.root / "c"
+        if folders.is_dir():
+            for frame in folders.iterdir():
+                src = frame / "0" / "0"
+                if frame.name.isdigit() and src.exists():
+                    os.replace(src, self.frame_path(int(frame.name)))
+            shutil.rmtree(folders)
+        n_total, height, width = doc["shape"]
+        self.write_metadata(n_total, height, width, doc.get("attributes", {}))
+        return True
 
     # -- reading ----------------------------------------------------------------------------------
 

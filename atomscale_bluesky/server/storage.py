@@ -188,6 +188,7 @@ class Storage:
                     "ALTER TABLE rheed_chunks ADD COLUMN frame_offset INTEGER NOT NULL DEFAULT 0"
                 )
                 self._migrate_stacked()
+            self._adopt_arrays()
 
     def close(self) -> None:
         with self._db_lock:
@@ -252,6 +253,11 @@ class Storage:
             store.write_metadata(end, dims[1], dims[2], {"data_id": data_id, "chunk_size": cs,
                                                          "layout": "dense"})  # fmt: skip
             shutil.rmtree(old, ignore_errors=True)
+
+    def _adopt_arrays(self) -> None:
+        """Convert stream arrays written with the ``/`` chunk-key separator (frame_store.adopt)."""
+        for row in self._db.execute("SELECT data_id FROM streams WHERE kind = 'rheed'").fetchall():
+            self.frame_store(row["data_id"]).adopt()
 
     def frame_store(self, data_id: str) -> FrameStore:
         return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr")

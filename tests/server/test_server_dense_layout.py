@@ -6,8 +6,8 @@ the per-chunk offsets) and compares with the concatenation of the chunks in chun
 
 from __future__ import annotations
 
+import json
 import random
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -63,7 +63,7 @@ def assert_dense(server: LocalServer, data_id: str, chunks: list[np.ndarray]) ->
     info = server.reader.rheed_stream(data_id)
     assert info["n_frames"] == len(expected) and info["missing_chunks"] == []
     # exactly one file per non-zero frame: nothing stale past the end or in a zero frame's place
-    files = sorted(int(p.parts[-3]) for p in (frames_root(server, data_id) / "c").glob("*/0/0"))
+    files = sorted(int(p.name.split(".")[1]) for p in frames_root(server, data_id).glob("c.*.0.0"))
     assert files == [i for i, f in enumerate(expected) if f.any()]
 
 
@@ -128,7 +128,7 @@ def test_all_zero_frames_have_no_file_and_replace_earlier_ones(
     for k, c in enumerate(chunks):
         assert proto.upload(data_id, k, c, chunk_size=5).status_code == 200
     assert_dense(local_server, data_id, chunks)
-    assert not (frames_root(local_server, data_id) / "c" / "1").exists()
+    assert not (frames_root(local_server, data_id) / "c.1.0.0").exists()
     zeros = np.zeros((5, H, W), dtype=np.uint8)  # a re-upload of all-zero frames clears the files
     assert proto.upload(data_id, 1, zeros, chunk_size=5).status_code == 200
     assert_dense(local_server, data_id, [chunks[0], zeros])
@@ -220,7 +220,8 @@ def test_stacked_data_dir_from_an_older_server_is_migrated(tmp_path: Path) -> No
     storage.close()
     # rewrite it as the older server left it: stacked shards, no frame_offset column
     root = tmp_path / "rheed" / data_id / "frames.zarr"
-    shutil.rmtree(root / "c")
+    for frame in root.glob("c.*.0.0"):
+        frame.unlink()
     for k in (0, 1, 3):
         shard = make_shard(chunks[k])
         path = root / "c" / str(k) / "0" / "0"
@@ -238,5 +239,41 @@ def test_stacked_data_dir_from_an_older_server_is_migrated(tmp_path: Path) -> No
         assert [c["offset"] for c in storage.chunk_times(data_id)] == [0, 5, 12]
         assert storage.stream_summary(data_id)["missing_chunks"] == [2]
         assert not (root / "c.stacked").exists()
+    finally:
+        storage.close()
+
+
+def test_array_with_slash_chunk_keys_from_an_older_server_is_converted(tmp_path: Path) -> None:
+    """Frames stored at ``c/{i}/0/0`` (the ``/`` separator) are moved to ``c.{i}.0.0`` on open."""
+    chunks = chunks_of([5, 3, 5], seed=9)
+    chunks[1][1] = 0
+    storage = Storage(tmp_path)
+    data_id = storage.create_rheed_stream("old", 10.0, 0.0, None, None, None)
+    for k in (0, 1, 2):
+        grant = ChunkGrant(data_id, k, (len(chunks[k]), H, W), 5, None, None, None, None)
+        storage.store_chunk(grant, make_shard(chunks[k]))
+    storage.close()
+    root = tmp_path / "rheed" / data_id / "frames.zarr"
+    for frame in root.glob("c.*.0.0"):  # rewrite it as the older server left it
+        index = frame.name.split(".")[1]
+        (root / "c" / index / "0").mkdir(parents=True)
+        frame.rename(root / "c" / index / "0" / "0")
+    meta = json.loads((root / "zarr.json").read_text())
+    meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
+    (root / "zarr.json").write_text(json.dumps(meta))
+    np.testing.assert_array_equal(zarr.open_array(root, mode="r")[:], np.concatenate(chunks))
+
+    storage = Storage(tmp_path)
+    try:
+        expected = np.concatenate(chunks)
+        np.testing.assert_array_equal(storage.read_frames(data_id, None, None), expected)
+        np.testing.assert_array_equal(zarr.open_array(root, mode="r")[:], expected)
+        assert not (root / "c").exists()
+        files = sorted(int(p.name.split(".")[1]) for p in root.glob("c.*.0.0"))
+        assert files == [i for i, f in enumerate(expected) if f.any()]
+        assert json.loads((root / "zarr.json").read_text())["chunk_key_encoding"] == {
+            "name": "default",
+            "configuration": {"separator": "."},
+        }
     finally:
         storage.close()
