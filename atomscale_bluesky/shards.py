@@ -34,7 +34,9 @@ __all__ = [
     "DecodedShard",
     "IndexEntry",
     "ShardError",
+    "ShardIndex",
     "check_level",
+    "check_shard",
     "decode_shard",
     "encode_shard",
     "encode_shard_parts",
@@ -57,7 +59,8 @@ _CRC_BYTES = 4
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 _THREADS = min(os.cpu_count() or 1, 4)
 _local = threading.local()
-_UNSIZED_PIECE = 256  # input bytes per step when decoding a frame without a content size
+_BLOCK_HEADER = 3  # bytes of a zstd block header
+_RLE_BLOCK, _RESERVED_BLOCK = 1, 3  # zstd block types (0 raw, 2 compressed)
 
 IndexEntry = tuple[int, int]
 """``(offset, nbytes)`` of one frame's zstd frame in the shard body."""
@@ -68,12 +71,18 @@ class ShardError(ValueError):
 
 
 @dataclass(frozen=True)
-class DecodedShard:
-    """A verified shard: its frames and the index entries pointing into its body."""
+class ShardIndex:
+    """A shard whose structure is verified: the index entries pointing into its body."""
 
-    frames: np.ndarray  # (N, H, W) uint8
     entries: tuple[IndexEntry, ...]
     body_len: int
+
+
+@dataclass(frozen=True)
+class DecodedShard(ShardIndex):
+    """A verified, decoded shard: its index entries and its frames."""
+
+    frames: np.ndarray  # (N, H, W) uint8
 
 
 def shard_key(chunk_idx: int) -> str:
@@ -216,7 +225,7 @@ def read_index(data: bytes, n_frames: int) -> tuple[IndexEntry, ...]:
     return split_shard(data, n_frames)[0]
 
 
-def repack(data: bytes, decoded: DecodedShard, chunk_size: int) -> bytes:
+def repack(data: bytes, decoded: ShardIndex, chunk_size: int) -> bytes:
     """The same shard with its index padded to ``chunk_size`` entries (missing frames read as 0).
 
     The compressed frames are reused untouched; only the index and checksum are rewritten.
@@ -239,25 +248,84 @@ def repack(data: bytes, decoded: DecodedShard, chunk_size: int) -> bytes:
 
 def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
     """Decode ``data`` as a shard of shape ``dims`` = (N, H, W); raise ShardError if it does not fit."""
+    index = check_shard(data, dims)
+    n, h, w = dims
+    frames = np.empty((n, h, w), dtype=np.uint8)
+    view = memoryview(data)
+    decompressor = _decompressor()
+    for i, (offset, nbytes) in enumerate(index.entries):
+        if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
+            frames[i] = 0
+            continue
+        _decompress_into(decompressor, view[offset : offset + nbytes], frames[i], i)
+    return DecodedShard(entries=index.entries, body_len=index.body_len, frames=frames)
+
+
+def check_shard(data: bytes, dims: tuple[int, int, int]) -> ShardIndex:
+    """Verify the structure of ``data`` as a shard of shape ``dims`` without decompressing it.
+
+    Checked: the index checksum; every entry lies in the body; every non-empty entry holds
+    exactly one zstd frame (header, block headers, optional checksum: nothing before or after)
+    whose header declares H*W bytes (or no size) and whose blocks could hold H*W bytes. Not
+    checked: the entropy-coded block contents, which only decompressing reads (decode_shard).
+    """
     n, h, w = dims
     if n < 1 or h < 1 or w < 1:
         raise ShardError(f"dims must be positive, got {n},{h},{w}")
     entries = read_index(data, n)
     body_len = len(data) - index_size(n)
-    frames = np.empty((n, h, w), dtype=np.uint8)
     view = memoryview(data)
-    decompressor = _decompressor()
     for i, (offset, nbytes) in enumerate(entries):
         if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
-            frames[i] = 0
             continue
         if offset + nbytes > body_len or nbytes == 0:
             raise ShardError(
                 f"frame {i}: index entry (offset {offset}, {nbytes} bytes) lies outside the "
                 f"{body_len}-byte shard body"
             )
-        frames[i] = _decompress_frame(decompressor, view[offset : offset + nbytes], i, (h, w))
-    return DecodedShard(frames=frames, entries=entries, body_len=body_len)
+        _check_frame(view[offset : offset + nbytes], i, (h, w))
+    return ShardIndex(entries=entries, body_len=body_len)
+
+
+def _check_frame(segment: memoryview, i: int, hw: tuple[int, int]) -> None:
+    """ShardError unless ``segment`` is exactly one zstd frame that can decode to H*W bytes.
+
+    Walks the frame header and block headers (RFC 8878 section 3.1.1): each block header is
+    3 bytes (last-block flag, type, size); raw and compressed blocks carry ``size`` bytes, an RLE
+    block one byte; a content checksum of 4 bytes follows the last block when the header says so.
+    """
+    frame_bytes = hw[0] * hw[1]
+    try:
+        declared = zstandard.frame_content_size(segment)
+        pos = zstandard.frame_header_size(segment)
+        has_checksum = zstandard.get_frame_parameters(segment).has_checksum
+    except zstandard.ZstdError as exc:
+        raise ShardError(f"frame {i}: not a zstd frame ({exc})") from exc
+    if declared not in (-1, frame_bytes):  # -1: the header does not say
+        raise ShardError(
+            f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
+            f"{hw[0]}*{hw[1]} = {frame_bytes}"
+        )
+    end, blocks, last = len(segment), 0, False
+    while not last:
+        if pos + _BLOCK_HEADER > end:
+            raise ShardError(f"frame {i}: zstd frame is truncated")
+        header = int.from_bytes(segment[pos : pos + _BLOCK_HEADER], "little")
+        last, kind, size = bool(header & 1), (header >> 1) & 3, header >> 3
+        if kind == _RESERVED_BLOCK or size > zstandard.BLOCKSIZE_MAX:
+            raise ShardError(f"frame {i}: zstd block {blocks} is malformed")
+        pos += _BLOCK_HEADER + (1 if kind == _RLE_BLOCK else size)
+        blocks += 1
+    pos += 4 if has_checksum else 0
+    if pos > end:
+        raise ShardError(f"frame {i}: zstd frame is truncated")
+    if pos < end:
+        raise ShardError(f"frame {i}: {end - pos} bytes follow the zstd frame in its index entry")
+    if blocks * zstandard.BLOCKSIZE_MAX < frame_bytes:
+        raise ShardError(
+            f"frame {i}: {blocks} zstd block(s) cannot hold H*W = {hw[0]}*{hw[1]} = {frame_bytes}"
+            " bytes"
+        )
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
@@ -268,52 +336,27 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
-def _decompress_frame(
-    decompressor: zstandard.ZstdDecompressor, segment: memoryview, i: int, hw: tuple[int, int]
-) -> np.ndarray:
-    """One frame's zstd frame decompressed as (H, W) uint8; ShardError unless the segment is
-    exactly one zstd frame of H*W bytes. The header's content size is checked before decoding,
-    and zstd stops a frame that outgrows it, so a bad header never allocates its claim."""
-    frame_bytes = hw[0] * hw[1]
+def _decompress_into(
+    decompressor: zstandard.ZstdDecompressor, segment: memoryview, out: np.ndarray, i: int
+) -> None:
+    """Decompress one checked zstd frame (``_check_frame``) straight into ``out``; ShardError
+    unless it fills ``out`` exactly. zstd stops where the frame ends (its extent was checked)."""
+    frame_bytes = out.nbytes
+    target = out.reshape(-1).data
+    got = 0
     try:
-        declared = zstandard.frame_content_size(segment)
-        if declared not in (-1, frame_bytes):  # -1: the header does not say
-            raise ShardError(
-                f"frame {i}: decodes to {declared} bytes (zstd header), expected H*W = "
-                f"{hw[0]}*{hw[1]} = {frame_bytes}"
-            )
-        if declared == -1:
-            out, ended, extra = _decompress_unsized(decompressor, segment, frame_bytes)
-        else:
-            stream = decompressor.decompressobj(write_size=frame_bytes)
-            out = stream.decompress(segment)
-            ended, extra = stream.eof, len(stream.unused_data)
+        with decompressor.stream_reader(segment, read_across_frames=False) as reader:
+            while got < frame_bytes:
+                step = reader.readinto(target[got:])
+                if step == 0:
+                    break
+                got += step
+            extra = reader.read(1)
     except zstandard.ZstdError as exc:
         raise ShardError(f"frame {i}: zstd frame does not decode ({exc})") from exc
-    if len(out) > frame_bytes or (ended and len(out) < frame_bytes):
-        size = f"more than {frame_bytes}" if len(out) > frame_bytes else str(len(out))
+    if got != frame_bytes or extra:
+        size = f"more than {frame_bytes}" if extra else str(got)
+        h, w = out.shape
         raise ShardError(
-            f"frame {i}: decoded to {size} bytes, expected H*W = {hw[0]}*{hw[1]} = {frame_bytes}"
+            f"frame {i}: decoded to {size} bytes, expected H*W = {h}*{w} = {frame_bytes}"
         )
-    if not ended:
-        raise ShardError(f"frame {i}: zstd frame is truncated")
-    if extra:
-        raise ShardError(f"frame {i}: {extra} bytes follow the zstd frame in its index entry")
-    return np.frombuffer(out, dtype=np.uint8).reshape(hw)
-
-
-def _decompress_unsized(
-    decompressor: zstandard.ZstdDecompressor, segment: memoryview, frame_bytes: int
-) -> tuple[bytes, bool, int]:
-    """A zstd frame whose header has no content size (output, whether the frame ended, bytes
-    after it). Fed in small pieces so that a frame decoding to far more than ``frame_bytes``
-    stops within a few MB (each 256 input bytes hold at most 64 blocks of 128 KiB)."""
-    stream = decompressor.decompressobj(write_size=frame_bytes + 1)
-    parts: list[bytes] = []
-    decoded = 0
-    for start in range(0, len(segment), _UNSIZED_PIECE):
-        parts.append(stream.decompress(segment[start : start + _UNSIZED_PIECE]))
-        decoded += len(parts[-1])
-        if decoded > frame_bytes or stream.eof:
-            break
-    return b"".join(parts), stream.eof, len(stream.unused_data)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from atomscale_bluesky.shards import EMPTY_ENTRY, DecodedShard
+from atomscale_bluesky.shards import EMPTY_ENTRY, ShardIndex
 
 SEPARATOR = "."
 
@@ -116,7 +116,7 @@ class FrameStore:
 
     # -- writing (stage outside the stream lock; place, clear and shift under it) ----------------
 
-    def stage(self, shard: bytes, decoded: DecodedShard) -> StagedChunk:
+    def stage(self, shard: bytes, decoded: ShardIndex) -> StagedChunk:
         """Write each non-zero frame's zstd bytes (straight from the shard) to a staging file."""
         self.staging.mkdir(parents=True, exist_ok=True)
         prefix = f"{self.staging}/{secrets.token_hex(8)}."

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from atomscale_bluesky.server.frame_store import FrameStore, StagedChunk
-from atomscale_bluesky.shards import ShardError, decode_shard
+from atomscale_bluesky.shards import ShardError, check_shard, decode_shard
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -478,13 +478,16 @@ class Storage:
     def store_chunk(self, grant: ChunkGrant, body: bytes) -> ChunkResult:
         """Verify ``body`` against the grant's dims and store it as chunk ``grant.chunk_idx``.
 
-        Nothing is written unless the shard decodes and fits the stream. A repeated chunk
+        Nothing is written unless the shard is well formed (``check_shard``; fully decoded when
+        a chunk listener wants the frames) and fits the stream. A repeated chunk
         overwrites the earlier one (counted as a duplicate). The frames are staged outside the
         stream lock; placing them (and shifting later chunks when this chunk's size differs from
         what they assumed) happens under it.
         """
         try:
-            decoded = decode_shard(body, grant.dims)
+            # decompressed only for listeners (the analysis); readers decompress what they read
+            decoded = decode_shard(body, grant.dims) if self._chunk_listeners else None
+            index = decoded if decoded is not None else check_shard(body, grant.dims)
         except ShardError as exc:
             raise BadShard(
                 f"shard does not decode with dims {grant.dims}: {exc}", data_id=grant.data_id
@@ -495,15 +498,16 @@ class Storage:
                 data_id=grant.data_id,
             )
         store = self.frame_store(grant.data_id)
-        staged = store.stage(body, decoded)
+        staged = store.stage(body, index)
         try:
             with self._stream_lock(grant.data_id):
                 result = self._place_chunk(grant, store, staged, len(body))
         except BaseException:
             store.discard(staged)
             raise
-        for listener in self._chunk_listeners:
-            listener(grant, result, decoded.frames)
+        if decoded is not None:
+            for listener in self._chunk_listeners:
+                listener(grant, result, decoded.frames)
         return result
 
     def add_chunk_listener(

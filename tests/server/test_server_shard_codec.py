@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import crc32c
 import numpy as np
 import pytest
 import zstandard
-from server_kit import make_shard, random_frames
+from server_kit import Proto, make_shard, random_frames
 
-from atomscale_bluesky.shards import EMPTY_ENTRY, ShardError, decode_shard, read_index, repack
+from atomscale_bluesky.server.runner import running_server
+from atomscale_bluesky.shards import (
+    EMPTY_ENTRY,
+    ShardError,
+    check_shard,
+    decode_shard,
+    read_index,
+    repack,
+)
 
 
 def test_decode_round_trip_with_zero_frames() -> None:
@@ -80,3 +89,49 @@ def test_frames_without_a_content_size_decode_and_are_size_checked() -> None:
     bomb = unsized.compress(bytes(64 * 1024 * 1024))
     with pytest.raises(ShardError, match="more than 48"):
         decode_shard(_one_entry_shard(bomb), (1, 6, 8))
+
+
+def test_check_shard_refuses_what_decoding_refuses_for_structure() -> None:
+    good = make_shard(random_frames(2, 6, 8, seed=3))
+    frame = zstandard.ZstdCompressor(level=3).compress(random_frames(1, 6, 8)[0].tobytes())
+    reserved = bytearray(frame)
+    header = zstandard.frame_header_size(frame)
+    reserved[header] |= 0b110  # block type 3: reserved
+    cases = {
+        "n-mismatch": (good, (3, 6, 8)),
+        "hw-mismatch": (good, (2, 8, 6 + 1)),
+        "trailing": (_one_entry_shard(frame + b"\x00"), (1, 6, 8)),
+        "truncated": (_one_entry_shard(frame[:-1]), (1, 6, 8)),
+        "reserved-block": (_one_entry_shard(bytes(reserved)), (1, 6, 8)),
+        "not-zstd": (_one_entry_shard(b"\x00" * 20), (1, 6, 8)),
+    }
+    for name, (shard, dims) in cases.items():
+        for verify in (check_shard, decode_shard):
+            with pytest.raises(ShardError):
+                verify(shard, dims)
+                pytest.fail(f"{name}: {verify.__name__} accepted it")
+    index = check_shard(good, (2, 6, 8))
+    assert index.entries == decode_shard(good, (2, 6, 8)).entries
+
+
+def test_server_without_analysis_checks_structure_and_reads_every_pixel(tmp_path: Path) -> None:
+    """Without chunk listeners the server stores checked (not decompressed) shards; reading back
+    decompresses them, so every pixel is compared end to end, and a malformed shard is refused."""
+    frames = random_frames(4, 6, 8, seed=5)
+    frames[2] = 0
+    good = make_shard(frames)
+    corrupt = bytearray(good)
+    corrupt[5] ^= 0xFF  # the first frame's declared content size
+    with running_server(tmp_path / "d", analysis=False) as server:
+        proto = Proto.open(server.url, server.api_key)
+        try:
+            data_id = proto.create_rheed()
+            meta = proto.presign_metadata(data_id, frames.shape, 4, 1_700_000_000_000)
+            for body in (bytes(corrupt), good[:-3], good + b"\x00"):
+                r = proto.put(proto.presign(0, meta).json()["url"], body)
+                assert r.status_code == 400, r.text
+            assert proto.put(proto.presign(0, meta).json()["url"], good).status_code == 200
+            np.testing.assert_array_equal(server.reader.frames(data_id), frames)
+            assert server.reader.rheed_stream(data_id)["counters"]["rejected"] == 3
+        finally:
+            proto.http.close()
