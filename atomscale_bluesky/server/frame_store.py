@@ -182,7 +182,8 @@ class FrameStore:
             doc = json.loads(meta_path.read_text())
         except FileNotFoundError:
             return False
-        if doc["chunk_key_encoding"]["configuration"]["separator"] == SEPARATOR:
+        encoding = doc.get("chunk_key_encoding", {}).get("configuration", {})
+        if encoding.get("separator", "/") == SEPARATOR:
             return False
         folders = self.root / "c"
         if folders.is_dir():
