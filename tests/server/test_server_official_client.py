@@ -94,7 +94,10 @@ def test_rheed_run_with_clock_sync(
     times = server.reader.chunk_times(data_id)
     assert [c["n_frames"] for c in times] == [10, 10, 10, 4]
     for c, t in zip(times, capture, strict=True):
-        assert c["clock_offset_ms"] is not None and abs(c["clock_offset_ms"]) <= 5
+        # same host: the true offset is 0, and an NTP-style estimate is off by at most half the
+        # round trip (the uncertainty it reports), which a loaded machine stretches
+        assert c["clock_offset_ms"] is not None and c["clock_uncertainty_ms"] is not None
+        assert abs(c["clock_offset_ms"]) <= max(5.0, float(c["clock_uncertainty_ms"]) + 1.0)
         assert c["start_unix_ms_utc"] - c["clock_offset_ms"] == t
         assert c["end_unix_ms_utc"] - c["start_unix_ms_utc"] == int(c["n_frames"] / 5.0 * 1000)
 
