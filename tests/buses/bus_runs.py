@@ -208,6 +208,27 @@ def assert_every_point_stored(local_server: Any, truth: Truth) -> None:
     ), (len(want), [len(s) for s, _ in found])
 
 
+def assert_stored_exactly_once(local_server: Any, truth: Truth) -> None:
+    """Every frame and temperature point of the run is on the server once: one RHEED stream
+    holds the run's frames in order and no stream holds any more; the points likewise."""
+    expected = truth.frames()
+    stored = {
+        s["data_id"]: local_server.reader.frames(s["data_id"]) for s in rheed_streams(local_server)
+    }
+    assert [len(f) for f in stored.values()] == [len(expected)], {
+        k: len(f) for k, f in stored.items()
+    }
+    np.testing.assert_array_equal(next(iter(stored.values())), expected)
+    want = [t for t, _ in truth.temperatures]
+    found = [
+        local_server.reader.points(s["data_id"], "growth-substrate_temperature")[0]
+        for s in local_server.reader.streams()
+        if s["kind"] != "rheed"
+    ]
+    assert [len(stamps) for stamps in found] == [len(want)], (len(want), [len(s) for s in found])
+    np.testing.assert_allclose(found[0], want, rtol=0, atol=1e-6)
+
+
 def wait_for_finalized(local_server: Any, count: int, timeout: float = WAIT_S) -> bool:
     """Whether the server holds ``count`` finalized RHEED streams within ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -2,10 +2,10 @@
 
 A lane (a Kafka partition, a JetStream consumer) is acknowledged up to a stop document only when
 that run's data is in the spool (``callback.spooled()``) and no other run of the lane is still
-open, so a crash replays at most the runs that were open: duplicates are bounded by a run per
-lane, nothing acknowledged is ever missing. The :class:`RunLedger` recognises runs the crash cut
-between spooling and acknowledging (skipped when replayed) and runs it cut in the middle
-(handled again from their start, reported as duplicates).
+open, so a crash replays at most the runs that were open and nothing acknowledged is ever
+missing. The :class:`RunLedger` recognises runs the crash cut between spooling and acknowledging
+(skipped when replayed) and runs it cut in the middle (handled again from their start into the
+streams recorded for them, so each chunk rewrites its earlier copy: no duplicates).
 """
 
 from __future__ import annotations
@@ -131,10 +131,13 @@ class ConsumerLoop:
             return
         if state == "started":
             self.counts.runs_replayed += 1
+            streams = self.ledger.streams(run)
             logger.warning(
-                "run %s was cut by a restart: handled again from its start; the frames and "
-                "points an earlier consumer spooled for it are duplicates on the server",
+                "run %s was cut by a restart: handled again from its start into its %d "
+                "recorded stream(s) %s, each chunk rewriting its earlier copy",
                 run,
+                len(streams),
+                sorted(streams.values()),
             )
         self.ledger.started(run)
         lane.open_runs.add(run)

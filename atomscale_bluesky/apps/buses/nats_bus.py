@@ -11,6 +11,7 @@ last acknowledgement whatever the previous holder had fetched.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -22,7 +23,14 @@ from typing import Any, TypeVar
 
 from atomscale_bluesky.apps.buses.bus_message import BusDocument
 
-__all__ = ["LeaseLost", "NatsSettings", "NatsSource", "StreamPosition", "decode_message"]
+__all__ = [
+    "LeaseLost",
+    "NatsLedgerStore",
+    "NatsSettings",
+    "NatsSource",
+    "StreamPosition",
+    "decode_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,7 @@ class NatsSettings:
     subject: str = "events.>"
     durable: str = "atomscale-bluesky"
     lease_bucket: str = "atomscale_bluesky_leases"
+    ledger_bucket: str = "atomscale_bluesky_runs"
     lease_s: float = 15.0
 
 
@@ -232,6 +241,22 @@ class NatsSource:
     def commit(self, position: Any) -> None:
         self._call(position.message.ack_sync(timeout=5.0), 30)
 
+    def ledger_store(self) -> NatsLedgerStore:
+        """The run ledger in a key-value bucket of this server, shared with the standbys."""
+        return NatsLedgerStore(self)
+
+    async def _ledger_bucket(self) -> Any:
+        from nats.js.api import KeyValueConfig, StorageType
+
+        return await self._js.create_key_value(
+            KeyValueConfig(
+                bucket=self.settings.ledger_bucket,
+                history=1,
+                max_bytes=64 * 1024 * 1024,
+                storage=StorageType.FILE,
+            )
+        )
+
     def close(self) -> None:
         async def shut() -> None:
             if self._sub is not None and self._kv is not None and self.lost is None:
@@ -247,3 +272,40 @@ class NatsSource:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+class NatsLedgerStore:
+    """Run ledger entries (JSON) keyed by run uid in a JetStream key-value bucket."""
+
+    def __init__(self, source: NatsSource) -> None:
+        self._source = source
+        self._bucket: Any = None
+        self.description = f"JetStream bucket {source.settings.ledger_bucket!r}"
+
+    async def _kv(self) -> Any:
+        if self._bucket is None:
+            self._bucket = await self._source._ledger_bucket()
+        return self._bucket
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+        async def read() -> dict[str, Any] | None:
+            try:
+                entry = await (await self._kv()).get(_ledger_key(uid))
+            except (KeyNotFoundError, KeyDeletedError):
+                return None
+            return json.loads(entry.value) if entry.value else None
+
+        return self._source._call(read(), 30)
+
+    def put(self, uid: str, entry: dict[str, Any]) -> None:
+        async def write() -> None:
+            await (await self._kv()).put(_ledger_key(uid), json.dumps(entry).encode())
+
+        self._source._call(write(), 30)
+
+
+def _ledger_key(uid: str) -> str:
+    """A run uid as a key-value key (letters, digits, ``-``, ``_``, ``=``, ``.``, ``/``)."""
+    return "".join(c if c.isalnum() or c in "-_=" else "_" for c in uid)
