@@ -56,8 +56,8 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",
         metavar="PATH",
-        help="file of the runs handled and their streams (default: NATS keeps it in a "
-        "JetStream bucket; Kafka beside the spool, <spool>.runs.json)",
+        help="file of the runs handled and their streams (default: on the broker, a JetStream "
+        "bucket or the Kafka topic <group-id>.runs, which standbys on any host read)",
     )
 
 
@@ -109,7 +109,8 @@ def source_from_args(args: argparse.Namespace) -> BusSource:
 
 def ledger_store(args: argparse.Namespace, client: Any, source: BusSource) -> LedgerStore:
     """Where the run ledger lives: the file given; else the broker's own store when it has one
-    (a JetStream bucket, read by standbys on any host); else a file beside the spool."""
+    (a JetStream bucket, a Kafka topic: read by standbys on any host); else a file beside the
+    spool."""
     if args.ledger:
         return FileStore(Path(args.ledger))
     broker_store = getattr(source, "ledger_store", None)

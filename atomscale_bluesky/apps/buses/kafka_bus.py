@@ -40,6 +40,7 @@ class KafkaSource:
 
         if not settings.topics:
             raise ValueError("no Kafka topic (--beamline, --topic or the configuration file)")
+        self.settings = settings
         self.description = f"Kafka topics {settings.topics} (group {settings.group_id})"
         self._consumer = Consumer(settings.librdkafka_config(), logger=logger)
         self._consumer.subscribe(
@@ -86,6 +87,12 @@ class KafkaSource:
         self._consumer.commit(
             offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False
         )
+
+    def ledger_store(self) -> Any:
+        """The run ledger in a topic of this cluster, shared with the group's standbys."""
+        from atomscale_bluesky.apps.buses.kafka_ledger import KafkaLedgerStore
+
+        return KafkaLedgerStore(self.settings)
 
     def close(self) -> None:
         self._consumer.close()

@@ -9,8 +9,9 @@ earlier copy on the server: every frame and point ends there once.
 
 The ledger lives in a :class:`LedgerStore`: a JSON file beside the spool (:class:`FileStore`; a
 standby on the same host, or sharing the file, reads it) or the broker itself (a JetStream
-key-value bucket, :class:`~atomscale_bluesky.apps.buses.nats_bus.NatsLedgerStore`), which a
-standby on another host reads.
+key-value bucket, :class:`~atomscale_bluesky.apps.buses.nats_bus.NatsLedgerStore`; a Kafka
+topic, :class:`~atomscale_bluesky.apps.buses.kafka_ledger.KafkaLedgerStore`), which a standby
+on another host reads.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class RunLedger:
 
     def state(self, uid: str) -> str | None:
         """``"started"``, ``"spooled"`` or None for a run never seen (read from the store)."""
-        entry = self.store.get(uid)
         with self._lock:
+            entry = self.store.get(uid)
             if entry is None:
                 self._runs.pop(uid, None)
                 return None
