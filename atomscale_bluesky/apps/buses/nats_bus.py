@@ -1,5 +1,6 @@
 """NATS JetStream: read bluesky-nats's messages (subject ``<prefix>.<document name>``, the document
-as msgpack, arrays as nested lists) through one durable pull consumer, acknowledged by hand.
+as msgpack, arrays as nested lists, made arrays again with their descriptor's dtype) through one
+durable pull consumer, acknowledged by hand.
 
 One consumer process at a time holds the lease (a key in a JetStream key-value bucket whose
 entries expire after ``lease_s``; the holder renews it every third of that). A standby waits for
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from atomscale_bluesky.apps.buses.bus_message import BusDocument
+from atomscale_bluesky.apps.buses.nested_arrays import NestedArrays
 
 __all__ = [
     "LeaseLost",
@@ -95,6 +97,7 @@ class NatsSource:
         self._renewed = 0.0
         self._waiting_logged = False
         self._last_seq = 0
+        self._arrays = NestedArrays()
         self.lost: LeaseLost | None = None
         self._call(self._connect())
 
@@ -230,6 +233,7 @@ class NatsSource:
             self._last_seq = seq
             try:
                 name, doc = decode_message(message.subject, message.data)
+                doc = self._arrays(name, doc)
             except Exception as exc:  # noqa: BLE001 - a bad message is logged and passed over
                 logger.error("undecodable message %s seq %d: %s", message.subject, seq, exc)
                 continue
