@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_IN = "tcp://127.0.0.1:5577"
 DEFAULT_OUT = "tcp://127.0.0.1:5578"
+LANE_LOST_EXIT = 75  # EX_TEMPFAIL: a supervisor restarts the consumer, which rejoins its group
 
 
 def tcp_address(value: str) -> str:
@@ -157,7 +159,7 @@ def run_bus_consumer(
     crash is written again into the same streams; points are chunked by count only (no time
     flush), so a replay cuts them as the first pass did and each chunk rewrites its copy."""
     from atomscale_bluesky.apps.buses.bus_options import ledger_store
-    from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop
+    from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop, LaneLost
     from atomscale_bluesky.apps.buses.run_ledger import RunLedger
     from atomscale_bluesky.apps.settings import callback_from_args
 
@@ -170,7 +172,12 @@ def run_bus_consumer(
     callback = callback_from_args(
         args, environment, client=client, run_streams=ledger, point_flush_s=math.inf
     )
-    ConsumerLoop(source, callback, ledger).run(stop)
+    try:
+        ConsumerLoop(source, callback, ledger).run(stop)
+    except LaneLost as exc:
+        logger.error("%s; ending this process now, as after a crash", exc)
+        logging.shutdown()
+        os._exit(LANE_LOST_EXIT)
 
 
 def run(args: argparse.Namespace) -> int:

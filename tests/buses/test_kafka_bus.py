@@ -137,6 +137,33 @@ def test_a_standby_in_the_group_takes_over_a_dead_consumer(
     assert_stored_exactly_once(local_server, truth)
 
 
+def test_a_consumer_joining_the_group_mid_run_loses_nothing(
+    RE, camera_ioc, sensors_ioc, local_server, kafka_broker, kafka_publisher, tmp_path
+):
+    """A second member joins while a run streams: the group rebalances; whichever member ends
+    up with the partition finishes the run (a member that loses a partition with an open run
+    exits, as after a crash), and the server holds every frame and point once."""
+    args = consumer_args(kafka_broker, tmp_path / "kafka.yml")
+    first = start_consumer(args, local_server, tmp_path / "spool-a", tmp_path / "a.log")
+    first.wait_for(f"assigned ['{TOPIC}[0]']")
+    joined: list[Any] = []
+
+    def join() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        joined.append(start_consumer(args, local_server, tmp_path / "spool-b", tmp_path / "b.log"))
+        yield from wait_until(lambda: bool(assignments(joined[0])))
+
+    try:
+        truth = growth_run(RE, camera_ioc, sensors_ioc, kafka_publisher, [(60, join), (200, None)])
+        assert wait_for(
+            lambda: any("Atomscale run" in c.text() for c in (first, *joined)), timeout=120
+        ), first.text() + joined[0].text()
+    finally:
+        for consumer in (first, *joined):
+            assert consumer.stop() in (0, 75), consumer.text()
+    assert_stored_exactly_once(local_server, truth)
+
+
 def test_large_frames_in_event_pages_and_frames_in_files_go_through_kafka(
     local_server, kafka_broker, tmp_path
 ):

@@ -20,7 +20,7 @@ from atomscale_bluesky.apps.buses.bus_message import BusDocument, BusSource
 from atomscale_bluesky.apps.buses.run_index import RunIndex
 from atomscale_bluesky.apps.buses.run_ledger import RunLedger
 
-__all__ = ["ConsumerCounts", "ConsumerLoop", "SpoolingCallback"]
+__all__ = ["ConsumerCounts", "ConsumerLoop", "LaneLost", "SpoolingCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ class SpoolingCallback(Protocol):
     def spooled(self, timeout: float = 600.0) -> bool: ...
 
     def close(self, timeout: float | None = None) -> None: ...
+
+
+class LaneLost(RuntimeError):
+    """The bus gave a lane with an open run to another consumer (a group rebalance)."""
 
 
 @dataclass
@@ -77,8 +81,14 @@ class ConsumerLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; then close the callback (open runs end unfinished and
-        stay unacknowledged, so the next consumer handles them again)."""
+        stay unacknowledged, so the next consumer handles them again).
+
+        Raises :class:`LaneLost`, leaving the callback open, when the bus gave a lane with an
+        open run to another consumer: closing would flush that run's partial last chunk, which
+        could overwrite the full chunk the new owner writes in its place; the process must end
+        at once, as after a crash."""
         logger.info("consuming documents from %s", self.source.description)
+        close = True
         try:
             while not stop.is_set():
                 batch = self.source.receive(RECEIVE_WAIT_S)
@@ -86,8 +96,13 @@ class ConsumerLoop:
                     self._handle(message)
                 if not batch:
                     self._commit_idle_lanes()
+                self._check_lanes()
+        except LaneLost:
+            close = False
+            raise
         finally:
-            self.callback.close()
+            if close:
+                self.callback.close()
             c = self.counts
             logger.info(
                 "consumer stopped: %d document(s), %d run(s) spooled, %d run(s) skipped as "
@@ -168,6 +183,18 @@ class ConsumerLoop:
         logger.info("acknowledged %s up to %s", lane_key, lane.pending)
         self.counts.commits += 1
         lane.pending = None
+
+    def _check_lanes(self) -> None:
+        lost = getattr(self.source, "lost_lanes", None)
+        if not callable(lost):
+            return
+        for key in lost():
+            lane = self._lanes.get(key)
+            if lane is not None and lane.open_runs:
+                raise LaneLost(
+                    f"{key} went to another consumer while run(s) {sorted(lane.open_runs)} "
+                    "were open: it handles them again from their start into the same streams"
+                )
 
     def _commit_idle_lanes(self) -> None:
         for key, lane in self._lanes.items():
