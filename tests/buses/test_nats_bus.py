@@ -174,3 +174,21 @@ def test_large_frames_in_event_pages_and_frames_in_files_go_through_nats(
         assert consumer.stop() == 0, consumer.text()
     assert "3 run(s) spooled" in consumer.text()
     assert_runs_stored(local_server, cameras)
+
+
+def test_a_renewal_applied_but_unanswered_keeps_the_lease(nats_server):
+    """The server applied a lease renewal whose answer never came back (a slow or restarting
+    server): the lease still names this consumer, which keeps it instead of stopping."""
+    from atomscale_bluesky.apps.buses.nats_bus import NatsSettings, NatsSource
+
+    source = NatsSource(NatsSettings(servers=[nats_server.url], lease_s=30.0))
+    try:
+        assert source.receive(0.2) == []  # takes the lease, binds the durable consumer
+        durable, holder = source.settings.durable, source._holder.encode()
+        source._call(source._kv.update(durable, holder, last=source._revision))  # answer "lost"
+        source._renewed = 0.0  # renew on the next receive
+        assert source.receive(0.2) == []
+        assert source.lost is None
+        assert source._call(source._kv.get(durable)).revision == source._revision
+    finally:
+        source.close()

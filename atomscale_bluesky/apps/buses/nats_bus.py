@@ -155,9 +155,34 @@ class NatsSource:
                 self.settings.durable, self._holder.encode(), last=self._revision
             )
         except KeyWrongLastSequenceError:
-            if not await self._take_lease():  # expired while the server was away: take it back
+            if not await self._take_lease() and not await self._still_ours():
                 raise LeaseLost(f"another consumer holds {self.settings.durable!r}") from None
         self._renewed = time.monotonic()
+
+    async def _still_ours(self) -> bool:
+        """Whether the lease names this consumer (a renewal the server applied but whose answer
+        was lost, leaving our revision behind); if so, take up its revision."""
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+        try:
+            entry = await self._kv.get(self.settings.durable)
+        except (KeyNotFoundError, KeyDeletedError):
+            return await self._take_lease()
+        if entry.value != self._holder.encode():
+            return False
+        self._revision = int(entry.revision or 0)
+        return await self._renew_once()
+
+    async def _renew_once(self) -> bool:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            self._revision = await self._kv.update(
+                self.settings.durable, self._holder.encode(), last=self._revision
+            )
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def _bind(self) -> None:
         """Re-create the durable consumer at the message after the last acknowledged one."""
