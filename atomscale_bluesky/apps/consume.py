@@ -158,8 +158,9 @@ def run_bus_consumer(
     The callback records each run's streams in the run ledger, so a run redelivered after a
     crash is written again into the same streams; points are chunked by count only (no time
     flush), so a replay cuts them as the first pass did and each chunk rewrites its copy."""
+    from atomscale_bluesky.apps.buses.bus_message import LaneLost
     from atomscale_bluesky.apps.buses.bus_options import ledger_store
-    from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop, LaneLost
+    from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop
     from atomscale_bluesky.apps.buses.run_ledger import RunLedger
     from atomscale_bluesky.apps.settings import callback_from_args
 

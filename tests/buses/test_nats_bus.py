@@ -121,6 +121,44 @@ def test_a_standby_takes_over_a_dead_consumer(
     assert_stored_exactly_once(local_server, truth)
 
 
+def test_a_consumer_frozen_past_its_lease_ends_when_it_wakes(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    """The active consumer stops (SIGSTOP) mid-run for longer than its lease; the standby takes
+    the lease and streams the run into the same streams. Woken, the first one finds its lease
+    gone and exits at once (status 75) without flushing its half of the run over the standby's
+    chunks: every frame and point is on the server once."""
+    import signal
+
+    active = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool-a", tmp_path / "a.log"
+    )
+    active.wait_for("took the lease")
+    standby = start_consumer(
+        consumer_args(nats_server), local_server, tmp_path / "spool-b", tmp_path / "b.log"
+    )
+    standby.wait_for("standby")
+
+    def freeze_active() -> Iterator[Any]:
+        yield from wait_until(lambda: stored_chunks(local_server) >= 1)
+        active.process.send_signal(signal.SIGSTOP)
+        yield from wait_until(lambda: "took the lease" in standby.text())
+
+    try:
+        truth = growth_run(
+            RE, camera_ioc, sensors_ioc, nats_publisher, [(60, freeze_active), (200, None)]
+        )
+        standby.wait_for("acknowledged")
+        standby.wait_for("Atomscale run")
+    finally:
+        active.process.send_signal(signal.SIGCONT)
+        assert active.process.wait(120) == 75, active.text()
+        assert standby.stop() == 0, standby.text()
+    assert "ending this process now" in active.text()
+    assert "cut by a restart" in standby.text()
+    assert_stored_exactly_once(local_server, truth)
+
+
 def test_the_broker_restarted_mid_run_loses_nothing(
     RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
 ):

@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from atomscale_bluesky.apps.buses.bus_message import BusDocument, BusSource
+from atomscale_bluesky.apps.buses.bus_message import BusDocument, BusSource, LaneLost
 from atomscale_bluesky.apps.buses.run_index import RunIndex
 from atomscale_bluesky.apps.buses.run_ledger import RunLedger
 
@@ -35,10 +35,6 @@ class SpoolingCallback(Protocol):
     def spooled(self, timeout: float = 600.0) -> bool: ...
 
     def close(self, timeout: float | None = None) -> None: ...
-
-
-class LaneLost(RuntimeError):
-    """The bus gave a lane with an open run to another consumer (a group rebalance)."""
 
 
 @dataclass
@@ -83,8 +79,8 @@ class ConsumerLoop:
         """Consume until ``stop`` is set; then close the callback (open runs end unfinished and
         stay unacknowledged, so the next consumer handles them again).
 
-        Raises :class:`LaneLost`, leaving the callback open, when the bus gave a lane with an
-        open run to another consumer: closing would flush that run's partial last chunk, which
+        Raises :class:`LaneLost` when the bus gave a lane to another consumer, leaving the
+        callback open if a run is open: closing would flush that run's partial last chunk, which
         could overwrite the full chunk the new owner writes in its place; the process must end
         at once, as after a crash."""
         logger.info("consuming documents from %s", self.source.description)
@@ -98,7 +94,7 @@ class ConsumerLoop:
                     self._commit_idle_lanes()
                 self._check_lanes()
         except LaneLost:
-            close = False
+            close = not any(lane.open_runs for lane in self._lanes.values())
             raise
         finally:
             if close:

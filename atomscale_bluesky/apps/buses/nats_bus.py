@@ -22,7 +22,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from atomscale_bluesky.apps.buses.bus_message import BusDocument
+from atomscale_bluesky.apps.buses.bus_message import BusDocument, LaneLost
 from atomscale_bluesky.apps.buses.nested_arrays import NestedArrays
 
 __all__ = [
@@ -49,7 +49,7 @@ class StreamPosition:
     message: Any = field(repr=False, compare=False)
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(LaneLost):
     """Another consumer holds the lease now: this one must stop consuming."""
 
 
