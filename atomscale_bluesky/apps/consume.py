@@ -20,15 +20,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atomscale_bluesky.apps.buses.bus_message import BusSource
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_IN = "tcp://127.0.0.1:5577"
 DEFAULT_OUT = "tcp://127.0.0.1:5578"
+LANE_LOST_EXIT = 75  # EX_TEMPFAIL: a supervisor restarts the consumer, which rejoins its group
 
 
 def tcp_address(value: str) -> str:
@@ -144,25 +150,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_env_file_argument(parser)
 
 
-def run_bus_consumer(args: argparse.Namespace, callback: Any, client: Any) -> None:
-    """Consume from Kafka or NATS until SIGINT/SIGTERM, acknowledging what is spooled."""
-    from atomscale_bluesky.apps.buses.bus_options import ledger_path, source_from_args
+def run_bus_consumer(
+    args: argparse.Namespace, environment: Any, client: Any, source: BusSource
+) -> None:
+    """Consume from Kafka or NATS until SIGINT/SIGTERM, acknowledging what is spooled.
+
+    The callback records each run's streams in the run ledger, so a run redelivered after a
+    crash is written again into the same streams; points are chunked by count only (no time
+    flush), so a replay cuts them as the first pass did and each chunk rewrites its copy."""
+    from atomscale_bluesky.apps.buses.bus_message import LaneLost
+    from atomscale_bluesky.apps.buses.bus_options import ledger_store
     from atomscale_bluesky.apps.buses.consumer_loop import ConsumerLoop
     from atomscale_bluesky.apps.buses.run_ledger import RunLedger
+    from atomscale_bluesky.apps.settings import callback_from_args
 
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    source = source_from_args(args)
+    ledger = RunLedger(ledger_store(args, client, source))
+    logger.info("run ledger: %s", ledger.store.description)
+    callback = callback_from_args(
+        args, environment, client=client, run_streams=ledger, point_flush_s=math.inf
+    )
     try:
-        ConsumerLoop(source, callback, RunLedger(ledger_path(args, client))).run(stop)
-    finally:
-        source.close()
+        ConsumerLoop(source, callback, ledger).run(stop)
+    except LaneLost as exc:
+        logger.error("%s; ending this process now, as after a crash", exc)
+        logging.shutdown()
+        os._exit(LANE_LOST_EXIT)
 
 
 def run(args: argparse.Namespace) -> int:
-    from atomscale_bluesky.apps.buses.bus_options import chosen_bus
+    from atomscale_bluesky.apps.buses.bus_options import chosen_bus, source_from_args
     from atomscale_bluesky.apps.settings import callback_from_args
     from atomscale_bluesky.client import AtomscaleClient
     from atomscale_bluesky.settings import load_settings, with_env_file
@@ -173,11 +193,15 @@ def run(args: argparse.Namespace) -> int:
     )
     recovery = drain_spool(client)
     try:
-        callback = callback_from_args(args, environment, client=client)
         if chosen_bus(args) == "zmq":
+            callback = callback_from_args(args, environment, client=client)
             run_consumer(args.zmq, callback, prefix=args.prefix.encode())
         else:
-            run_bus_consumer(args, callback, client)
+            source = source_from_args(args)
+            try:
+                run_bus_consumer(args, environment, client, source)
+            finally:
+                source.close()
     finally:
         recovery.join(timeout=5.0)
         client.close()

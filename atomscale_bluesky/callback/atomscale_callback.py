@@ -39,7 +39,7 @@ from atomscale_bluesky.callback.run_metadata import MetadataKeys, RunDefaults, R
 from atomscale_bluesky.callback.run_report import FailureLatch
 from atomscale_bluesky.callback.run_summaries import RunSummaries
 from atomscale_bluesky.callback.session import interactive_session
-from atomscale_bluesky.callback.stream_opener import StreamOpener
+from atomscale_bluesky.callback.stream_opener import RunStreams, StreamOpener
 from atomscale_bluesky.callback.summary import RunSummary
 from atomscale_bluesky.callback.work_queue import WorkQueue
 from atomscale_bluesky.callback.worker import Worker
@@ -207,6 +207,10 @@ class AtomscaleCallback:
         this computer's (soft IOCs or ophyd.sim devices on this machine), so their times are
         corrected too; the summary says by how much. The IOC-to-RunEngine-host skew is
         measured per run either way and reported when it exceeds 1 s.
+    run_streams
+        Where the remote streams of each run are recorded (a bus consumer's run ledger): a run
+        handled again after a crash writes to the streams recorded for it, rewriting its chunks
+        in place, instead of opening new ones.
     """
 
     def __init__(
@@ -252,6 +256,7 @@ class AtomscaleCallback:
         root_map: Mapping[str, str] | None = None,
         handler_registry: Mapping[str, Any] | None = None,
         ioc_clock: str | None = None,
+        run_streams: RunStreams | None = None,
     ) -> None:
         env = load_settings() if settings is None else settings
         if endpoint is None and client is None and client_factory is None:
@@ -310,6 +315,7 @@ class AtomscaleCallback:
             client_factory or _default_client_factory(client, api_key, endpoint, env),
             self._counters,
             endpoint,
+            run_streams,
         )
         self._intake = Intake(self.options, self._queue, self._counters, self._failure)
         self._finalizers = Finalizers(

@@ -5,15 +5,24 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from atomscale_bluesky.callback.counters import LockedCounters
 from atomscale_bluesky.callback.run_metadata import RunMetadata
 from atomscale_bluesky.shards import ZSTD_LEVEL
 
-__all__ = ["StreamOpener"]
+__all__ = ["RunStreams", "StreamOpener"]
 
 RHEED_STREAMS_KEPT = 64  # recent RHEED streams whose ids ``rheed_data_ids`` can still give
+
+
+class RunStreams(Protocol):
+    """Where a consumer keeps the remote streams of each run, so a run handled again (a bus
+    redelivering it after a crash) goes to the streams opened the first time."""
+
+    def data_id_for(self, run_uid: str, key: str) -> str | None: ...
+
+    def opened(self, run_uid: str, key: str, data_id: str) -> None: ...
 
 
 class StreamOpener:
@@ -25,8 +34,11 @@ class StreamOpener:
         client_factory: Callable[[], Any],
         counters: LockedCounters,
         endpoint: str | None,
+        run_streams: RunStreams | None = None,
     ) -> None:
         self.client = client
+        self.run_streams = run_streams
+        self._opens: dict[tuple[str, str], int] = {}
         self.owns_client = client is None
         self._factory = client_factory
         self._counters = counters
@@ -59,16 +71,28 @@ class StreamOpener:
         reference's ``open_rheed_stream`` arguments serves the default.
         """
         level = {} if compression_level == ZSTD_LEVEL else {"compression_level": compression_level}
-        stream = self._ensure_client().open_rheed_stream(
-            fps=fps,
-            rotations_per_min=rotations_per_min,
-            chunk_size=chunk_size,
-            stream_name=name,
-            physical_sample=meta.sample,
-            project_id=meta.project_id,
-            tags=meta.tags,
-            **level,
-        )
+        key, earlier = self._earlier_stream(meta.uid, "rheed", name)
+        if earlier is not None:
+            stream = self._ensure_client().attach_rheed_stream(
+                earlier,
+                fps=fps,
+                rotations_per_min=rotations_per_min,
+                chunk_size=chunk_size,
+                stream_name=name,
+                **level,
+            )
+        else:
+            stream = self._ensure_client().open_rheed_stream(
+                fps=fps,
+                rotations_per_min=rotations_per_min,
+                chunk_size=chunk_size,
+                stream_name=name,
+                physical_sample=meta.sample,
+                project_id=meta.project_id,
+                tags=meta.tags,
+                **level,
+            )
+            self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         with self._rheed_lock:
             self._rheed.append((meta.uid, stream))
@@ -85,16 +109,41 @@ class StreamOpener:
         self, meta: RunMetadata, *, name: str, instrument_id: int | None, points_per_chunk: int
     ) -> Any:
         """The run's time-series stream; raises when it cannot be opened."""
-        stream = self._ensure_client().open_timeseries_stream(
-            stream_name=name,
-            instrument_id=instrument_id,
-            physical_sample=meta.sample,
-            project_id=meta.project_id,
-            tags=meta.tags,
-            points_per_chunk=points_per_chunk,
-        )
+        key, earlier = self._earlier_stream(meta.uid, "timeseries", name)
+        if earlier is not None:
+            stream = self._ensure_client().attach_timeseries_stream(
+                earlier, stream_name=name, points_per_chunk=points_per_chunk
+            )
+        else:
+            stream = self._ensure_client().open_timeseries_stream(
+                stream_name=name,
+                instrument_id=instrument_id,
+                physical_sample=meta.sample,
+                project_id=meta.project_id,
+                tags=meta.tags,
+                points_per_chunk=points_per_chunk,
+            )
+            self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         return stream
+
+    def _earlier_stream(self, run_uid: str, kind: str, name: str | None) -> tuple[str, str | None]:
+        """The key of this stream within its run (kind, name, how many such opened before) and
+        the data_id an earlier consumer opened under it, if the run was handled before."""
+        base = f"{kind}:{name}"
+        n = self._opens.get((run_uid, base), 0)
+        self._opens[(run_uid, base)] = n + 1
+        while len(self._opens) > RHEED_STREAMS_KEPT * 4:
+            self._opens.pop(next(iter(self._opens)))
+        key = f"{base}#{n}"
+        if self.run_streams is None:
+            return key, None
+        return key, self.run_streams.data_id_for(run_uid, key)
+
+    def _note_opened(self, run_uid: str, key: str, stream: Any) -> None:
+        data_id = getattr(stream, "data_id", None)
+        if self.run_streams is not None and data_id:
+            self.run_streams.opened(run_uid, key, data_id)
 
     def close(self) -> None:
         """Close the client if the callback made it."""

@@ -339,6 +339,64 @@ class AtomscaleClient:
         )
         return stream
 
+    def attach_rheed_stream(
+        self,
+        data_id: str,
+        *,
+        fps: float,
+        rotations_per_min: float = 0.0,
+        chunk_size: int,
+        stream_name: str | None = None,
+        compression_level: int = ZSTD_LEVEL,
+    ) -> RheedStream:
+        """A stream object for a RHEED stream the server already holds (``data_id``), opened by
+        an earlier process: nothing is created or linked, chunk indices start again at 0, so
+        pushing the same chunks again rewrites them in place (the server keeps one copy per
+        index)."""
+        self._check_open()
+        check_level(compression_level)
+        info = {
+            "fps": float(fps),
+            "rotations_per_min": float(rotations_per_min),
+            "chunk_size": chunk_size,
+            "name": stream_name,
+        }
+        local_id = self._attach(data_id, "rheed", info)
+        stream = RheedStream(
+            self._services,
+            local_id,
+            fps=float(fps),
+            rotations_per_min=float(rotations_per_min),
+            chunk_size=chunk_size,
+            name=stream_name or data_id,
+            compression_level=compression_level,
+        )
+        with self._lock:
+            self._streams[local_id] = stream
+        log.info("attached to RHEED stream %s (%r)", data_id, stream_name)
+        return stream
+
+    def attach_timeseries_stream(
+        self, data_id: str, *, stream_name: str | None = None, points_per_chunk: int = 100
+    ) -> TimeseriesStream:
+        """A stream object for a tool-state stream the server already holds, as
+        :meth:`attach_rheed_stream`."""
+        self._check_open()
+        info = {"points_per_chunk": points_per_chunk, "name": stream_name}
+        local_id = self._attach(data_id, "timeseries", info)
+        stream = TimeseriesStream(self._services, local_id, points_per_chunk=points_per_chunk)
+        with self._lock:
+            self._streams[local_id] = stream
+        log.info("attached to time-series stream %s (%r)", data_id, stream_name)
+        return stream
+
+    def _attach(self, data_id: str, kind: str, info: dict[str, Any]) -> str:
+        """Spool an existing remote stream under a fresh local id (an earlier process may still
+        hold a spool folder named by the data_id)."""
+        local_id = f"{data_id}-{uuid.uuid4().hex[:12]}"
+        self._open_spool_stream(local_id, kind, info, data_id, {"kind": kind}, linked=True)
+        return local_id
+
     def _open_stream(self, request: dict[str, Any], info: dict[str, Any]) -> str:
         """Create the stream remotely, or spool it for the background; its local id."""
         kind = request["kind"]

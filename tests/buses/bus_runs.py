@@ -208,6 +208,36 @@ def assert_every_point_stored(local_server: Any, truth: Truth) -> None:
     ), (len(want), [len(s) for s, _ in found])
 
 
+def assert_stored_exactly_once(local_server: Any, truth: Truth) -> None:
+    """Every frame and temperature point of the run is on the server once: one RHEED stream
+    holds the run's frames in order and no stream holds any more; the points likewise. (A
+    consumer killed between the server creating a stream and the ledger recording it leaves that
+    stream empty.)"""
+    from atomscale_bluesky.server.read_client import LocalServerError
+
+    expected = truth.frames()
+    stored = [local_server.reader.frames(s["data_id"]) for s in rheed_streams(local_server)]
+    holding = [frames for frames in stored if len(frames)]
+    assert [len(frames) for frames in holding] == [len(expected)], [len(f) for f in stored]
+    np.testing.assert_array_equal(holding[0], expected)
+    want = [t for t, _ in truth.temperatures]
+    found = []
+    for stream in local_server.reader.streams():
+        if stream["kind"] == "rheed":
+            continue
+        try:
+            stamps = local_server.reader.points(stream["data_id"], "growth-substrate_temperature")[
+                0
+            ]
+        except LocalServerError as exc:  # 404: a stream that received no point
+            if exc.status_code != 404:
+                raise
+            continue
+        found.append(stamps)
+    assert [len(stamps) for stamps in found] == [len(want)], (len(want), [len(s) for s in found])
+    np.testing.assert_allclose(found[0], want, rtol=0, atol=1e-6)
+
+
 def wait_for_finalized(local_server: Any, count: int, timeout: float = WAIT_S) -> bool:
     """Whether the server holds ``count`` finalized RHEED streams within ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["BusDocument", "BusSource"]
+__all__ = ["BusDocument", "BusSource", "LaneLost"]
+
+
+class LaneLost(RuntimeError):
+    """The bus gave a lane this consumer reads to another consumer (a group rebalance, a lease
+    taken over)."""
 
 
 @dataclass(frozen=True)

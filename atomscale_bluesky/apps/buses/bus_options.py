@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from atomscale_bluesky.apps.buses.bus_message import BusSource
+from atomscale_bluesky.apps.buses.run_ledger import FileStore, LedgerStore
 
-__all__ = ["add_bus_arguments", "chosen_bus", "ledger_path", "source_from_args"]
+__all__ = ["add_bus_arguments", "chosen_bus", "ledger_store", "source_from_args"]
 
 
 def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +56,8 @@ def add_bus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ledger",
         metavar="PATH",
-        help="file of runs handled (default: next to the spool, <spool>.runs.json)",
+        help="file of the runs handled and their streams (default: on the broker, a JetStream "
+        "bucket or the Kafka topic <group-id>.runs, which standbys on any host read)",
     )
 
 
@@ -105,9 +107,14 @@ def source_from_args(args: argparse.Namespace) -> BusSource:
     )
 
 
-def ledger_path(args: argparse.Namespace, client: Any) -> Path:
-    """Where the run ledger lives: given, else beside the client's spool folder."""
+def ledger_store(args: argparse.Namespace, client: Any, source: BusSource) -> LedgerStore:
+    """Where the run ledger lives: the file given; else the broker's own store when it has one
+    (a JetStream bucket, a Kafka topic: read by standbys on any host); else a file beside the
+    spool."""
     if args.ledger:
-        return Path(args.ledger)
+        return FileStore(Path(args.ledger))
+    broker_store = getattr(source, "ledger_store", None)
+    if callable(broker_store):
+        return cast("LedgerStore", broker_store())
     root = Path(client.spool_root)
-    return root.with_name(root.name + ".runs.json")
+    return FileStore(root.with_name(root.name + ".runs.json"))

@@ -2,10 +2,10 @@
 
 A lane (a Kafka partition, a JetStream consumer) is acknowledged up to a stop document only when
 that run's data is in the spool (``callback.spooled()``) and no other run of the lane is still
-open, so a crash replays at most the runs that were open: duplicates are bounded by a run per
-lane, nothing acknowledged is ever missing. The :class:`RunLedger` recognises runs the crash cut
-between spooling and acknowledging (skipped when replayed) and runs it cut in the middle
-(handled again from their start, reported as duplicates).
+open, so a crash replays at most the runs that were open and nothing acknowledged is ever
+missing. The :class:`RunLedger` recognises runs the crash cut between spooling and acknowledging
+(skipped when replayed) and runs it cut in the middle (handled again from their start into the
+streams recorded for them, so each chunk rewrites its earlier copy: no duplicates).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from atomscale_bluesky.apps.buses.bus_message import BusDocument, BusSource
+from atomscale_bluesky.apps.buses.bus_message import BusDocument, BusSource, LaneLost
 from atomscale_bluesky.apps.buses.run_index import RunIndex
 from atomscale_bluesky.apps.buses.run_ledger import RunLedger
 
-__all__ = ["ConsumerCounts", "ConsumerLoop", "SpoolingCallback"]
+__all__ = ["ConsumerCounts", "ConsumerLoop", "LaneLost", "SpoolingCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,14 @@ class ConsumerLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; then close the callback (open runs end unfinished and
-        stay unacknowledged, so the next consumer handles them again)."""
+        stay unacknowledged, so the next consumer handles them again).
+
+        Raises :class:`LaneLost` when the bus gave a lane to another consumer, leaving the
+        callback open if a run is open: closing would flush that run's partial last chunk, which
+        could overwrite the full chunk the new owner writes in its place; the process must end
+        at once, as after a crash."""
         logger.info("consuming documents from %s", self.source.description)
+        close = True
         try:
             while not stop.is_set():
                 batch = self.source.receive(RECEIVE_WAIT_S)
@@ -86,8 +92,13 @@ class ConsumerLoop:
                     self._handle(message)
                 if not batch:
                     self._commit_idle_lanes()
+                self._check_lanes()
+        except LaneLost:
+            close = not any(lane.open_runs for lane in self._lanes.values())
+            raise
         finally:
-            self.callback.close()
+            if close:
+                self.callback.close()
             c = self.counts
             logger.info(
                 "consumer stopped: %d document(s), %d run(s) spooled, %d run(s) skipped as "
@@ -131,10 +142,13 @@ class ConsumerLoop:
             return
         if state == "started":
             self.counts.runs_replayed += 1
+            streams = self.ledger.streams(run)
             logger.warning(
-                "run %s was cut by a restart: handled again from its start; the frames and "
-                "points an earlier consumer spooled for it are duplicates on the server",
+                "run %s was cut by a restart: handled again from its start into its %d "
+                "recorded stream(s) %s, each chunk rewriting its earlier copy",
                 run,
+                len(streams),
+                sorted(streams.values()),
             )
         self.ledger.started(run)
         lane.open_runs.add(run)
@@ -165,6 +179,18 @@ class ConsumerLoop:
         logger.info("acknowledged %s up to %s", lane_key, lane.pending)
         self.counts.commits += 1
         lane.pending = None
+
+    def _check_lanes(self) -> None:
+        lost = getattr(self.source, "lost_lanes", None)
+        if not callable(lost):
+            return
+        for key in lost():
+            lane = self._lanes.get(key)
+            if lane is not None and lane.open_runs:
+                raise LaneLost(
+                    f"{key} went to another consumer while run(s) {sorted(lane.open_runs)} "
+                    "were open: it handles them again from their start into the same streams"
+                )
 
     def _commit_idle_lanes(self) -> None:
         for key, lane in self._lanes.items():

@@ -40,23 +40,35 @@ class KafkaSource:
 
         if not settings.topics:
             raise ValueError("no Kafka topic (--beamline, --topic or the configuration file)")
+        self.settings = settings
         self.description = f"Kafka topics {settings.topics} (group {settings.group_id})"
+        # a rebalance restarts a partition at its committed offset: what this process already
+        # delivered is not delivered again
+        self._delivered: dict[tuple[str, int], int] = {}
+        self._owned: set[tuple[str, int]] = set()
+        self._rebalancing = False
         self._consumer = Consumer(settings.librdkafka_config(), logger=logger)
         self._consumer.subscribe(
             list(settings.topics), on_assign=self._assigned, on_revoke=self._revoked
         )
         self.undecodable = 0
-        # a rebalance restarts a partition at its committed offset: what this process already
-        # delivered is not delivered again
-        self._delivered: dict[tuple[str, int], int] = {}
 
-    @staticmethod
-    def _assigned(_consumer: Any, partitions: list[Any]) -> None:
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
         logger.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        self._owned.update((str(p.topic), int(p.partition)) for p in partitions)
+        self._rebalancing = False
 
-    @staticmethod
-    def _revoked(_consumer: Any, partitions: list[Any]) -> None:
+    def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
         logger.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        self._owned.difference_update((str(p.topic), int(p.partition)) for p in partitions)
+        self._rebalancing = True
+
+    def lost_lanes(self) -> set[Any]:
+        """Partitions this consumer delivered from and no longer owns once the group settled
+        (another member reads them now, from the committed offset)."""
+        if self._rebalancing:
+            return set()
+        return set(self._delivered) - self._owned
 
     def receive(self, timeout: float) -> Sequence[BusDocument]:
         documents: list[BusDocument] = []
@@ -86,6 +98,12 @@ class KafkaSource:
         self._consumer.commit(
             offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=False
         )
+
+    def ledger_store(self) -> Any:
+        """The run ledger in a topic of this cluster, shared with the group's standbys."""
+        from atomscale_bluesky.apps.buses.kafka_ledger import KafkaLedgerStore
+
+        return KafkaLedgerStore(self.settings)
 
     def close(self) -> None:
         self._consumer.close()

@@ -82,6 +82,8 @@ class KafkaSettings:
             "group.id": self.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # a member joining the group does not take partitions from a member reading them
+            "partition.assignment.strategy": "cooperative-sticky",
             "fetch.max.bytes": LARGE_MESSAGE_BYTES,
             "max.partition.fetch.bytes": LARGE_MESSAGE_BYTES,
             "receive.message.max.bytes": LARGE_MESSAGE_BYTES + MiB,

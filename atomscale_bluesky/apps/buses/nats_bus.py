@@ -1,5 +1,6 @@
 """NATS JetStream: read bluesky-nats's messages (subject ``<prefix>.<document name>``, the document
-as msgpack, arrays as nested lists) through one durable pull consumer, acknowledged by hand.
+as msgpack, arrays as nested lists, made arrays again with their descriptor's dtype) through one
+durable pull consumer, acknowledged by hand.
 
 One consumer process at a time holds the lease (a key in a JetStream key-value bucket whose
 entries expire after ``lease_s``; the holder renews it every third of that). A standby waits for
@@ -11,6 +12,7 @@ last acknowledgement whatever the previous holder had fetched.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -20,9 +22,17 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from atomscale_bluesky.apps.buses.bus_message import BusDocument
+from atomscale_bluesky.apps.buses.bus_message import BusDocument, LaneLost
+from atomscale_bluesky.apps.buses.nested_arrays import NestedArrays
 
-__all__ = ["LeaseLost", "NatsSettings", "NatsSource", "StreamPosition", "decode_message"]
+__all__ = [
+    "LeaseLost",
+    "NatsLedgerStore",
+    "NatsSettings",
+    "NatsSource",
+    "StreamPosition",
+    "decode_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +49,7 @@ class StreamPosition:
     message: Any = field(repr=False, compare=False)
 
 
-class LeaseLost(RuntimeError):
+class LeaseLost(LaneLost):
     """Another consumer holds the lease now: this one must stop consuming."""
 
 
@@ -52,6 +62,7 @@ class NatsSettings:
     subject: str = "events.>"
     durable: str = "atomscale-bluesky"
     lease_bucket: str = "atomscale_bluesky_leases"
+    ledger_bucket: str = "atomscale_bluesky_runs"
     lease_s: float = 15.0
 
 
@@ -86,6 +97,7 @@ class NatsSource:
         self._renewed = 0.0
         self._waiting_logged = False
         self._last_seq = 0
+        self._arrays = NestedArrays()
         self.lost: LeaseLost | None = None
         self._call(self._connect())
 
@@ -143,9 +155,34 @@ class NatsSource:
                 self.settings.durable, self._holder.encode(), last=self._revision
             )
         except KeyWrongLastSequenceError:
-            if not await self._take_lease():  # expired while the server was away: take it back
+            if not await self._take_lease() and not await self._still_ours():
                 raise LeaseLost(f"another consumer holds {self.settings.durable!r}") from None
         self._renewed = time.monotonic()
+
+    async def _still_ours(self) -> bool:
+        """Whether the lease names this consumer (a renewal the server applied but whose answer
+        was lost, leaving our revision behind); if so, take up its revision."""
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+        try:
+            entry = await self._kv.get(self.settings.durable)
+        except (KeyNotFoundError, KeyDeletedError):
+            return await self._take_lease()
+        if entry.value != self._holder.encode():
+            return False
+        self._revision = int(entry.revision or 0)
+        return await self._renew_once()
+
+    async def _renew_once(self) -> bool:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            self._revision = await self._kv.update(
+                self.settings.durable, self._holder.encode(), last=self._revision
+            )
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def _bind(self) -> None:
         """Re-create the durable consumer at the message after the last acknowledged one."""
@@ -221,6 +258,7 @@ class NatsSource:
             self._last_seq = seq
             try:
                 name, doc = decode_message(message.subject, message.data)
+                doc = self._arrays(name, doc)
             except Exception as exc:  # noqa: BLE001 - a bad message is logged and passed over
                 logger.error("undecodable message %s seq %d: %s", message.subject, seq, exc)
                 continue
@@ -231,6 +269,22 @@ class NatsSource:
 
     def commit(self, position: Any) -> None:
         self._call(position.message.ack_sync(timeout=5.0), 30)
+
+    def ledger_store(self) -> NatsLedgerStore:
+        """The run ledger in a key-value bucket of this server, shared with the standbys."""
+        return NatsLedgerStore(self)
+
+    async def _ledger_bucket(self) -> Any:
+        from nats.js.api import KeyValueConfig, StorageType
+
+        return await self._js.create_key_value(
+            KeyValueConfig(
+                bucket=self.settings.ledger_bucket,
+                history=1,
+                max_bytes=64 * 1024 * 1024,
+                storage=StorageType.FILE,
+            )
+        )
 
     def close(self) -> None:
         async def shut() -> None:
@@ -247,3 +301,40 @@ class NatsSource:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+class NatsLedgerStore:
+    """Run ledger entries (JSON) keyed by run uid in a JetStream key-value bucket."""
+
+    def __init__(self, source: NatsSource) -> None:
+        self._source = source
+        self._bucket: Any = None
+        self.description = f"JetStream bucket {source.settings.ledger_bucket!r}"
+
+    async def _kv(self) -> Any:
+        if self._bucket is None:
+            self._bucket = await self._source._ledger_bucket()
+        return self._bucket
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError
+
+        async def read() -> dict[str, Any] | None:
+            try:
+                entry = await (await self._kv()).get(_ledger_key(uid))
+            except (KeyNotFoundError, KeyDeletedError):
+                return None
+            return json.loads(entry.value) if entry.value else None
+
+        return self._source._call(read(), 30)
+
+    def put(self, uid: str, entry: dict[str, Any]) -> None:
+        async def write() -> None:
+            await (await self._kv()).put(_ledger_key(uid), json.dumps(entry).encode())
+
+        self._source._call(write(), 30)
+
+
+def _ledger_key(uid: str) -> str:
+    """A run uid as a key-value key (letters, digits, ``-``, ``_``, ``=``, ``.``, ``/``)."""
+    return "".join(c if c.isalnum() or c in "-_=" else "_" for c in uid)
