@@ -18,8 +18,10 @@ Not part of ``make bench`` by default: ``.venv/bin/python -m benchmarks soak --m
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import ctypes.util
+import gc
 import os
 import tempfile
 import threading
@@ -63,6 +65,33 @@ def heap_bytes() -> tuple[int, int]:
     fn.restype = _MallInfo2
     info = fn()
     return int(info.uordblks + info.hblkhd), int(info.fordblks)
+
+
+class Census:
+    """Live Python objects counted by type after warm-up and every ``every_s`` seconds; writes the
+    types whose counts grew since the first count to ``path`` (cheap next to tracemalloc, which
+    slows a 120 fps run until it falls behind)."""
+
+    def __init__(self, path: Path, every_s: float, top: int = 25) -> None:
+        self.path, self.every_s, self.top = path, every_s, top
+        self.base: collections.Counter[str] | None = None
+        self.last_t = 0.0
+
+    def maybe(self, t: float, warmup: float) -> None:
+        if t < warmup or (self.base is not None and t - self.last_t < self.every_s):
+            return
+        counts = collections.Counter(
+            f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
+        )
+        self.last_t = t
+        if self.base is None:
+            self.base = counts
+            return
+        grown = sorted(((n - self.base[k], k, n) for k, n in counts.items()), reverse=True)
+        with self.path.open("a") as fh:
+            print(f"=== t={t:.0f}s {sum(counts.values())} objects", file=fh)
+            for diff, kind, n in grown[: self.top]:
+                print(f"{diff:+8d} {n:8d} {kind}", file=fh)
 
 
 class TraceDiffs:
@@ -211,6 +240,7 @@ def run(
     *,
     tune: bool = True,
     trace_every_s: float = 0.0,
+    census_every_s: float = 0.0,
 ) -> dict[str, Any]:
     from atomscale_bluesky.allocator import tune_allocator
     from atomscale_bluesky.sim import epics_env
@@ -266,6 +296,7 @@ def run(
         t0 = time.monotonic()
 
         trace = TraceDiffs(tmp / "tracemalloc.txt", trace_every_s) if trace_every_s else None
+        census = Census(tmp / "census.txt", census_every_s) if census_every_s else None
 
         def sample() -> None:
             while not done.wait(2.0):
@@ -278,6 +309,8 @@ def run(
                 samples.heap_free.append(free)
                 if trace is not None:
                     trace.maybe(t, warmup)
+                if census is not None:
+                    census.maybe(t, warmup)
                 samples.spool.append(int(client.status()["bytes"]))
                 samples.queue.append(callback.counters.queue_bytes)
 
@@ -331,6 +364,7 @@ def run(
         "server_rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.server_rss[::5]),
         "heap_free_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_free[::5]),
         "tracemalloc_report": str(tmp / "tracemalloc.txt") if trace else "",
+        "census_report": str(tmp / "census.txt") if census else "",
         "latency_s": _percentiles(latency),
         "errors": summary.errors,
         "summary": summary.text(),
@@ -351,10 +385,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--tracemalloc", type=float, default=0.0, metavar="SECONDS",
         help="trace Python allocations; diff a snapshot every SECONDS against the warm-up one",
     )  # fmt: skip
+    parser.add_argument(
+        "--census", type=float, default=0.0, metavar="SECONDS",
+        help="count live Python objects by type every SECONDS; list the types that grew",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     result = run(
         args.minutes, args.fps, args.width, args.height, args.rate,
         tune=not args.default_allocator, trace_every_s=args.tracemalloc,
+        census_every_s=args.census,
     )  # fmt: skip
     print(result.pop("summary"))
     lat = result.pop("latency_s")
