@@ -129,7 +129,9 @@ class TraceDiffs:
 @dataclass
 class Samples:
     """Over the run, every few seconds: RSS of this process (the RunEngine and the callback) and of
-    the server's child process, glibc's heap here (live, free), spool size, the callback's queue."""
+    the server's child process, glibc's heap here (live, free), spool size, the callback's queue,
+    the monitor callbacks waiting in ophyd's dispatcher (the RunEngine's backlog: each camera
+    update holds its frame) and the frames the RunEngine delivered so far."""
 
     times: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
@@ -138,6 +140,8 @@ class Samples:
     heap_free: list[int] = field(default_factory=list)
     spool: list[int] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)
+    dispatch: list[int] = field(default_factory=list)
+    delivered: list[int] = field(default_factory=list)
 
 
 class SoftChannels:
@@ -179,6 +183,16 @@ class Sensors:
     @property
     def monitored(self) -> list[Any]:
         return list(self._sensors.monitored) + list(self._soft.signals)
+
+
+def dispatcher_backlog() -> int:
+    """Monitor callbacks queued in ophyd's dispatcher threads, not yet run."""
+    from ophyd import get_cl
+
+    dispatcher = get_cl().get_dispatcher()
+    if dispatcher is None:
+        return 0
+    return sum(t.queue.qsize() for t in dispatcher.threads.values() if t is not None)
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
@@ -313,6 +327,8 @@ def run(
                     census.maybe(t, warmup)
                 samples.spool.append(int(client.status()["bytes"]))
                 samples.queue.append(callback.counters.queue_bytes)
+                samples.dispatch.append(dispatcher_backlog())
+                samples.delivered.append(delivered["frames"])
 
         threading.Thread(target=sample, daemon=True, name="soak-sample").start()
         counter = CAMERA_PREFIX + "cam1:ArrayCounter_RBV"
@@ -360,6 +376,9 @@ def run(
         "spool_end_mb": (samples.spool[-1] if samples.spool else 0) / 1e6,
         "queue_peak_mb": max(samples.queue or [0]) / 1e6,
         "queue_mb_every_10s": " ".join(f"{q / 1e6:.0f}" for q in samples.queue[::5]),
+        "dispatcher_backlog_peak": max(samples.dispatch or [0]),
+        "dispatcher_backlog_every_10s": " ".join(str(q) for q in samples.dispatch[::5]),
+        "re_fps_every_10s": " ".join(f"{d / 10:.0f}" for d in np.diff(samples.delivered[::5])),
         "rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.rss[::5]),
         "server_rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.server_rss[::5]),
         "heap_free_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_free[::5]),
