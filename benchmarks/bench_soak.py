@@ -3,12 +3,18 @@
 120 fps 640x480 frames from the simulated camera IOC and 22 channels at 10 Hz (the 12 readbacks
 of the simulated growth sensors IOC at 10 Hz, plus 10 soft ophyd signals updated at 10 Hz in this
 process) for N minutes (default 10). The server runs in a child process so it does not share the
-GIL. Reports frames lost (target 0), RSS growth of this process (target < 20 MB: the median RSS of
-the run's last minute minus that of the first minute after a one-minute warm-up; shorter runs use a
-fifth of the run for each), the envelope the RSS swings in meanwhile (frames in flight: a pending
-2 s chunk is 74 MB of raw 640x480 frames), the spool's size, the callback's queue, and end-to-end
-latency percentiles from each frame's hardware timestamp to the server's storage of its chunk
-(target: p50 at most the chunk length plus 0.5 s).
+GIL. Reports frames lost (target 0), RSS growth of this process (the RunEngine and the callback;
+target < 20 MB: the median RSS of the run's last minute minus that of the first minute after a
+one-minute warm-up; shorter runs use a fifth of the run for each) with its trend (least-squares MB
+per minute over the last half of the run: a leak climbs, a warm-up is flat), the same for the
+server's process and for glibc's heap here (live bytes, and free bytes kept inside the heap:
+fragmentation), the envelope the RSS swings in meanwhile (frames in flight: a pending 2 s chunk is
+74 MB of raw 640x480 frames), the spool's size, the callback's queue, ophyd's dispatcher backlog
+(monitor updates the RunEngine has not taken yet, each holding its frame: on an overloaded machine
+the RSS grows with it), and end-to-end latency percentiles from each frame's hardware timestamp to
+the server's storage of its chunk, as ratios to the target (p50 at most the chunk length plus
+0.5 s). ``--census S`` and ``--tracemalloc S`` look for what grows (the latter slows a 120 fps run
+until it falls behind: use it with small frames).
 The process tunes glibc's allocator as the CLI and the profile do
 (:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator`` leaves it as it is.
 
