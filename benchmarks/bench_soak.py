@@ -323,7 +323,7 @@ def run(
                 t = time.monotonic() - t0
                 samples.times.append(t)
                 samples.rss.append(rss_bytes())
-                samples.server_rss.append(rss_bytes(server.pid))
+                samples.server_rss.append(rss_bytes(server.pid) if server.pid else 0)
                 used, free = heap_bytes()
                 samples.heap_used.append(used)
                 samples.heap_free.append(free)
@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"({result['rss_growth_mb'] / 20:.2f}x the 20 MB target), trend over the last half "
         f"{result['rss_trend_mb_per_min']:+.2f} MB/min; server process "
         f"{result['server_rss_growth_mb']:+.1f} MB, {result['server_rss_trend_mb_per_min']:+.2f} MB/min"
+        f"; RunEngine backlog (ophyd dispatcher) at most {result['dispatcher_backlog_peak']} updates"
     )
     verdict = [
         ("frames lost = 0", result["frames_lost"] == 0),
