@@ -3,12 +3,18 @@
 120 fps 640x480 frames from the simulated camera IOC and 22 channels at 10 Hz (the 12 readbacks
 of the simulated growth sensors IOC at 10 Hz, plus 10 soft ophyd signals updated at 10 Hz in this
 process) for N minutes (default 10). The server runs in a child process so it does not share the
-GIL. Reports frames lost (target 0), RSS growth of this process (target < 20 MB: the median RSS of
-the run's last minute minus that of the first minute after a one-minute warm-up; shorter runs use a
-fifth of the run for each), the envelope the RSS swings in meanwhile (frames in flight: a pending
-2 s chunk is 74 MB of raw 640x480 frames), the spool's size, the callback's queue, and end-to-end
-latency percentiles from each frame's hardware timestamp to the server's storage of its chunk
-(target: p50 at most the chunk length plus 0.5 s).
+GIL. Reports frames lost (target 0), RSS growth of this process (the RunEngine and the callback;
+target < 20 MB: the median RSS of the run's last minute minus that of the first minute after a
+one-minute warm-up; shorter runs use a fifth of the run for each) with its trend (least-squares MB
+per minute over the last half of the run: a leak climbs, a warm-up is flat), the same for the
+server's process and for glibc's heap here (live bytes, and free bytes kept inside the heap:
+fragmentation), the envelope the RSS swings in meanwhile (frames in flight: a pending 2 s chunk is
+74 MB of raw 640x480 frames), the spool's size, the callback's queue, ophyd's dispatcher backlog
+(monitor updates the RunEngine has not taken yet, each holding its frame: on an overloaded machine
+the RSS grows with it), and end-to-end latency percentiles from each frame's hardware timestamp to
+the server's storage of its chunk, as ratios to the target (p50 at most the chunk length plus
+0.5 s). ``--census S`` and ``--tracemalloc S`` look for what grows (the latter slows a 120 fps run
+until it falls behind: use it with small frames).
 The process tunes glibc's allocator as the CLI and the profile do
 (:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator`` leaves it as it is.
 
@@ -18,10 +24,15 @@ Not part of ``make bench`` by default: ``.venv/bin/python -m benchmarks soak --m
 from __future__ import annotations
 
 import argparse
+import collections
+import ctypes
+import ctypes.util
+import gc
 import os
 import tempfile
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,22 +44,110 @@ SENSORS_PREFIX = "SOAK:GROWTH:"
 SOFT_CHANNELS = 10
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process (this one by default), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]  # fmt: skip
+
+
+def heap_bytes() -> tuple[int, int]:
+    """glibc's heap bytes (in use, free inside the heap); (0, 0) without glibc's mallinfo2."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return 0, 0
+    fn.restype = _MallInfo2
+    info = fn()
+    return int(info.uordblks + info.hblkhd), int(info.fordblks)
+
+
+class Census:
+    """Live Python objects counted by type after warm-up and every ``every_s`` seconds; writes the
+    types whose counts grew since the first count to ``path`` (cheap next to tracemalloc, which
+    slows a 120 fps run until it falls behind)."""
+
+    def __init__(self, path: Path, every_s: float, top: int = 25) -> None:
+        self.path, self.every_s, self.top = path, every_s, top
+        self.base: collections.Counter[str] | None = None
+        self.last_t = 0.0
+
+    def maybe(self, t: float, warmup: float) -> None:
+        if t < warmup or (self.base is not None and t - self.last_t < self.every_s):
+            return
+        counts = collections.Counter(
+            f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
+        )
+        self.last_t = t
+        if self.base is None:
+            self.base = counts
+            return
+        grown = sorted(((n - self.base[k], k, n) for k, n in counts.items()), reverse=True)
+        with self.path.open("a") as fh:
+            print(f"=== t={t:.0f}s {sum(counts.values())} objects", file=fh)
+            for diff, kind, n in grown[: self.top]:
+                print(f"{diff:+8d} {n:8d} {kind}", file=fh)
+
+
+class TraceDiffs:
+    """tracemalloc snapshots after warm-up and every ``every_s`` seconds, diffed against the first.
+
+    Writes the top allocations that grew, by traceback, to ``path`` (what grows with the run).
+    """
+
+    def __init__(self, path: Path, every_s: float, frames: int = 8, top: int = 15) -> None:
+        self.path, self.every_s, self.top = path, every_s, top
+        self.base: Any = None
+        self.last_t = 0.0
+        tracemalloc.start(frames)
+
+    def maybe(self, t: float, warmup: float) -> None:
+        if t < warmup or (self.base is not None and t - self.last_t < self.every_s):
+            return
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        self.last_t = t
+        if self.base is None:
+            self.base = snap
+            return
+        stats = snap.compare_to(self.base, "traceback")
+        traced, peak = tracemalloc.get_traced_memory()
+        with self.path.open("a") as fh:
+            print(f"=== t={t:.0f}s traced {traced / 1e6:.1f} MB (peak {peak / 1e6:.1f})", file=fh)
+            for stat in stats[: self.top]:
+                print(f"{stat.size_diff / 1e3:+.1f} kB {stat.count_diff:+d} blocks", file=fh)
+                for line in stat.traceback.format()[-12:]:
+                    print("   " + line, file=fh)
 
 
 @dataclass
 class Samples:
-    """RSS, spool size and the callback's queued frame bytes over the run, every few seconds."""
+    """Over the run, every few seconds: RSS of this process (the RunEngine and the callback) and of
+    the server's child process, glibc's heap here (live, free), spool size, the callback's queue,
+    the monitor callbacks waiting in ophyd's dispatcher (the RunEngine's backlog: each camera
+    update holds its frame) and the frames the RunEngine delivered so far."""
 
     times: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
+    server_rss: list[int] = field(default_factory=list)
+    heap_used: list[int] = field(default_factory=list)
+    heap_free: list[int] = field(default_factory=list)
     spool: list[int] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)
+    dispatch: list[int] = field(default_factory=list)
+    delivered: list[int] = field(default_factory=list)
 
 
 class SoftChannels:
@@ -92,6 +191,16 @@ class Sensors:
         return list(self._sensors.monitored) + list(self._soft.signals)
 
 
+def dispatcher_backlog() -> int:
+    """Monitor callbacks queued in ophyd's dispatcher threads, not yet run."""
+    from ophyd import get_cl
+
+    dispatcher = get_cl().get_dispatcher()
+    if dispatcher is None:
+        return 0
+    return sum(t.queue.qsize() for t in dispatcher.threads.values() if t is not None)
+
+
 def _percentiles(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {}
@@ -111,21 +220,35 @@ def _latencies(reader: Any, data_id: str) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _rss_figures(samples: Samples, warmup: float, plan_wall: float) -> dict[str, float]:
-    """RSS growth (late window vs early window medians), envelope and old-style max-over-first."""
-    times = np.asarray(samples.times)
-    rss = np.asarray(samples.rss, dtype=float) / 1e6
+def _growth_figures(
+    times: np.ndarray, values: list[int], warmup: float, plan_wall: float, prefix: str
+) -> dict[str, float]:
+    """Growth of one memory series after warm-up (late vs early window medians, MB), its envelope,
+    and its trend: the least-squares slope over the last half of the run, MB per minute."""
+    mb = np.asarray(values, dtype=float) / 1e6
     after = (times >= warmup) & (times <= plan_wall)
-    if after.sum() < 2:
-        return {"rss_growth_mb": float("nan"), "rss_envelope_mb": float("nan")}
+    if after.sum() < 4:
+        return {f"{prefix}_growth_mb": float("nan"), f"{prefix}_trend_mb_per_min": float("nan")}
     window = min(60.0, (plan_wall - warmup) / 4)
-    early = rss[after & (times <= warmup + window)]
-    late = rss[after & (times >= plan_wall - window)]
+    early = mb[after & (times <= warmup + window)]
+    late = mb[after & (times >= plan_wall - window)]
+    half = after & (times >= plan_wall / 2)
+    slope = np.polyfit(times[half] / 60.0, mb[half], 1)[0] if half.sum() >= 4 else float("nan")
     return {
-        "rss_growth_mb": float(np.median(late) - np.median(early)),
-        "rss_envelope_mb": float(rss[after].max() - rss[after].min()),
-        "rss_max_over_first_after_warmup_mb": float(rss[after].max() - rss[after][0]),
+        f"{prefix}_growth_mb": float(np.median(late) - np.median(early)),
+        f"{prefix}_trend_mb_per_min": float(slope),
+        f"{prefix}_envelope_mb": float(mb[after].max() - mb[after].min()),
     }
+
+
+def _memory_figures(samples: Samples, warmup: float, plan_wall: float) -> dict[str, float]:
+    times = np.asarray(samples.times)
+    out: dict[str, float] = {}
+    series = {"rss": samples.rss, "server_rss": samples.server_rss,
+              "heap_used": samples.heap_used, "heap_free": samples.heap_free}  # fmt: skip
+    for prefix, values in series.items():
+        out |= _growth_figures(times, values, warmup, plan_wall, prefix)
+    return out
 
 
 def run(
@@ -136,6 +259,8 @@ def run(
     rate_hz: float,
     *,
     tune: bool = True,
+    trace_every_s: float = 0.0,
+    census_every_s: float = 0.0,
 ) -> dict[str, Any]:
     from atomscale_bluesky.allocator import tune_allocator
     from atomscale_bluesky.sim import epics_env
@@ -190,12 +315,26 @@ def run(
         done = threading.Event()
         t0 = time.monotonic()
 
+        trace = TraceDiffs(tmp / "tracemalloc.txt", trace_every_s) if trace_every_s else None
+        census = Census(tmp / "census.txt", census_every_s) if census_every_s else None
+
         def sample() -> None:
             while not done.wait(2.0):
-                samples.times.append(time.monotonic() - t0)
+                t = time.monotonic() - t0
+                samples.times.append(t)
                 samples.rss.append(rss_bytes())
+                samples.server_rss.append(rss_bytes(server.pid) if server.pid else 0)
+                used, free = heap_bytes()
+                samples.heap_used.append(used)
+                samples.heap_free.append(free)
+                if trace is not None:
+                    trace.maybe(t, warmup)
+                if census is not None:
+                    census.maybe(t, warmup)
                 samples.spool.append(int(client.status()["bytes"]))
                 samples.queue.append(callback.counters.queue_bytes)
+                samples.dispatch.append(dispatcher_backlog())
+                samples.delivered.append(delivered["frames"])
 
         threading.Thread(target=sample, daemon=True, name="soak-sample").start()
         counter = CAMERA_PREFIX + "cam1:ArrayCounter_RBV"
@@ -237,13 +376,20 @@ def run(
         "points": summary.points,
         "allocator_tuned": tuned,
         "rss_start_mb": rss_start / 1e6,
-        **_rss_figures(samples, warmup, plan_wall),
+        **_memory_figures(samples, warmup, plan_wall),
         "rss_peak_growth_mb": (max(during_run or [rss_start]) - rss_start) / 1e6,
         "spool_peak_mb": max(samples.spool or [0]) / 1e6,
         "spool_end_mb": (samples.spool[-1] if samples.spool else 0) / 1e6,
         "queue_peak_mb": max(samples.queue or [0]) / 1e6,
         "queue_mb_every_10s": " ".join(f"{q / 1e6:.0f}" for q in samples.queue[::5]),
+        "dispatcher_backlog_peak": max(samples.dispatch or [0]),
+        "dispatcher_backlog_every_10s": " ".join(str(q) for q in samples.dispatch[::5]),
+        "re_fps_every_10s": " ".join(f"{d / 10:.0f}" for d in np.diff(samples.delivered[::5])),
         "rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.rss[::5]),
+        "server_rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.server_rss[::5]),
+        "heap_free_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_free[::5]),
+        "tracemalloc_report": str(tmp / "tracemalloc.txt") if trace else "",
+        "census_report": str(tmp / "census.txt") if census else "",
         "latency_s": _percentiles(latency),
         "errors": summary.errors,
         "summary": summary.text(),
@@ -260,10 +406,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--default-allocator", action="store_true", help="leave glibc's malloc untuned"
     )
+    parser.add_argument(
+        "--tracemalloc", type=float, default=0.0, metavar="SECONDS",
+        help="trace Python allocations; diff a snapshot every SECONDS against the warm-up one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--census", type=float, default=0.0, metavar="SECONDS",
+        help="count live Python objects by type every SECONDS; list the types that grew",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     result = run(
-        args.minutes, args.fps, args.width, args.height, args.rate, tune=not args.default_allocator
-    )
+        args.minutes, args.fps, args.width, args.height, args.rate,
+        tune=not args.default_allocator, trace_every_s=args.tracemalloc,
+        census_every_s=args.census,
+    )  # fmt: skip
     print(result.pop("summary"))
     lat = result.pop("latency_s")
     for key, value in result.items():
@@ -272,13 +428,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latency capture -> stored (s)          "
         + ", ".join(f"{k} {v:.2f}" for k, v in lat.items())
     )
+    target_s = result["chunk_s"] + 0.5
+    p50, p99 = lat.get("p50", float("inf")), lat.get("p99", float("inf"))
+    print(
+        f"latency vs target (chunk {result['chunk_s']:.2f} s + 0.5 s = {target_s:.2f} s): "
+        f"p50 {p50 / target_s:.2f}x, p99 {p99 / target_s:.2f}x"
+    )
+    print(
+        f"RSS growth after warm-up: {result['rss_growth_mb']:+.1f} MB "
+        f"({result['rss_growth_mb'] / 20:.2f}x the 20 MB target), trend over the last half "
+        f"{result['rss_trend_mb_per_min']:+.2f} MB/min; server process "
+        f"{result['server_rss_growth_mb']:+.1f} MB, {result['server_rss_trend_mb_per_min']:+.2f} MB/min"
+        f"; RunEngine backlog (ophyd dispatcher) at most {result['dispatcher_backlog_peak']} updates"
+    )
     verdict = [
         ("frames lost = 0", result["frames_lost"] == 0),
         ("RSS growth after warm-up < 20 MB", result["rss_growth_mb"] < 20),
-        (
-            f"latency p50 <= chunk {result['chunk_s']:.2f} s + 0.5 s",
-            lat.get("p50", float("inf")) <= result["chunk_s"] + 0.5,
-        ),
+        (f"latency p50 <= chunk {result['chunk_s']:.2f} s + 0.5 s", p50 <= target_s),
     ]
     for what, ok in verdict:
         print(f"{'PASS' if ok else 'FAIL'}: {what}")

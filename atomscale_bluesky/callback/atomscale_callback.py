@@ -13,7 +13,9 @@ run it behind bluesky's 0MQ RemoteDispatcher. It is a pipeline of stages, each o
 
 Queue policy: the queue is bounded in bytes of frame data (``queue_max_bytes``). When it is full,
 the delivering thread waits at most ``queue_timeout_s`` for room; after that the event's data is
-dropped, counted (``counters.dropped_overflow`` and the run summary) and logged. Control documents
+dropped, counted (``counters.dropped_overflow`` and the run summary) and logged, and later events
+that find it full are dropped without waiting until it has drained to half (a stream faster than
+the worker must not pace the RunEngine, whose backlog upstream is unbounded). Control documents
 (start, descriptor, resource, stop ...) are never dropped. Every exception is caught, logged with
 run uid, document and key, and counted; the run goes on. With ``strict=True`` the next document
 delivered after a failure raises ``AtomscaleCallbackError``, so the RunEngine aborts the run.

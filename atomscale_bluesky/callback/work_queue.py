@@ -13,13 +13,19 @@ T = TypeVar("T")
 
 
 class WorkQueue(Generic[T]):
-    """Data items count their bytes against ``max_bytes``; control items always go in."""
+    """Data items count their bytes against ``max_bytes``; control items always go in.
+
+    Once a wait for room times out the queue is ``shedding``: further waits give up at once until
+    it has drained to half, so a worker slower than the stream costs dropped items, not a
+    delivering thread paced at the worker's rate (which piles the stream up upstream, unbounded).
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._items: collections.deque[tuple[T, int]] = collections.deque()
         self._bytes = 0
         self._cond = threading.Condition()
+        self.shedding = False
 
     def try_put_data(self, item: T, nbytes: int) -> bool:
         """Queue ``item`` if its bytes fit now (an empty queue takes any item)."""
@@ -36,7 +42,8 @@ class WorkQueue(Generic[T]):
         with self._cond:
             while not self._fits(nbytes):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self.shedding:
+                    self.shedding = True
                     return False
                 self._cond.wait(remaining)
             return True
@@ -58,6 +65,7 @@ class WorkQueue(Generic[T]):
                 return None
             item, nbytes = self._items.popleft()
             self._bytes -= nbytes
+            self.shedding = self.shedding and self._bytes > self.max_bytes // 2
             self._cond.notify_all()
             return item
 
