@@ -29,6 +29,7 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -357,6 +358,8 @@ def run(
         stored = sum(sum(c["n_frames"] for c in server.reader.chunk_times(i)) for i in ids)
         latency = np.concatenate([_latencies(server.reader, i) for i in ids] or [np.zeros(0)])
         channels = summary.timeseries.channels if summary.timeseries else {}
+    for stored_data in ("server", "spool"):  # GBs of frames; the reports beside them are kept
+        shutil.rmtree(tmp / stored_data, ignore_errors=True)
     during_run = [r for t, r in zip(samples.times, samples.rss, strict=True) if t <= plan_wall]
     return {
         "minutes": minutes,
