@@ -155,6 +155,65 @@ def _thread_id(name: str) -> int | None:
     return found[-1] if found else None  # the newest RunEngine's loop thread
 
 
+#: Thread-name prefixes the callback's CPU is split by (the rest of this process is "other").
+THREAD_GROUPS = {
+    "bluesky-run-engine": "RunEngine",
+    "atomscale-callback": "worker",
+    "atomscale-compress": "compress",
+    "atomscale-upload": "upload",
+    "atomscale-finalize": "finalize",
+}
+
+
+class ThreadCpu:
+    """CPU seconds per thread group of this process over a block, threads that ended included.
+
+    Threads are sampled every ``interval`` s (a pool's threads may end before the block does);
+    a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
+    """
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or not thread.is_alive():
+                continue
+            group = next(
+                (g for prefix, g in THREAD_GROUPS.items() if thread.name.startswith(prefix)),
+                "other",
+            )
+            cpu = _cpu_s("self", tid)
+            if cpu != cpu:
+                continue
+            first = self._seen.get(tid, (group, cpu, cpu))[1]
+            self._seen[tid] = (group, first, cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> ThreadCpu:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def by_group(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, first, last in self._seen.values():
+            out[group] = out.get(group, 0.0) + last - first
+        return out
+
+
 class CpuMeter:
     """CPU seconds used during a block: this process, the RunEngine thread, the server process."""
 
@@ -255,7 +314,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
             chosen = {} if case.level == 3 else {"compression_level": case.level}
             callback = AtomscaleCallback(client, **chosen)
             token = RE.subscribe(callback)
-            with CpuMeter(server.pid) as cpu_all:
+            with CpuMeter(server.pid) as cpu_all, ThreadCpu() as threads:
                 with CpuMeter(server.pid) as cpu_cb:
                     t = time.perf_counter()
                     RE(count(detectors(), num=case.events, **paced))
@@ -295,6 +354,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         **(pct if case.realtime and latency.size else {}),
         **{f"cpu_bare_{k}": v for k, v in cpu_bare.used.items()},
         **{f"cpu_cb_{k}": v for k, v in cpu_cb.used.items()},
+        **{f"threads_{k}": v / frames for k, v in threads.by_group().items()},
     }
 
 
@@ -318,6 +378,16 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"run without it) vs zstd level {case.level} {floor * 1e3:.2f} ms for the same frames "
         f"-> {cb / floor:.2f}x, overhead beyond compression {100 * (cb / floor - 1):.0f}% "
         f"(target <= 15%)",
+        flush=True,
+    )
+    groups = ", ".join(
+        f"{k.removeprefix('threads_')} {v * 1e3:.2f}"
+        for k, v in sorted(o.items())
+        if k.startswith("threads_")
+    )
+    print(
+        f"    CPU ms per frame by thread, run + drain, with the callback (the RunEngine's and "
+        f"'other' include the run's own work): {groups}",
         flush=True,
     )
     if "latency_p50" in o:
