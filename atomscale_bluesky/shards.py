@@ -37,6 +37,8 @@ __all__ = [
     "ShardIndex",
     "check_level",
     "check_shard",
+    "compress_frame",
+    "compressor",
     "decode_shard",
     "encode_shard",
     "encode_shard_parts",
@@ -98,7 +100,7 @@ def index_size(n_frames: int) -> int:
 # ---- encode -------------------------------------------------------------------------------------
 
 
-def _compressor(level: int) -> zstandard.ZstdCompressor:
+def compressor(level: int) -> zstandard.ZstdCompressor:
     """One compressor per thread and level: python-zstandard compressors are not thread-safe."""
     cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
     if cache is None:
@@ -130,13 +132,25 @@ def _may_be_empty(blob_size: int, frame_bytes: int) -> bool:
     return blob_size <= 64 + frame_bytes // 16384
 
 
+def compress_frame(frame: np.ndarray, level: int = ZSTD_LEVEL) -> bytes:
+    """One uint8 (H, W) frame's zstd frame, as :func:`encode_shard_parts` writes it in a shard.
+
+    Safe from any thread (one compressor per thread); zstd releases the GIL while it works, so
+    frames compressed on a few threads as they arrive use every core.
+    """
+    return compressor(level).compress(np.ascontiguousarray(frame).data)
+
+
 def encode_shard(frames: np.ndarray | Sequence[np.ndarray], *, level: int = ZSTD_LEVEL) -> bytes:
     """Encode uint8 frames ``(N, H, W)`` as one shard (see the module docstring)."""
     return b"".join(encode_shard_parts(frames, level=level))
 
 
 def encode_shard_parts(
-    frames: np.ndarray | Sequence[np.ndarray], *, level: int = ZSTD_LEVEL
+    frames: np.ndarray | Sequence[np.ndarray],
+    *,
+    level: int = ZSTD_LEVEL,
+    compressed: Sequence[Any] | None = None,
 ) -> list[Any]:
     """The shard's bytes as a list of buffers in order (body frames, index, checksum).
 
@@ -145,14 +159,24 @@ def encode_shard_parts(
     GIL while compressing; a chunk of several MB is compressed on every core (up to 4). The parts
     are written out as they are (the spool writes them to its file), so a chunk of tens of MB is
     never joined into one more buffer of the same size. ``level`` is the zstd level (3, the
-    protocol's, gives the reference client's bytes); any level decodes the same.
+    protocol's, gives the reference client's bytes); any level decodes the same. ``compressed``
+    holds, per frame, its zstd frame already made by :func:`compress_frame` at ``level`` (or None
+    for a frame to compress here).
     """
     planes = _planes(frames)
-    comp = _compressor(check_level(level))
+    comp = compressor(check_level(level))
     views: list[bytes | bytearray | memoryview] = [plane.data for plane in planes]
     frame_bytes = planes[0].nbytes
     blobs: Sequence[Any]
-    if len(views) > 1 and frame_bytes * len(views) >= PARALLEL_MIN_BYTES and _THREADS > 1:
+    if compressed is not None:
+        if len(compressed) != len(planes):
+            raise ShardError(
+                f"{len(compressed)} compressed frames given for a chunk of {len(planes)} frames"
+            )
+        blobs = [
+            comp.compress(v) if b is None else b for v, b in zip(views, compressed, strict=True)
+        ]
+    elif len(views) > 1 and frame_bytes * len(views) >= PARALLEL_MIN_BYTES and _THREADS > 1:
         # Same parameters, one zstd frame per input, compressed on several cores: same bytes.
         result = comp.multi_compress_to_buffer(views, threads=_THREADS)
         blobs = [result[i] for i in range(len(result))]  # buffer segments, not copied

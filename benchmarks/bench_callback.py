@@ -14,10 +14,16 @@ allows; the server is a child process (it must not share our GIL), as the real s
 (d) Two cameras at 640x480 and the paced rate each plus 22 scalar channels in one ``count``:
     the same ratio (target at most 1.05) and every frame stored.
 
+(e) The callback fed the documents of one camera plus 2 or 22 channels directly, without a
+    RunEngine: the delivering thread's CPU per event and the callback's CPU per frame by thread,
+    the figure least disturbed by a busy machine.
+
 For (a), (b) and (d) the callback's CPU per frame (this process's CPU seconds from the run's start
 until every chunk was acknowledged, minus the run without the callback, over the frames) is
 printed next to zstd's CPU per frame for the same frames at the same level, the physical floor,
-with the overhead beyond compression (target at most 15%). The paced runs stamp frames with the
+with the overhead beyond compression (target at most 15%), and the CPU per frame split by thread
+group (the RunEngine's thread, the callback's worker, the compression threads, the upload
+workers, the rest of the process). The paced runs stamp frames with the
 host's time, so they also print the capture-to-stored latency p50/p99 (target: p50 at most the
 chunk length plus 0.5 s).
 
@@ -32,7 +38,7 @@ it. The CPU seconds of the RunEngine thread, this process and the server are pri
 
 Run: ``.venv/bin/python -m benchmarks callback`` or ``python -m benchmarks.bench_callback
 [--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]
-[--skip-two] [--level L]``.
+[--skip-two] [--skip-documents] [--level L]``.
 """
 
 from __future__ import annotations
@@ -155,6 +161,66 @@ def _thread_id(name: str) -> int | None:
     return found[-1] if found else None  # the newest RunEngine's loop thread
 
 
+#: Thread-name prefixes the callback's CPU is split by (the rest of this process is "other").
+THREAD_GROUPS = {
+    "bluesky-run-engine": "RunEngine",
+    "atomscale-callback": "worker",
+    "atomscale-compress": "compress",
+    "atomscale-upload": "upload",
+    "atomscale-finalize": "finalize",
+    "bench-sampler": "sampler",  # the sampler itself: left out of the callback's CPU
+}
+
+
+class ThreadCpu:
+    """CPU seconds per thread group of this process over a block, threads that ended included.
+
+    Threads are sampled every ``interval`` s (a pool's threads may end before the block does);
+    a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or not thread.is_alive():
+                continue
+            group = next(
+                (g for prefix, g in THREAD_GROUPS.items() if thread.name.startswith(prefix)),
+                "other",
+            )
+            cpu = _cpu_s("self", tid)
+            if cpu != cpu:
+                continue
+            first = self._seen.get(tid, (group, cpu, cpu))[1]
+            self._seen[tid] = (group, first, cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> ThreadCpu:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def by_group(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, first, last in self._seen.values():
+            out[group] = out.get(group, 0.0) + last - first
+        return out
+
+
 class CpuMeter:
     """CPU seconds used during a block: this process, the RunEngine thread, the server process."""
 
@@ -255,7 +321,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
             chosen = {} if case.level == 3 else {"compression_level": case.level}
             callback = AtomscaleCallback(client, **chosen)
             token = RE.subscribe(callback)
-            with CpuMeter(server.pid) as cpu_all:
+            with CpuMeter(server.pid) as cpu_all, ThreadCpu() as threads:
                 with CpuMeter(server.pid) as cpu_cb:
                     t = time.perf_counter()
                     RE(count(detectors(), num=case.events, **paced))
@@ -289,12 +355,16 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         "dropped": float(summary.dropped_overflow),
         "points": float(summary.points),
         "mb_per_s": frames * pool[0].nbytes / bare / 1e6,
-        "callback_cpu_per_frame": (cpu_all.used["process"] - bare_cpu) / frames,
+        "callback_cpu_per_frame": (
+            cpu_all.used["process"] - threads.by_group().get("sampler", 0.0) - bare_cpu
+        )
+        / frames,
         "zstd_cpu_per_frame": zstd_cpu_per_frame(pool, case.level),
         "chunk_s": max((r.chunk_size or 0) / (r.fps or fps) for r in summary.rheed),
         **(pct if case.realtime and latency.size else {}),
         **{f"cpu_bare_{k}": v for k, v in cpu_bare.used.items()},
         **{f"cpu_cb_{k}": v for k, v in cpu_cb.used.items()},
+        **{f"threads_{k}": v / frames for k, v in threads.by_group().items()},
     }
 
 
@@ -318,6 +388,16 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"run without it) vs zstd level {case.level} {floor * 1e3:.2f} ms for the same frames "
         f"-> {cb / floor:.2f}x, overhead beyond compression {100 * (cb / floor - 1):.0f}% "
         f"(target <= 15%)",
+        flush=True,
+    )
+    groups = ", ".join(
+        f"{k.removeprefix('threads_')} {v * 1e3:.2f}"
+        for k, v in sorted(o.items())
+        if k.startswith("threads_") and k != "threads_sampler"
+    )
+    print(
+        f"    CPU ms per frame by thread, run + drain, with the callback (the RunEngine's and "
+        f"'other' include the run's own work): {groups}",
         flush=True,
     )
     if "latency_p50" in o:
@@ -435,6 +515,91 @@ def end_to_end(rates: list[float], seconds: float, size: tuple[int, int], spool:
     return results
 
 
+def documents_only(events: int, channels: int, spool: str, level: int = 3) -> dict[str, float]:
+    """(e) The callback fed event documents directly (no RunEngine, no pacing): CPU per frame.
+
+    The same 640x480 frames, one camera plus ``channels`` scalars, delivered from this thread as
+    fast as the callback takes them; the delivering thread's CPU per event (what the RunEngine's
+    thread pays), and this process's CPU per frame until every chunk was acknowledged, split by
+    thread group, next to zstd's for the same frames.
+    """
+    import event_model
+
+    from atomscale_bluesky.callback import AtomscaleCallback
+    from atomscale_bluesky.client import AtomscaleClient
+    from atomscale_bluesky.server.runner import running_server_process
+
+    pool = rheed_pool()
+    run = event_model.compose_run()
+    keys: dict[str, Any] = {
+        "cam_image": {"source": "sim", "dtype": "array", "shape": list(SHAPE),
+                      "dtype_numpy": "|u1", "object_name": "cam"},
+        "cam_array_counter": {"source": "sim", "dtype": "integer", "shape": [],
+                              "object_name": "cam"},
+    }  # fmt: skip
+    keys.update(
+        {f"ch{c:02d}": {"source": "sim", "dtype": "number", "shape": []} for c in range(channels)}
+    )
+    period = {"source": "sim", "dtype": "number", "shape": []}
+    config = {"data": {"cam_acquire_period": 1 / 120}, "timestamps": {"cam_acquire_period": T0},
+              "data_keys": {"cam_acquire_period": period}}  # fmt: skip
+    desc = run.compose_descriptor(
+        name="primary", data_keys=keys, configuration={"cam": config},
+        object_keys={"cam": ["cam_image", "cam_array_counter"]},
+    )  # fmt: skip
+    docs: list[tuple[str, Any]] = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(events):
+        ts = T0 + i / 120
+        data: dict[str, Any] = {"cam_image": pool[i % len(pool)], "cam_array_counter": i + 1}
+        data.update({f"ch{c:02d}": float(np.sin(i / 50 + c)) for c in range(channels)})
+        stamps = dict.fromkeys(data, ts)
+        docs.append(
+            ("event", desc.compose_event(data=data, timestamps=stamps, seq_num=i + 1, time=ts))
+        )
+    with (
+        running_server_process(data_dir=spool + "-server") as server,
+        AtomscaleClient(api_key=server.api_key, endpoint=server.url, spool_dir=spool) as client,
+    ):
+        callback = AtomscaleCallback(client, **({} if level == 3 else {"compression_level": level}))
+        process = _cpu_s()
+        with ThreadCpu() as threads:
+            delivering = time.thread_time()
+            for name, doc in docs:
+                callback(name, doc)
+            delivering = time.thread_time() - delivering
+            callback("stop", run.compose_stop())
+            callback.flush(600)
+        used = _cpu_s() - process - threads.by_group().get("sampler", 0.0)
+        callback.close()
+        summary = callback.summaries[-1]
+    return {
+        "events": float(events),
+        "stored": float(summary.frames),
+        "lost": float(summary.lost + summary.dropped_overflow),
+        "delivering_us": delivering / events * 1e6,
+        "cpu_per_frame": used / events,
+        "zstd_cpu_per_frame": zstd_cpu_per_frame(pool, level),
+        **{f"threads_{k}": v / events for k, v in threads.by_group().items()},
+    }
+
+
+def _print_documents(channels: int, o: dict[str, float]) -> None:
+    cpu, floor = o["cpu_per_frame"], o["zstd_cpu_per_frame"]
+    groups = ", ".join(
+        f"{k.removeprefix('threads_')} {v * 1e3:.2f}"
+        for k, v in sorted(o.items())
+        if k.startswith("threads_") and k != "threads_sampler"
+    )
+    print(
+        f"(e) documents only, {o['events']:.0f} events (640x480 frame + {channels} channels), "
+        f"no RunEngine: {o['stored']:.0f} frames stored, {o['lost']:.0f} lost; delivering thread "
+        f"{o['delivering_us']:.0f} us per event; callback CPU per frame {cpu * 1e3:.2f} ms vs zstd "
+        f"{floor * 1e3:.2f} ms -> {cpu / floor:.2f}x, overhead beyond compression "
+        f"{100 * (cpu / floor - 1):.0f}% (target <= 15%); by thread (ms per frame): {groups}",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks callback", description=__doc__)
     parser.add_argument("--events", type=int, default=5000)
@@ -445,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ioc", action="store_true")
     parser.add_argument("--skip-unpaced", action="store_true")
     parser.add_argument("--skip-two", action="store_true", help="skip the two-camera case (d)")
+    parser.add_argument("--skip-documents", action="store_true", help="skip case (e)")
     parser.add_argument("--level", type=int, default=3, help="the callback's compression_level")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -459,6 +625,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{mbps * 1e6 / (SHAPE[0] * SHAPE[1]):.0f} frames/s",
             flush=True,
         )
+        if not args.skip_documents:
+            for channels in (2, 22):
+                o = documents_only(
+                    min(args.events, 1000), channels, spool + f"/e{channels}", args.level
+                )
+                _print_documents(channels, o)
         if not args.skip_unpaced:
             case = Case(args.events, level=args.level)
             _print_overhead("(a) unpaced RunEngine count", case, overhead(case, spool + "/a"))

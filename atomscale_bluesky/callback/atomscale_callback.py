@@ -149,7 +149,7 @@ class AtomscaleCallback:
         How long after a stop document the run still takes events: bluesky emits monitor events
         from ophyd's monitor thread, so one taken just before the stop can arrive just after it.
     points_per_chunk
-        Time-series batching: push when this many points are waiting.
+        Time-series batching: push when a channel has this many points waiting (a full chunk).
     point_flush_s
         Time-series batching: push when the oldest waiting point is this many seconds old.
     instrument_id

@@ -194,6 +194,8 @@ class CameraUploader:
             self._new_segment(fkey, frame_shape)
         self.frame_shape = frame_shape
         segment = self.summary_segment(fkey)
+        if segment.stream is None and not segment.failed and segment.chunker.fps:
+            self._open(segment)  # before its first frames, so they are compressed as they arrive
         chunks = segment.chunker.add(
             stack,
             timed.stamps,
@@ -373,11 +375,14 @@ class CameraUploader:
                 summary.not_sent += n
                 continue
             host = chunk.host_timed or self._ctx.options.ioc_clock == "host"
+            ahead = chunk.compressed
+            extra = {"compressed": ahead} if ahead and any(c is not None for c in ahead) else {}
             try:
                 idx = segment.stream.push(
                     chunk.frames,
                     chunk.capture_start_ms,
                     time_source="host" if host else "hardware",
+                    **extra,
                 )
             except Exception as exc:  # noqa: BLE001
                 summary.not_sent += n
@@ -418,6 +423,7 @@ class CameraUploader:
             self._ctx.report.error(f"opening the RHEED stream of {self.key}", exc)
             return
         summary.data_id = segment.stream.data_id  # None while its creation waits for the server
+        chunker.compress = getattr(segment.stream, "compress_ahead", None)
         self._ctx.report.info(
             "RHEED stream %s opened for %s (%s, %.3g fps from %s, %.3g rpm, %d frames/chunk)",
             summary.data_id or "(spooled; created when the server answers)",

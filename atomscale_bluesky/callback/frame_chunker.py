@@ -14,13 +14,14 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from atomscale_bluesky.callback.frame_gaps import FrameSequence
+from atomscale_bluesky.client.frame_compressor import CompressedFrame
 
 __all__ = [
     "CameraChunker",
@@ -40,7 +41,8 @@ class Chunk:
     """One chunk ready to push: frames in capture order and the first frame's time (ms UTC).
 
     ``frames`` are the (H, W) uint8 frames as they arrived (views, never stacked into a copy: the
-    client encodes a list of frames directly).
+    client encodes a list of frames directly); ``compressed`` their compressions started on
+    arrival (None for a frame added before the chunker had a compressor).
     """
 
     frames: list[np.ndarray]
@@ -48,6 +50,7 @@ class Chunk:
     first_ts: float
     last_ts: float
     host_timed: bool = False  # the first frame's time is the callback host's clock, not hardware
+    compressed: list[CompressedFrame | None] | None = None
 
 
 @dataclass
@@ -73,6 +76,7 @@ class _Pending:
     counter: int | None
     frame: np.ndarray = field(repr=False)
     host_timed: bool = False
+    compressed: CompressedFrame | None = field(default=None, repr=False)
 
 
 def _pending_key(item: _Pending) -> tuple[float, int]:
@@ -109,6 +113,8 @@ class CameraChunker:
         self._last_flushed_ts: float | None = None
         self._recent_flushed: set[float] = set()
         self._clean = 0  # leading pending frames known to hold no cut
+        self.compress: Callable[[np.ndarray], CompressedFrame] | None = None
+        """Starts a kept frame's compression as it arrives (the stream's), once there is one."""
 
     @property
     def pending(self) -> int:
@@ -168,6 +174,11 @@ class CameraChunker:
             return
         self.sequence.add(ts, counter, self.stats, continuous=continuous)
         item = _Pending(ts, self._order, counter, frame, host)
+        if self.compress is not None:
+            try:
+                item.compressed = self.compress(frame)
+            except Exception:  # noqa: BLE001 - the frame is then compressed with its chunk
+                item.compressed = None
         self._order += 1
         self._pending_ts.add(ts)
         if not self._pending or ts >= self._pending[-1].ts:
@@ -234,6 +245,7 @@ class CameraChunker:
             first_ts=taken[0].ts,
             last_ts=taken[-1].ts,
             host_timed=taken[0].host_timed,
+            compressed=[p.compressed for p in taken],
         )
 
 

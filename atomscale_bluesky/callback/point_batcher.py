@@ -19,7 +19,12 @@ class ChannelStats:
 
 
 class PointBatcher:
-    """Batches scalar points per channel; ``take`` hands over a ``push_multi`` payload when due."""
+    """Batches scalar points per channel; ``take`` hands over a ``push_multi`` payload when due.
+
+    Due when one channel holds ``points_per_chunk`` points (a full time-series chunk of that
+    channel) or the oldest point is ``max_age_s`` old: with many channels one upload then carries
+    every channel's full chunk instead of a few points of each.
+    """
 
     def __init__(self, *, points_per_chunk: int = 100, max_age_s: float = 1.0) -> None:
         self.points_per_chunk = points_per_chunk
@@ -27,6 +32,7 @@ class PointBatcher:
         self.channels: dict[str, ChannelStats] = {}
         self._batch: dict[str, tuple[list[float], list[float]]] = {}
         self._size = 0
+        self._fullest = 0  # points of the channel holding the most
         self._since: float | None = None
 
     def add(self, channel: str, ts: float, value: float, units: str | None) -> bool:
@@ -42,6 +48,8 @@ class PointBatcher:
         values.append(value)
         stats.points += 1
         self._size += 1
+        if len(stamps) > self._fullest:
+            self._fullest = len(stamps)
         if self._since is None:
             self._since = time.monotonic()
         return True
@@ -49,7 +57,7 @@ class PointBatcher:
     def due(self) -> bool:
         if not self._size:
             return False
-        if self._size >= self.points_per_chunk:
+        if self._fullest >= self.points_per_chunk:
             return True
         return self._since is not None and time.monotonic() - self._since >= self.max_age_s
 
@@ -67,5 +75,6 @@ class PointBatcher:
             )
         self._batch = {}
         self._size = 0
+        self._fullest = 0
         self._since = None
         return out

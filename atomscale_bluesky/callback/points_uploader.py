@@ -29,26 +29,36 @@ class PointsUploader:
         self.summary: TimeseriesSummary | None = None
 
     def add_rows(self, rows: EventRows) -> None:
-        """Batch the channel readings of new event rows, each with its own hardware time."""
-        facts, report = self._ctx.facts, self._ctx.report
+        """Batch the channel readings of new event rows, each with its own hardware time.
+
+        Counted once per page, not per point: with many channels the counters' lock would
+        otherwise be taken for every reading.
+        """
+        facts, report, batcher = self._ctx.facts, self._ctx.report, self._batcher
+        queued = skipped = 0
+        n_rows = len(rows)
         for key, channel in rows.route.channels.items():
             values = rows.data.get(key)
             if values is None:
                 continue
             self._channel_keys.setdefault(channel.name, key)
             stamps = rows.timestamps.get(key)
-            for i in range(min(len(rows), len(values))):
+            rotation = key == facts.rotation_key
+            for i in range(min(n_rows, len(values))):
                 value = scalar_value(values[i], channel.enum_strs)
                 ts = as_float(row(stamps, i))
-                facts.note_rotation(key, value)
-                if self._batcher.add(channel.name, ts, value, channel.units):
-                    self._ctx.counters.add(points_queued=1)
+                if rotation:
+                    facts.note_rotation(key, value)
+                if batcher.add(channel.name, ts, value, channel.units):
+                    queued += 1
                     continue
-                self._ctx.counters.add(skipped_points=1)
+                skipped += 1
                 report.warn_once(
                     f"nonfinite:{key}",
                     f"non-finite value or timestamp for {key!r} skipped (counted)",
                 )
+        if queued or skipped:
+            self._ctx.counters.add(points_queued=queued, skipped_points=skipped)
         self.push_if_due()
 
     def push_if_due(self) -> None:

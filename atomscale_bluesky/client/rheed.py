@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import operator
+import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ from ..frames import FrameError, as_frame_stack
 from ..shards import ZSTD_LEVEL, check_level, encode_shard_parts
 from .clock import Correction
 from .errors import StreamClosedError
+from .frame_compressor import CompressedFrame, FrameCompressor
 from .spooled_stream import SpooledStream
 from .stamps import check_time_source, chunk_stamps, now_ms
 from .stream_services import StreamServices
@@ -76,12 +79,38 @@ class RheedStream(SpooledStream):
         self._opened = time.monotonic()
         self.last_correction: Correction | None = None
         """What was added to the latest chunk's start (None: its time passed through)."""
+        self._compressor: FrameCompressor | None = None
+        self._compressor_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
             f"RheedStream(data_id={self.data_id!r}, local_id={self.local_id!r}, fps={self.fps}, "
             f"chunk_size={self.chunk_size})"
         )
+
+    def compress_ahead(self, frame: np.ndarray) -> CompressedFrame:
+        """Start compressing one uint8 ``(H, W)`` frame at the stream's level, as it arrives;
+        hand what this returns to :meth:`push` (``compressed=``) with the frame's chunk.
+
+        Compressing frames as they arrive (in groups of a few MB, on a small thread pool)
+        overlaps compression with acquisition and spreads it over the cores instead of a burst
+        at chunk close; the shard's bytes are the same.
+        """
+        with self._compressor_lock:
+            if self._finalizing:
+                raise StreamClosedError(f"stream {self.name_for_logs} was finalized")
+            if self._compressor is None:
+                self._compressor = FrameCompressor(self.compression_level)
+            return self._compressor.submit(frame)
+
+    def mark_finalizing(self) -> None:
+        """Refuse further pushes and let the compression threads go."""
+        super().mark_finalizing()
+        with self._compressor_lock:
+            compressor, self._compressor = self._compressor, None
+        if compressor is not None:
+            compressor.flush()
+            compressor.close()
 
     def push(
         self,
@@ -91,6 +120,7 @@ class RheedStream(SpooledStream):
         chunk_idx: int | None = None,
         bit_depth: int | None = None,
         time_source: str = "host",
+        compressed: Sequence[CompressedFrame | None] | None = None,
     ) -> int:
         """Stamp, encode and spool one chunk; returns its index once it is on disk.
 
@@ -99,8 +129,10 @@ class RheedStream(SpooledStream):
         ``capture_start_ms_utc``: host-clock ms of the first frame (default: arrival minus the
         chunk's span); ``chunk_idx``: default the next index; ``time_source``: ``"host"`` (the
         capture start is this computer's clock: corrected by the measured offset, as the
-        reference does) or ``"hardware"`` (an IOC's clock: stored as given). Never waits on the
-        network; a chunk the spool drops is counted in the report, not raised.
+        reference does) or ``"hardware"`` (an IOC's clock: stored as given); ``compressed``:
+        per frame of a list of uint8 frames, its :meth:`compress_ahead` future (None: compress
+        it here). Never waits on the network; a chunk the spool drops is counted in the report,
+        not raised.
         """
         arrival = now_ms()
         source = check_time_source(time_source)
@@ -156,7 +188,13 @@ class RheedStream(SpooledStream):
         if correction is not None:
             metadata["clock_offset_ms"] = correction.offset_ms
             metadata["clock_uncertainty_ms"] = correction.uncertainty_ms
-        shard = encode_shard_parts(stack, level=self.compression_level)
+        blobs = None
+        if compressed is not None and planes is not None:
+            with self._compressor_lock:
+                if self._compressor is not None:
+                    self._compressor.flush()
+            blobs = [None if c is None or not c.dispatched else c.result() for c in compressed]
+        shard = encode_shard_parts(stack, level=self.compression_level, compressed=blobs)
         dropped = self._services.enqueue(self.local_id, idx, "rheed", metadata, shard)
         with self._lock:
             self._frames_pushed += n

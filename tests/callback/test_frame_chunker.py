@@ -115,10 +115,13 @@ def test_point_batcher_sorts_by_time_and_refuses_non_finite():
     assert not batcher.due()
     batcher.add("P", T0, 1e-9, "mbar")
     batcher.add("P", T0 + 1, 2e-9, "mbar")
+    assert not batcher.due()  # due when one channel holds a full chunk, not on the total
+    batcher.add("P", T0 + 2, 3e-9, "mbar")
+    batcher.add("P", T0 + 3, 4e-9, "mbar")
     assert batcher.due()
     payload = batcher.take()
     assert payload["T"] == ([T0, T0 + 1], [1.0, 2.0], "K")
-    assert payload["P"][1] == [1e-9, 2e-9]
+    assert payload["P"][1] == [1e-9, 2e-9, 3e-9, 4e-9]
     assert batcher.channels["T"].non_finite == 2 and batcher.channels["T"].points == 2
     assert batcher.take() == {}
 

@@ -15,8 +15,10 @@ from atomscale_bluesky.shards import (
     EMPTY_ENTRY,
     ShardError,
     check_level,
+    compress_frame,
     decode_shard,
     encode_shard,
+    encode_shard_parts,
     shard_key,
     split_shard,
 )
@@ -139,6 +141,22 @@ def test_a_list_of_frames_encodes_to_the_same_bytes_without_stacking(shape) -> N
         encode_shard([frames[0], frames[1][:-1]])
     with pytest.raises(ShardError, match="at least one"):
         encode_shard([])
+
+
+@pytest.mark.parametrize("level", [-3, 3, 9])
+@pytest.mark.parametrize("shape", [(6, 30, 50), (6, 1024, 1024)], ids=["serial", "parallel"])
+def test_frames_compressed_ahead_give_the_same_bytes(level: int, shape) -> None:
+    frames = _frames(*shape, seed=11) // 8
+    frames[3] = 0  # an all-zero frame compressed ahead is still left out of the body
+    ahead = [compress_frame(f, level) for f in frames]
+    ahead[1] = None  # a frame that arrived before there was a compressor: compressed at encode
+    parts = encode_shard_parts(list(frames), level=level, compressed=ahead)
+    assert b"".join(parts) == encode_shard(frames, level=level)
+    if level == 3:  # the reference's zstd frames (content size, no checksum)
+        reference = zstandard.ZstdCompressor(level=3)
+        assert ahead[0] == reference.compress(frames[0].tobytes())
+    with pytest.raises(ShardError, match="2 compressed frames given for a chunk of 6"):
+        encode_shard_parts(list(frames), level=level, compressed=ahead[:2])
 
 
 @pytest.mark.parametrize("level", [-7, 1, 3, 9, 19])

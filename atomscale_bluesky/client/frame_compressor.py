@@ -1,0 +1,106 @@
+"""Compress a RHEED stream's frames as they arrive, on a small thread pool, in groups of a few MB.
+
+Frames are gathered into groups of about ``GROUP_BYTES`` and each group is compressed by one
+zstd call that releases the GIL for the whole group (``multi_compress_to_buffer``, one zstd frame
+per input, the bytes :func:`~atomscale_bluesky.shards.compress_frame` gives). Compression then
+overlaps acquisition and uses every core, without a GIL hand-over per frame that would make the
+RunEngine's thread wait. A chunk's push :meth:`~FrameCompressor.flush` es the group still filling
+and waits for its frames' results.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..shards import check_level, compressor
+
+__all__ = ["COMPRESS_THREADS", "GROUP_BYTES", "CompressedFrame", "FrameCompressor"]
+
+#: Threads compressing groups (zstd releases the GIL: they use every core).
+COMPRESS_THREADS = max(2, min(os.cpu_count() or 1, 4))
+#: A group is handed to the pool once its frames hold this many bytes (or at a push).
+GROUP_BYTES = 4 * 1024 * 1024
+
+
+class _Group:
+    """Frames compressed together by one pool task."""
+
+    __slots__ = ("future", "views")
+
+    def __init__(self) -> None:
+        self.views: list[bytes | bytearray | memoryview] = []
+        self.future: Future[list[Any]] | None = None
+
+
+class CompressedFrame:
+    """One frame's place in its group; :meth:`result` waits for the group and is its zstd frame."""
+
+    __slots__ = ("_group", "_index")
+
+    def __init__(self, group: _Group, index: int) -> None:
+        self._group = group
+        self._index = index
+
+    @property
+    def dispatched(self) -> bool:
+        return self._group.future is not None
+
+    def result(self) -> Any:
+        """The frame's zstd frame (a buffer); raises what the compression raised."""
+        future = self._group.future
+        if future is None:
+            raise RuntimeError("frame compression was never started; flush the compressor first")
+        return future.result()[self._index]
+
+
+def _compress_group(views: list[bytes | bytearray | memoryview], level: int) -> list[Any]:
+    result = compressor(level).multi_compress_to_buffer(views, threads=1)
+    return [result[i] for i in range(len(result))]
+
+
+class FrameCompressor:
+    """Compresses uint8 (H, W) frames at one zstd level, a group at a time on its own threads."""
+
+    def __init__(
+        self, level: int, *, threads: int = COMPRESS_THREADS, group_bytes: int = GROUP_BYTES
+    ) -> None:
+        self.level = check_level(level)
+        self.group_bytes = group_bytes
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="atomscale-compress")
+        self._lock = threading.Lock()
+        self._group = _Group()
+        self._group_bytes = 0
+
+    def submit(self, frame: np.ndarray) -> CompressedFrame:
+        """Add one frame to the group filling; the group goes to the pool once it is full."""
+        plane = np.ascontiguousarray(frame)
+        with self._lock:
+            group = self._group
+            handle = CompressedFrame(group, len(group.views))
+            group.views.append(plane.data)
+            self._group_bytes += plane.nbytes
+            if self._group_bytes >= self.group_bytes:
+                self._dispatch()
+        return handle
+
+    def flush(self) -> None:
+        """Hand the group still filling to the pool (a chunk is about to wait for its frames)."""
+        with self._lock:
+            if self._group.views:
+                self._dispatch()
+
+    def close(self) -> None:
+        """Let the threads go once the groups handed over are done."""
+        self._pool.shutdown(wait=False)
+
+    def _dispatch(self) -> None:
+        """Called under the lock: the filling group to the pool, a new one to fill."""
+        group = self._group
+        group.future = self._pool.submit(_compress_group, group.views, self.level)
+        self._group = _Group()
+        self._group_bytes = 0
