@@ -2,11 +2,12 @@
 
 Every time is a frame's hardware time (:mod:`~atomscale_bluesky.callback.frame_times`). A chunk's
 capture start is its first frame's time and the protocol stamps its end as start + N/fps, so a
-chunk is cut at a time gap of more than ``cut_periods`` frame periods (a paused acquisition) or a
-counter reset: each chunk's frames are evenly spaced, and every frame is kept (a cut chunk is
-simply shorter than chunk_size). Frames are kept in time order within what is not yet flushed;
-duplicates (same timestamp) and frames older than the last flushed one are dropped and counted. Missing frames are counted by
-:class:`~atomscale_bluesky.callback.frame_gaps.FrameSequence`.
+chunk is cut at a counter reset, and at a time gap of more than ``cut_periods`` frame periods that
+leaves the frames after it more than that far from the chunk's even spacing (a paused acquisition;
+a busy IOC's burst catching up keeps the chunk whole). Every frame is kept: a cut chunk is simply
+shorter than chunk_size. Frames are kept in time order within what is not yet flushed; duplicates
+(same timestamp) and frames older than the last flushed one are dropped and counted. Missing
+frames are counted by :class:`~atomscale_bluesky.callback.frame_gaps.FrameSequence`.
 """
 
 from __future__ import annotations
@@ -224,11 +225,19 @@ class CameraChunker:
                 and after.counter is not None
                 and after.counter < before.counter
             )
-            if after.ts - before.ts > limit or reset:
+            if reset or (after.ts - before.ts > limit and self._off_grid(i, limit)):
                 self._clean = i
                 return i
         self._clean = max(self._clean, end)
         return None
+
+    def _off_grid(self, i: int, limit: float) -> bool:
+        """Frame i is more than ``limit`` from where the chunk's even spacing would stamp it.
+
+        A gap that only makes up for frames delivered early (a burst from a busy IOC) keeps the
+        chunk whole; a pause puts the frames after it off the grid and cuts it."""
+        assert self.fps is not None
+        return abs(self._pending[i].ts - (self._pending[0].ts + i / self.fps)) > limit
 
     def _take(self, n: int) -> Chunk:
         taken, self._pending = self._pending[:n], self._pending[n:]

@@ -71,6 +71,28 @@ def test_timestamp_gaps_count_missing_frames_on_continuous_streams_only():
         assert chunker.stats.missing == expected
 
 
+@pytest.mark.parametrize(
+    ("stamps", "sizes"),
+    [
+        # a busy IOC: three frames stamped early, then a gap that only makes up for them
+        ([0, 0.1, 0.2, 0.3, 0.31, 0.32, 0.33, 0.8, 0.9], [9]),
+        # a paused acquisition: the frames after the gap are off the chunk's grid
+        ([0, 0.1, 0.2, 0.3, 1.0, 1.1, 1.2], [4, 3]),
+    ],
+)
+def test_a_time_gap_cuts_the_chunk_only_when_it_leaves_frames_off_its_spacing(stamps, sizes):
+    chunker = CameraChunker(fps=10.0, chunk_seconds=2.0, cut_periods=4.0)  # 20 frames per chunk
+    chunks = []
+    for i, t in enumerate(stamps):
+        chunks += chunker.add(_frames([i]), [T0 + t], [100 + i])
+    chunks += chunker.finish()
+    assert [len(c.frames) for c in chunks] == sizes
+    assert np.concatenate([np.stack(c.frames)[:, 0, 0] for c in chunks]).tolist() == list(
+        range(len(stamps))
+    )
+    assert chunker.stats.missing == 0
+
+
 def test_fps_is_measured_from_timestamps_when_unknown():
     chunker = CameraChunker(fps=None, measure_frames=10)
     assert chunker.fps is None and chunker.fps_source == "measured"
