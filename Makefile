@@ -10,14 +10,19 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 
+# pip_install SPEC: with uv, which resolves and downloads in parallel from the same index (PyPI):
+# the dev install takes about 1 min instead of pip's 3-5, same versions. Without uv, pip does it.
+pip_install = { $(PY) -m pip install -q uv && $(VENV)/bin/uv pip install --python $(PY) -q $(1); } \
+	|| $(PY) -m pip install -q $(1)
+
 # full development install (tests, lint, docs); re-run when pyproject.toml changes
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[dev]'
+	$(call pip_install,-e '.[dev]')
 	touch $@
 
 # what the demo needs: simulated IOCs, local server, figure
 $(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[sim,server,demo]'
+	$(call pip_install,-e '.[sim,server,demo]')
 	touch $@
 
 install: $(VENV)/.installed-dev
