@@ -35,9 +35,13 @@ brokers:
 	@command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server \
 		&& { systemctl disable --now nats-server >/dev/null 2>&1 || true; }; }
 
+# pytest-xdist workers: most of the suite's time is spent waiting (IOC processes, local servers,
+# fault windows, subprocesses), so 3 workers overlap the waits on a 2-core machine; each worker has
+# its own session IOC on its own free CA ports (tests/conftest.py). PYTEST_WORKERS=0: no workers.
+PYTEST_WORKERS ?= 3
 # pytest exit 5 ("no tests collected") is a failure here, never a green run
 test: install brokers
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: install-demo
