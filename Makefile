@@ -35,10 +35,11 @@ brokers:
 	@command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server \
 		&& { systemctl disable --now nats-server >/dev/null 2>&1 || true; }; }
 
-# pytest-xdist workers: most of the suite's time is spent waiting (IOC processes, local servers,
-# fault windows, subprocesses), so 3 workers overlap the waits on a 2-core machine; each worker has
-# its own session IOC on its own free CA ports (tests/conftest.py). PYTEST_WORKERS=0: no workers.
-PYTEST_WORKERS ?= 3
+# pytest-xdist workers, one a core: the end-to-end tests' waits (IOC processes, local servers, fault
+# windows, subprocesses) overlap, and each worker has its own session IOC on its own free CA ports
+# (tests/conftest.py). More workers than cores starve the tests that stream in real time (120 fps
+# cameras, the closed loop); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 # pytest exit 5 ("no tests collected") is a failure here, never a green run
 test: install brokers
 	@$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
