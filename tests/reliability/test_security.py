@@ -237,7 +237,11 @@ def test_a_streaming_session_leaves_only_owner_readable_files(
         planted_server.faults.clear()
 
 
-@pytest.mark.parametrize("bad", [PLANTED + "\nX", "\t" + PLANTED + " x", PLANTED + "é"])
+@pytest.mark.parametrize(
+    "bad",
+    [PLANTED + "\nX", "\t" + PLANTED + " x", PLANTED + "é"],
+    ids=["newline", "tab-space", "non-ascii"],  # the key is random: ids alike in every process
+)
 def test_a_key_no_header_can_carry_is_refused_without_echoing_it(bad: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         AtomscaleClient(bad, "http://127.0.0.1:9", spool_dir=tmp_path / "s", clock_sync=False)
@@ -284,6 +288,8 @@ def _stream_with_chunk(server: Any, tmp_path: Path) -> tuple[str, np.ndarray]:
     "key",
     [None, "", "wrong", PLANTED[:-1], PLANTED + "x", PLANTED.lower(), PLANTED.replace("-", "_"),
      PLANTED[::-1], PLANTED[:8], PLANTED + PLANTED],
+    ids=["none", "empty", "wrong", "shorter", "longer", "lower", "underscore", "reversed",
+         "prefix", "doubled"],  # the key is random: ids alike in every process (xdist)
 )  # fmt: skip
 def test_server_refuses_wrong_keys_and_stores_nothing(
     planted_server: Any, tmp_path: Path, key: str | None
