@@ -58,7 +58,8 @@ class ToolStateInitBody(_Body):
     """POST /tool-state/stream/initialize."""
 
     stream_name: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    synth_source_id: int | None = None
+    # an id the server stores as an SQLite INTEGER: signed 64-bit
+    synth_source_id: Annotated[int, Field(ge=-(1 << 63), le=(1 << 63) - 1)] | None = None
     points_per_chunk: Annotated[int, Field(ge=1, le=10_000_000)] = 100
     project_id: Annotated[str, StringConstraints(max_length=200)] | None = None
 

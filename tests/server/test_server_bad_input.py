@@ -170,6 +170,13 @@ CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
         422,
     ),
     (
+        "ts-init-synth-source-beyond-64-bits",
+        "POST",
+        "/tool-state/stream/initialize",
+        {"json": {"synth_source_id": 1 << 63}},
+        422,
+    ),
+    (
         "ts-chunk-unknown",
         "POST",
         "/tool-state/stream/chunk",
