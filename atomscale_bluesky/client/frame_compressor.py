@@ -99,8 +99,24 @@ class FrameCompressor:
         self._pool.shutdown(wait=False)
 
     def _dispatch(self) -> None:
-        """Called under the lock: the filling group to the pool, a new one to fill."""
+        """Called under the lock: the filling group to the pool, a new one to fill.
+
+        Once the pool takes no more work (closed, or the interpreter exiting: its threads stop
+        before ``atexit`` handlers that flush a run), the group is compressed right here."""
         group = self._group
-        group.future = self._pool.submit(_compress_group, group.views, self.level)
+        try:
+            group.future = self._pool.submit(_compress_group, group.views, self.level)
+        except RuntimeError:
+            group.future = _compressed_here(group.views, self.level)
         self._group = _Group()
         self._group_bytes = 0
+
+
+def _compressed_here(views: list[bytes | bytearray | memoryview], level: int) -> Future[list[Any]]:
+    """A finished future of one group compressed on the calling thread."""
+    future: Future[list[Any]] = Future()
+    try:
+        future.set_result(_compress_group(views, level))
+    except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the frames
+        future.set_exception(exc)
+    return future
