@@ -390,11 +390,7 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"(target <= 15%)",
         flush=True,
     )
-    groups = ", ".join(
-        f"{k.removeprefix('threads_')} {v * 1e3:.2f}"
-        for k, v in sorted(o.items())
-        if k.startswith("threads_") and k != "threads_sampler"
-    )
+    groups = _thread_groups(o)
     print(
         f"    CPU ms per frame by thread, run + drain, with the callback (the RunEngine's and "
         f"'other' include the run's own work): {groups}",
@@ -583,13 +579,18 @@ def documents_only(events: int, channels: int, spool: str, level: int = 3) -> di
     }
 
 
-def _print_documents(channels: int, o: dict[str, float]) -> None:
-    cpu, floor = o["cpu_per_frame"], o["zstd_cpu_per_frame"]
-    groups = ", ".join(
+def _thread_groups(o: dict[str, float]) -> str:
+    """CPU ms per frame of each thread group (the sampler's own thread left out)."""
+    return ", ".join(
         f"{k.removeprefix('threads_')} {v * 1e3:.2f}"
         for k, v in sorted(o.items())
         if k.startswith("threads_") and k != "threads_sampler"
     )
+
+
+def _print_documents(channels: int, o: dict[str, float]) -> None:
+    cpu, floor = o["cpu_per_frame"], o["zstd_cpu_per_frame"]
+    groups = _thread_groups(o)
     print(
         f"(e) documents only, {o['events']:.0f} events (640x480 frame + {channels} channels), "
         f"no RunEngine: {o['stored']:.0f} frames stored, {o['lost']:.0f} lost; delivering thread "

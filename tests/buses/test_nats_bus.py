@@ -92,9 +92,8 @@ def test_a_consumer_killed_mid_run_restarts_from_the_last_acknowledgement(
     assert_stored_exactly_once(local_server, truth)
 
 
-def test_a_standby_takes_over_a_dead_consumer(
-    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
-):
+def active_and_standby(nats_server: Any, local_server: Any, tmp_path: Any) -> tuple[Any, Any]:
+    """Two consumers of one durable: the first holds the lease, the second waits as standby."""
     active = start_consumer(
         consumer_args(nats_server), local_server, tmp_path / "spool-a", tmp_path / "a.log"
     )
@@ -103,6 +102,13 @@ def test_a_standby_takes_over_a_dead_consumer(
         consumer_args(nats_server), local_server, tmp_path / "spool-b", tmp_path / "b.log"
     )
     standby.wait_for("standby")
+    return active, standby
+
+
+def test_a_standby_takes_over_a_dead_consumer(
+    RE, camera_ioc, sensors_ioc, local_server, nats_server, nats_publisher, tmp_path
+):
+    active, standby = active_and_standby(nats_server, local_server, tmp_path)
 
     def kill_active() -> Iterator[Any]:
         yield from wait_until(lambda: stored_chunks(local_server) >= 1)
@@ -130,14 +136,7 @@ def test_a_consumer_frozen_past_its_lease_ends_when_it_wakes(
     chunks: every frame and point is on the server once."""
     import signal
 
-    active = start_consumer(
-        consumer_args(nats_server), local_server, tmp_path / "spool-a", tmp_path / "a.log"
-    )
-    active.wait_for("took the lease")
-    standby = start_consumer(
-        consumer_args(nats_server), local_server, tmp_path / "spool-b", tmp_path / "b.log"
-    )
-    standby.wait_for("standby")
+    active, standby = active_and_standby(nats_server, local_server, tmp_path)
 
     def freeze_active() -> Iterator[Any]:
         yield from wait_until(lambda: stored_chunks(local_server) >= 1)
