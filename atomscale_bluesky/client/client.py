@@ -318,17 +318,7 @@ class AtomscaleClient:
             "name": name,
         }
         local_id = self._open_stream(request, info)
-        stream = RheedStream(
-            self._services,
-            local_id,
-            fps=fps,
-            rotations_per_min=rotations_per_min,
-            chunk_size=chunk_size,
-            name=name,
-            compression_level=compression_level,
-        )
-        with self._lock:
-            self._streams[local_id] = stream
+        stream = self._rheed_stream(local_id, info, name, compression_level)
         log.info(
             "opened RHEED stream %s (%r, %.6g fps, chunk %d, zstd level %d)",
             stream.data_id or local_id,
@@ -362,17 +352,7 @@ class AtomscaleClient:
             "name": stream_name,
         }
         local_id = self._attach(data_id, "rheed", info)
-        stream = RheedStream(
-            self._services,
-            local_id,
-            fps=float(fps),
-            rotations_per_min=float(rotations_per_min),
-            chunk_size=chunk_size,
-            name=stream_name or data_id,
-            compression_level=compression_level,
-        )
-        with self._lock:
-            self._streams[local_id] = stream
+        stream = self._rheed_stream(local_id, info, stream_name or data_id, compression_level)
         log.info("attached to RHEED stream %s (%r)", data_id, stream_name)
         return stream
 
@@ -384,10 +364,32 @@ class AtomscaleClient:
         self._check_open()
         info = {"points_per_chunk": points_per_chunk, "name": stream_name}
         local_id = self._attach(data_id, "timeseries", info)
+        stream = self._timeseries_stream(local_id, points_per_chunk)
+        log.info("attached to time-series stream %s (%r)", data_id, stream_name)
+        return stream
+
+    def _rheed_stream(
+        self, local_id: str, info: dict[str, Any], name: str, compression_level: int
+    ) -> RheedStream:
+        """The RHEED stream object of a spooled stream (opened or attached), registered."""
+        stream = RheedStream(
+            self._services,
+            local_id,
+            fps=float(info["fps"]),
+            rotations_per_min=float(info["rotations_per_min"]),
+            chunk_size=info["chunk_size"],
+            name=name,
+            compression_level=compression_level,
+        )
+        with self._lock:
+            self._streams[local_id] = stream
+        return stream
+
+    def _timeseries_stream(self, local_id: str, points_per_chunk: int) -> TimeseriesStream:
+        """The time-series stream object of a spooled stream (opened or attached), registered."""
         stream = TimeseriesStream(self._services, local_id, points_per_chunk=points_per_chunk)
         with self._lock:
             self._streams[local_id] = stream
-        log.info("attached to time-series stream %s (%r)", data_id, stream_name)
         return stream
 
     def _attach(self, data_id: str, kind: str, info: dict[str, Any]) -> str:
@@ -488,9 +490,7 @@ class AtomscaleClient:
         local_id = self._open_stream(
             request, {"points_per_chunk": points_per_chunk, "name": stream_name}
         )
-        stream = TimeseriesStream(self._services, local_id, points_per_chunk=points_per_chunk)
-        with self._lock:
-            self._streams[local_id] = stream
+        stream = self._timeseries_stream(local_id, points_per_chunk)
         log.info("opened time-series stream %s (%r)", stream.data_id or local_id, stream_name)
         return stream
 
