@@ -17,7 +17,7 @@ import statistics
 from atomscale_bluesky.callback.messages import EventRows
 from atomscale_bluesky.callback.run_report import RunReport
 from atomscale_bluesky.callback.summary import SKEW_REPORT_S, skew_text
-from atomscale_bluesky.callback.values import as_float, row
+from atomscale_bluesky.callback.values import as_float
 
 __all__ = ["MAX_SAMPLES", "MIN_SAMPLES", "ClockSkew"]
 
@@ -43,18 +43,32 @@ class ClockSkew:
         return statistics.median(self._samples) if self._samples else None
 
     def add_rows(self, rows: EventRows, report: RunReport) -> None:
-        """Measure the rows' changed readings; judge the skew once enough are measured."""
+        """Measure the rows' changed readings; judge the skew once enough are measured.
+
+        Once ``MAX_SAMPLES`` readings are kept, later rows cost nothing.
+        """
+        samples = self._samples
+        if len(samples) >= MAX_SAMPLES:
+            return
         descriptor = rows.route.descriptor_uid
+        last = self._last
+        made_at = [as_float(t) for t in rows.times]
         for key, stamps in rows.timestamps.items():
-            for i, event_time in enumerate(rows.times):
-                made, ts = as_float(event_time), as_float(row(stamps, i))
-                if not (math.isfinite(ts) and math.isfinite(made)):
-                    continue
-                previous = self._last.get((descriptor, key))
-                self._last[(descriptor, key)] = ts
-                if previous is not None and ts != previous and len(self._samples) < MAX_SAMPLES:
-                    self._samples.append(made - ts)
-        if not self._judged and len(self._samples) >= MIN_SAMPLES:
+            if not stamps:
+                continue
+            slot = (descriptor, key)
+            previous = last.get(slot)
+            for made, raw in zip(made_at, stamps, strict=False):  # a short column ends early
+                ts = as_float(raw)
+                if not (-math.inf < ts < math.inf and -math.inf < made < math.inf):
+                    continue  # NaN or infinite
+                if previous is not None and ts != previous:
+                    samples.append(made - ts)
+                previous = ts
+            if previous is not None:
+                last[slot] = previous
+        del samples[MAX_SAMPLES:]
+        if not self._judged and len(samples) >= MIN_SAMPLES:
             self.judge(report)
 
     def judge(self, report: RunReport) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from atomscale_bluesky.callback.messages import EventRows
-from atomscale_bluesky.callback.point_batcher import PointBatcher
+from atomscale_bluesky.callback.point_batcher import PointBatch, PointBatcher
 from atomscale_bluesky.callback.run_context import RunContext
 from atomscale_bluesky.callback.summary import ChannelSummary, TimeseriesSummary
-from atomscale_bluesky.callback.values import as_float, row, scalar_value
+from atomscale_bluesky.callback.values import scalar_value
 
 __all__ = ["PointsUploader"]
 
@@ -22,7 +24,6 @@ class PointsUploader:
         self._batcher = PointBatcher(
             points_per_chunk=ctx.options.points_per_chunk, max_age_s=ctx.options.point_flush_s
         )
-        self._channel_keys: dict[str, str] = {}  # channel name -> data key
         self.stream: Any = None
         self.chunk_points: dict[int, int] = {}  # chunk index -> points
         self._failed = False
@@ -31,34 +32,17 @@ class PointsUploader:
     def add_rows(self, rows: EventRows) -> None:
         """Batch the channel readings of new event rows, each with its own hardware time.
 
-        Counted once per page, not per point: with many channels the counters' lock would
-        otherwise be taken for every reading.
+        Columns are queued as they came; they are converted, checked and counted when their
+        batch is taken (:meth:`push`).
         """
-        facts, report, batcher = self._ctx.facts, self._ctx.report, self._batcher
-        queued = skipped = 0
         n_rows = len(rows)
-        for key, channel in rows.route.channels.items():
-            values = rows.data.get(key)
-            if values is None:
-                continue
-            self._channel_keys.setdefault(channel.name, key)
-            stamps = rows.timestamps.get(key)
-            rotation = key == facts.rotation_key
-            for i in range(min(n_rows, len(values))):
-                value = scalar_value(values[i], channel.enum_strs)
-                ts = as_float(row(stamps, i))
-                if rotation:
-                    facts.note_rotation(key, value)
-                if batcher.add(channel.name, ts, value, channel.units):
-                    queued += 1
-                    continue
-                skipped += 1
-                report.warn_once(
-                    f"nonfinite:{key}",
-                    f"non-finite value or timestamp for {key!r} skipped (counted)",
-                )
-        if queued or skipped:
-            self._ctx.counters.add(points_queued=queued, skipped_points=skipped)
+        channels = rows.route.channels
+        rotation = self._ctx.facts.rotation_key
+        if rotation in channels and rotation in rows.data:
+            enum_strs = channels[rotation].enum_strs
+            for value in rows.data[rotation][:n_rows]:
+                self._ctx.facts.note_rotation(rotation, scalar_value(value, enum_strs))
+        self._batcher.add_page(channels, rows.data, rows.timestamps, n_rows)
         self.push_if_due()
 
     def push_if_due(self) -> None:
@@ -67,10 +51,11 @@ class PointsUploader:
 
     def push(self) -> None:
         """Push everything batched, opening the stream on first use."""
-        payload = self._batcher.take()
+        batch = self._batcher.take()
+        self._count(batch)
+        payload, n = batch.channels, batch.points
         if not payload:
             return
-        n = sum(len(stamps) for stamps, _, _ in payload.values())
         summary = self._summary()
         if self.stream is None and not self._failed:
             self._open(summary, sorted(payload))
@@ -95,6 +80,17 @@ class PointsUploader:
                 f"sensor times (declared on this computer's clock) corrected by {offset:+.0f} ms",
             )
         self._ctx.counters.add(points_pushed=n)
+
+    def _count(self, batch: PointBatch) -> None:
+        """Count a taken batch's points, once per batch (not per reading: the counters' lock)."""
+        skipped = sum(batch.non_finite.values())
+        if batch.points or skipped:
+            self._ctx.counters.add(points_queued=batch.points, skipped_points=skipped)
+        for channel in batch.non_finite:
+            key = self._batcher.channels[channel].key
+            self._ctx.report.warn_once(
+                f"nonfinite:{key}", f"non-finite value or timestamp for {key!r} skipped (counted)"
+            )
 
     def _open(self, summary: TimeseriesSummary, channels: list[str]) -> None:
         options = self._ctx.options
@@ -134,7 +130,7 @@ class PointsUploader:
         for name, stats in self._batcher.channels.items():
             summary.channels[name] = ChannelSummary(
                 name=name,
-                key=self._channel_keys.get(name, name),
+                key=stats.key,
                 units=stats.units,
                 points=stats.points,
                 non_finite=stats.non_finite,
@@ -144,7 +140,7 @@ class PointsUploader:
 
 
 def _points_per_chunk(
-    payload: dict[str, tuple[list[float], list[float], str | None]], last: int, per_chunk: int
+    payload: dict[str, tuple[np.ndarray, np.ndarray, str | None]], last: int, per_chunk: int
 ) -> dict[int, int]:
     """Points in each chunk index of one ``push_multi``: every channel is cut every
     ``per_chunk`` points, and the pieces share indices ending at ``last``."""

@@ -9,6 +9,7 @@ import pytest
 
 from atomscale_bluesky.callback.frame_chunker import CameraChunker, chunk_size_for
 from atomscale_bluesky.callback.point_batcher import PointBatcher
+from atomscale_bluesky.callback.routing import ChannelKey
 
 T0 = 1_700_000_000.0
 
@@ -127,28 +128,50 @@ def test_missing_timestamp_is_counted():
     assert chunker.stats.missing_timestamps == 1
 
 
+def _add(batcher, name, stamps, values, units=None, enum_strs=None):
+    """One page holding one channel's column."""
+    channel = ChannelKey(key=f"dev_{name}", name=name, units=units, enum_strs=enum_strs)
+    stamps_column = {} if stamps is None else {channel.key: stamps}
+    batcher.add_page({channel.key: channel}, {channel.key: values}, stamps_column, len(values))
+
+
 def test_point_batcher_sorts_by_time_and_refuses_non_finite():
     batcher = PointBatcher(points_per_chunk=4, max_age_s=60)
-    assert batcher.add("T", T0 + 1, 2.0, "K")
-    assert batcher.add("T", T0, 1.0, "K")
-    assert not batcher.add("T", T0 + 2, math.nan, "K")
-    assert not batcher.add("T", T0 + 3, math.inf, "K")
-    assert not batcher.add("P", math.nan, 1.0, None)
+    _add(batcher, "T", [T0 + 1, T0], [2.0, 1.0], units="K")
+    _add(batcher, "T", [T0 + 2], [math.nan], units="K")
+    _add(batcher, "P", [math.nan], [1.0])
     assert not batcher.due()
-    batcher.add("P", T0, 1e-9, "mbar")
-    batcher.add("P", T0 + 1, 2e-9, "mbar")
+    _add(batcher, "P", [T0, T0 + 1], [1e-9, 2e-9], units="mbar")
     assert not batcher.due()  # due when one channel holds a full chunk, not on the total
-    batcher.add("P", T0 + 2, 3e-9, "mbar")
-    batcher.add("P", T0 + 3, 4e-9, "mbar")
+    _add(batcher, "T", None, [5.0])  # no timestamp column: NaN, refused
     assert batcher.due()
-    payload = batcher.take()
-    assert payload["T"] == ([T0, T0 + 1], [1.0, 2.0], "K")
-    assert payload["P"][1] == [1e-9, 2e-9, 3e-9, 4e-9]
+    batch = batcher.take()
+    stamps, values, units = batch.channels["T"]
+    assert (stamps.tolist(), values.tolist(), units) == ([T0, T0 + 1], [1.0, 2.0], "K")
+    assert batch.channels["P"][1].tolist() == [1e-9, 2e-9]
+    assert batch.channels["P"][2] is None  # the units of a channel's first reading
+    assert batch.non_finite == {"T": 2, "P": 1} and batch.points == 4
     assert batcher.channels["T"].non_finite == 2 and batcher.channels["T"].points == 2
-    assert batcher.take() == {}
+    assert batcher.channels["T"].key == "dev_T"
+    assert batcher.take().channels == {}
+
+
+def test_point_batcher_reads_enums_bools_and_odd_values():
+    batcher = PointBatcher(points_per_chunk=100, max_age_s=60)
+    _add(batcher, "shutter", [T0, T0 + 1, T0 + 2], ["Open", "Closed", "Bogus"],
+         enum_strs=("Closed", "Open"))  # fmt: skip
+    _add(batcher, "flag", [T0, T0 + 1], [True, False])
+    _add(batcher, "mixed", [T0, "bad", T0 + 2, T0 + 3, T0 + 4], [1, 2.5, None, "7.5", [1, 2]])
+    _add(batcher, "short", [T0], [1.0, 2.0])  # the second row has no timestamp
+    channels = batcher.take().channels
+    assert channels["shutter"][1].tolist() == [1.0, 0.0]
+    assert channels["flag"][1].tolist() == [1.0, 0.0]
+    assert channels["mixed"][0].tolist() == [T0, T0 + 3]
+    assert channels["mixed"][1].tolist() == [1.0, 7.5]
+    assert channels["short"][1].tolist() == [1.0]
 
 
 def test_point_batcher_is_due_after_max_age():
     batcher = PointBatcher(points_per_chunk=1000, max_age_s=0.0)
-    batcher.add("T", T0, 1.0, None)
+    _add(batcher, "T", [T0], [1.0])
     assert batcher.due()
