@@ -219,19 +219,21 @@ def running_server_process(
     host: str = "127.0.0.1",
     extra_args: Sequence[str] = (),
     startup_timeout_s: float = 60.0,
+    nice: int = 0,
 ) -> Iterator[LocalServer]:
     """Like ``running_server`` but in a child process (``python -m atomscale_bluesky.server``).
 
     Needed when the client holds the GIL while it waits for HTTP (the official Rust-based SDK
     does), which would starve a server thread in the same process. ``.faults`` drives the child's
-    switch over HTTP; ``.pid`` is the child's process id.
+    switch over HTTP; ``.pid`` is the child's process id. ``nice`` lowers the child's CPU
+    priority (``--nice``), so a RunEngine sharing the computer comes first.
     """
     tmp = tempfile.TemporaryDirectory(prefix="atomscale-local-") if data_dir is None else None
     root = Path(tmp.name if tmp is not None else data_dir)  # type: ignore[arg-type]
     key = api_key or secrets.token_urlsafe(24)
     env = {**os.environ, "ATOMSCALE_LOCAL_API_KEYS": key, "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "atomscale_bluesky.server", "--host", host, "--port", str(port)]
-    args += ["--data-dir", str(root), "--log-level", "warning", *extra_args]
+    args += ["--data-dir", str(root), "--log-level", "warning", "--nice", str(nice), *extra_args]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
     reader: LocalServerClient | None = None
     try:
@@ -361,6 +363,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-json-mb", type=float, default=16.0, help="largest JSON body, MiB")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="N",
+        help="lower the server's CPU priority by N (0-19), so a RunEngine on the same computer "
+        "comes first when the cores are busy (default 0)",
+    )
+    parser.add_argument(
         "--env-file",
         help="a .env file of ATOMSCALE_ settings, under the environment "
         "(default $ATOMSCALE_ENV_FILE, else ./.env when present)",
@@ -400,6 +411,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"atomscale-bluesky serve: {exc}")
         return 2
+    if getattr(args, "nice", 0):
+        os.nice(args.nice)
     serve(
         host=args.host,
         port=args.port,

@@ -113,6 +113,18 @@ def test_add_serve_arguments_parses_everything() -> None:
     assert faults.error_statuses == (500, 503)
 
 
+def test_server_process_runs_at_the_lower_priority_asked(tmp_path: Path) -> None:
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    with running_server_process(data_dir=tmp_path, nice=5) as server:
+        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, ours + 5)
+        assert server.reader.health()
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert parser.parse_args([]).nice == 0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--nice", "20"])  # beyond the kernel's range: refused
+
+
 def test_eight_concurrent_puts_and_a_responsive_loop(local_server: LocalServer) -> None:
     """8 uploads at once (large shards decode in threads) while the clock endpoint still answers."""
     proto = Proto.open(local_server.url, local_server.api_key)
