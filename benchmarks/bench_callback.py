@@ -184,7 +184,7 @@ class ThreadCpu:
     a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
     """
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
         self._stop = threading.Event()
