@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -202,3 +203,28 @@ def test_period_agrees_with_brute_force_least_squares(
     assert (fit is None) == (reference is None), (fit, reference)
     if fit is not None and reference is not None:
         assert abs(fit.period_s / reference - 1.0) < 1e-5, (fit, reference)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    updates=st.lists(st.tuples(st.floats(0.0, 100.0), st.floats(0.01, 5.0)), min_size=1),
+    start=st.floats(-10.0, 110.0),
+    length=st.floats(0.0, 120.0),
+)
+def test_monolayer_count_is_the_integral_of_the_rate_history(
+    updates: list[tuple[float, float]], start: float, length: float
+) -> None:
+    """The count equals the rate history summed piece by piece between its segment starts (the
+    first rate standing for the time before it), after any sequence of window updates."""
+    counter = MonolayerCounter()
+    history: list[tuple[float, float]] = []
+    for window_start, rate in updates:
+        counter.update(window_start, rate)
+        history = [seg for seg in history if seg[0] < window_start] + [(window_start, rate)]
+    assert list(counter.segments()) == history
+    end = start + length
+    starts = [s for s, _ in history]
+    edges = [start, *(s for s in starts[1:] if start < s < end), end]
+    pieces = zip(edges, edges[1:], strict=False)
+    expected = sum(counter.rate_at(lo) * (hi - lo) for lo, hi in pieces)
+    assert counter.count(start, end) == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -51,16 +51,21 @@ def growth_interval(
 
 
 class MonolayerCounter:
-    """Integrates a piecewise-constant growth rate (monolayers per second) over time."""
+    """Integrates a piecewise-constant growth rate (monolayers per second) over time.
+
+    Each segment keeps the integral up to its start, so a count costs two binary searches
+    however long the rate history is."""
 
     def __init__(self) -> None:
         self._starts: list[float] = []
         self._rates: list[float] = []
+        self._before: list[float] = []  # monolayers from the first start to each start
 
     def update(self, window_start: float, rate: float) -> None:
         """A new estimate of ``rate`` from a window starting at ``window_start``."""
         cut = bisect.bisect_left(self._starts, window_start)
-        del self._starts[cut:], self._rates[cut:]
+        del self._starts[cut:], self._rates[cut:], self._before[cut:]
+        self._before.append(self._integral(window_start) if self._starts else 0.0)
         self._starts.append(window_start)
         self._rates.append(rate)
 
@@ -71,16 +76,18 @@ class MonolayerCounter:
     def reset(self) -> None:
         self._starts.clear()
         self._rates.clear()
+        self._before.clear()
 
     def count(self, start: float, end: float) -> float | None:
         """Monolayers grown between ``start`` and ``end`` (None before any estimate)."""
         if not self._rates or end <= start:
             return None if not self._rates else 0.0
-        edges = [start, *(s for s in self._starts[1:] if start < s < end), end]
-        total = 0.0
-        for lo, hi in zip(edges, edges[1:], strict=False):
-            total += self.rate_at(lo) * (hi - lo)
-        return total
+        return self._integral(end) - self._integral(start)
+
+    def _integral(self, t: float) -> float:
+        """Monolayers from the first segment's start to ``t`` (negative before it)."""
+        i = max(bisect.bisect_right(self._starts, t) - 1, 0)
+        return self._before[i] + self._rates[i] * (t - self._starts[i])
 
     def rate_at(self, t: float) -> float:
         i = bisect.bisect_right(self._starts, t) - 1
