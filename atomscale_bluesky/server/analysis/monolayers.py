@@ -13,7 +13,7 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["GrowthInterval", "MonolayerCounter", "growth_interval"]
+__all__ = ["GrowthInterval", "MonolayerCounter", "ShutterHistory", "growth_interval"]
 
 
 @dataclass(frozen=True)
@@ -24,30 +24,76 @@ class GrowthInterval:
     closed: float | None
 
 
+class ShutterHistory:
+    """The growth intervals of the union of shutter channels, kept up to date as points arrive.
+
+    Points at or after the latest one (the usual case) extend the intervals where they left off.
+    An earlier point replays the history from the last opening before it: every channel is
+    closed just before an opening, so the replay starts from a known state. A lookup is a
+    binary search."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[float, str, bool]] = []  # sorted: (time, channel, is open)
+        self._state: dict[str, bool] = {}
+        self._opened: list[float] = []
+        self._closed: list[float | None] = []
+        self._opened_at: list[int] = []  # index in _events of each opening
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def extend(self, points: Iterable[tuple[float, str, float | None]]) -> None:
+        """Points (time, channel, value) of any channels: a value >= 0.5 is open; points without
+        a value or time are ignored."""
+        new = sorted(
+            (float(ts), name, float(value) >= 0.5)
+            for ts, name, value in points
+            if value is not None and ts == ts
+        )
+        if not new:
+            return
+        start = len(self._events)
+        if self._events and new[0] < self._events[-1]:
+            position = bisect.bisect_right(self._events, new[0])
+            last = bisect.bisect_left(self._opened_at, position) - 1  # last opening before it
+            kept, start = (last, self._opened_at[last]) if last >= 0 else (0, 0)
+            new = sorted(self._events[start:] + new)
+            del self._events[start:], self._opened[kept:], self._closed[kept:]
+            del self._opened_at[kept:]
+            self._state.clear()
+        self._events.extend(new)
+        self._advance(start)
+
+    def _advance(self, start: int) -> None:
+        for index in range(start, len(self._events)):
+            _, name, is_open = event = self._events[index]
+            was_open = any(self._state.values())
+            self._state[name] = is_open
+            now_open = any(self._state.values())
+            if now_open and not was_open:
+                self._opened.append(event[0])
+                self._closed.append(None)
+                self._opened_at.append(index)
+            elif was_open and not now_open and self._closed and self._closed[-1] is None:
+                self._closed[-1] = event[0]
+
+    def interval_at(self, t: float) -> GrowthInterval | None:
+        """The last opening at or before ``t``, and its closing."""
+        i = bisect.bisect_right(self._opened, t) - 1
+        return None if i < 0 else GrowthInterval(self._opened[i], self._closed[i])
+
+
 def growth_interval(
     channels: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], t: float
 ) -> GrowthInterval | None:
     """The last opening at or before ``t`` of the union of shutter channels, and its closing."""
-    events: list[tuple[float, str, bool]] = []
-    for name, (times, values) in channels.items():
-        for ts, value in zip(times, values, strict=True):
-            if value is not None and ts == ts:
-                events.append((float(ts), name, float(value) >= 0.5))
-    events.sort()
-    state: dict[str, bool] = {}
-    opened: float | None = None
-    closed: float | None = None
-    for ts, name, is_open in events:
-        was_open = any(state.values())
-        state[name] = is_open
-        now_open = any(state.values())
-        if now_open and not was_open:
-            if ts > t:
-                break
-            opened, closed = ts, None
-        elif was_open and not now_open and opened is not None and closed is None:
-            closed = ts
-    return None if opened is None else GrowthInterval(opened, closed)
+    history = ShutterHistory()
+    history.extend(
+        (ts, name, value)
+        for name, (times, values) in channels.items()
+        for ts, value in zip(times, values, strict=True)
+    )
+    return history.interval_at(t)
 
 
 class MonolayerCounter:
