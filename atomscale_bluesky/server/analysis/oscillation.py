@@ -4,7 +4,8 @@ One RHEED intensity oscillation is one monolayer (rheed-physics.md B.3). The est
 ``trend (quadratic) + a cos(wt) + b sin(wt) + c cos(2wt) + d sin(2wt)`` by linear least squares
 for each trial frequency: a coarse scan (the least-squares power of a sine/cosine pair at every
 frequency of a zero-padded FFT, O(N log N)) picks the best one, a golden-section search on the
-full model's residual refines it. The second harmonic absorbs non-sinusoidal shapes (a saturated spot); the
+full model's residual narrows it to a thousandth of a resolution cell and a parabola through
+the last three points places the minimum. The second harmonic absorbs non-sinusoidal shapes (a saturated spot); the
 quadratic absorbs the slow drift of the mean as the surface roughens. The oscillation counts as
 detected when it explains a given share of the detrended variance over at least ``min_cycles``.
 """
@@ -12,6 +13,7 @@ detected when it explains a given share of the detrended variance over at least 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +22,7 @@ __all__ = ["OscillationFit", "estimate_period", "resample"]
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 CANDIDATES = 8  # spectral peaks re-scored on the real sample times
+REFINE_CELLS = 1e-3  # golden-section stops at this share of a resolution cell (1 / window)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,32 @@ def _pair_power(tau: np.ndarray, detrended: np.ndarray, freqs: np.ndarray) -> np
     return (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
 
 
+def _refine(cost: Callable[[float], float], a: float, b: float, stop: float) -> float:
+    """The minimum of ``cost`` in [a, b]: golden-section search until the bracket is narrower
+    than ``stop``, then the vertex of the parabola through the best point and its neighbours
+    (that close to the minimum the cost is a parabola to far better than ``stop``)."""
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = cost(c), cost(d)
+    while b - a > stop:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = cost(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = cost(d)
+    h = d - c
+    if fc < fd:
+        x, left, mid, right = c, cost(c - h), fc, fd
+    else:
+        x, left, mid, right = d, fc, fd, cost(d + h)
+    curvature = left - 2 * mid + right
+    if curvature <= 0:
+        return 0.5 * (a + b)
+    return min(max(x + 0.5 * h * (left - right) / curvature, a), b)
+
+
 def estimate_period(
     t: np.ndarray,
     y: np.ndarray,
@@ -154,22 +183,9 @@ def estimate_period(
     if model.rss_trend <= 0:
         return None
     f0 = _coarse_frequency(tau, model.y, f_lo, f_hi, span)
-    cost = model.cost
-
     step = 1.0 / span  # one resolution cell either side
     a, b = max(f_lo * 0.9, f0 - step), min(f_hi * 1.1, f0 + step)
-    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
-    fc, fd = cost(c), cost(d)
-    while b - a > 1e-6 * f0:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - GOLDEN * (b - a)
-            fc = cost(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + GOLDEN * (b - a)
-            fd = cost(d)
-    f = 0.5 * (a + b)
+    f = _refine(model.cost, a, b, REFINE_CELLS * step)
     rss, coef = model.solve(f)
     strength = max(0.0, 1.0 - rss / model.rss_trend)
     cycles = span * f
