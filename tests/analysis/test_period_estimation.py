@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from atomscale_bluesky.server.analysis.monolayers import MonolayerCounter, growth_interval
 from atomscale_bluesky.server.analysis.oscillation import estimate_period
 from atomscale_bluesky.server.analysis.spot import SpotTracker, find_spot
+from atomscale_bluesky.server.analysis.stream_analysis import RollingMedian, _rolling_median
 from atomscale_bluesky.sim.growth import GrowthModel, GrowthParams
 from atomscale_bluesky.sim.pattern import FrameInputs, PatternConfig, RheedPattern
 
@@ -228,3 +229,36 @@ def test_monolayer_count_is_the_integral_of_the_rate_history(
     pieces = zip(edges, edges[1:], strict=False)
     expected = sum(counter.rate_at(lo) * (hi - lo) for lo, hi in pieces)
     assert counter.count(start, end) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(1, 90),  # samples appended
+            st.integers(0, 60),  # samples dropped from the start
+            st.sampled_from([1, 3, 5, 9, 21]),  # kernel
+            st.floats(0.0, 1.0),  # window start, as a share of the buffer
+            st.one_of(st.just(1.0), st.floats(0.0, 1.0)),  # window end (1: newest sample)
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_cached_rolling_median_equals_filtering_the_window_alone(
+    steps: list[tuple[int, int, int, float, float]], seed: int
+) -> None:
+    """A growing, pruned buffer: every window's medians from the cache are exactly those of
+    median-filtering the window on its own (edges padded with edge values)."""
+    rng = np.random.default_rng(seed)
+    cache = RollingMedian()
+    y = np.zeros(0)
+    for added, dropped, k, start, end in steps:
+        y = np.concatenate([y, rng.normal(size=added)])
+        dropped = min(dropped, len(y) - 1)
+        y = y[dropped:]
+        cache.drop(dropped)
+        lo = int(start * (len(y) - 1))
+        hi = lo + 1 + int(end * (len(y) - lo - 1))
+        assert np.array_equal(cache.window(y, lo, hi, k), _rolling_median(y[lo:hi], k))
