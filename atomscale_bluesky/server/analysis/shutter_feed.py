@@ -24,7 +24,7 @@ class ShutterFeed:
         self._storage = storage
         self._data_id = data_id
         self._pattern = pattern.lower()
-        self._matches: dict[str, bool] = {}
+        self._keys: dict[tuple[str, str], str | None] = {}
         self._related: list[str] = []
         self._versions: dict[str, tuple[int, int]] = {}
         self._cursors: dict[str, int] = {}
@@ -54,12 +54,12 @@ class ShutterFeed:
         rows = self._storage.points_after(ts_id, self._cursors.get(ts_id, 0))
         if rows:
             self._cursors[ts_id] = max(self._cursors.get(ts_id, 0), max(r[0] for r in rows))
-        return [
-            (ts, f"{ts_id}/{name}", value) for _, name, ts, value in rows if self._is_shutter(name)
-        ]
+        keys = [self._key(ts_id, name) for _, name, _, _ in rows]
+        return [(row[2], key, row[3]) for row, key in zip(rows, keys, strict=True) if key]
 
-    def _is_shutter(self, name: str) -> bool:
-        match = self._matches.get(name)
-        if match is None:
-            match = self._matches[name] = fnmatch.fnmatch(name.lower(), self._pattern)
-        return match
+    def _key(self, ts_id: str, name: str) -> str | None:
+        """The history's name of a shutter channel (one string for all its points), else None."""
+        if (ts_id, name) not in self._keys:
+            shutter = fnmatch.fnmatch(name.lower(), self._pattern)
+            self._keys[ts_id, name] = f"{ts_id}/{name}" if shutter else None
+        return self._keys[ts_id, name]
