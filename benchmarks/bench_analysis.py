@@ -30,10 +30,11 @@ catch-up idle (120 s window), first -> last    5.63x -> 11.9x  0.21x -> 0.25x
 
 Live chunk stored -> result p50: 57 ms before, 26 ms after. ``estimate_period`` on a 120 s window
 (thread CPU): about 160 ms before, 2.3 ms after. ``python -m benchmarks client --skip-official
---frames-small 10000 --frames-large 0`` (load 2-8), server CPU per frame over zstd's
-(``srv/zstd``): 1.54-1.98 before (median 1.74, 9 runs), 0.69-0.97 after (median 0.86, 9 runs).
-Client throughput over the zstd ceiling (``ours/zstd``) ranged 0.24-0.69 before and 0.36-0.98
-after: the other load dominated it, so these runs say nothing about throughput.
+--frames-small 10000 --frames-large 0`` (load 1.4-8.6), server CPU per frame over zstd's
+(``srv/zstd``): 1.54-1.98 before (median 1.71, 11 runs), 0.69-0.97 after (median 0.86, 11
+runs). Client throughput over the zstd ceiling (``ours/zstd``) ranged 0.24-0.69 before and
+0.33-0.98 after (medians 0.46 and 0.44): the other load dominated it, so these runs say nothing
+about throughput.
 """
 
 from __future__ import annotations
