@@ -756,6 +756,26 @@ class Storage:
             "chunk_indices": [r["chunk_index"] for r in rows],
         }
 
+    def points_after(self, data_id: str, after: int = 0) -> list[sqlite3.Row]:
+        """Points (rowid, channel, timestamp, value) of a tool-state stream stored after the
+        point with rowid ``after`` (0: all of them), for a reader that follows a stream. Rowids
+        only grow while no point of the stream is replaced (see ``points_version``)."""
+        columns = "SELECT rowid, channel, timestamp, value FROM points"
+        if after <= 0:
+            return self._query(f"{columns} WHERE data_id = ?", (data_id,))
+        # a rowid range scan: only what was stored since (``+`` keeps the index out of it)
+        return self._query(f"{columns} WHERE rowid > ? AND +data_id = ?", (after, data_id))
+
+    def points_version(self, data_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(chunks stored, chunks that replaced stored points) per tool-state stream: the
+        first changes with every stored chunk, the second when points were replaced."""
+        rows = self._query(
+            "SELECT data_id, chunks_received, duplicates FROM streams WHERE data_id IN "
+            f"({', '.join('?' * len(data_ids))})",
+            tuple(data_ids),
+        )
+        return {r["data_id"]: (r["chunks_received"], r["duplicates"]) for r in rows}
+
     # -- summaries for the read API ---------------------------------------------------------------
 
     def _links(self, data_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -2,8 +2,9 @@
 
 Modules, one concern each: ``spot`` (find and follow the specular spot), ``oscillation``
 (detection and period over a window), ``monolayers`` (shutter states and counting since the
-opening), ``results`` (per-frame columns and the SDK's response shape), ``stream_analysis`` (one
-stream's state), ``worker`` (the thread fed by storage), ``routes`` (the results endpoint).
+opening), ``shutter_feed`` (a stream's shutter points, read incrementally from storage),
+``results`` (per-frame columns and the SDK's response shape), ``stream_analysis`` (one stream's
+state), ``worker`` (the thread fed by storage), ``routes`` (the results endpoint).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 One RHEED intensity oscillation is one monolayer (rheed-physics.md B.3). The estimator fits
 ``trend (quadratic) + a cos(wt) + b sin(wt) + c cos(2wt) + d sin(2wt)`` by linear least squares
-for each trial frequency: a coarse scan over frequencies picks the best one, a golden-section
-search refines it. The second harmonic absorbs non-sinusoidal shapes (a saturated spot); the
+for each trial frequency: a coarse scan (the least-squares power of a sine/cosine pair at every
+frequency of a zero-padded FFT, O(N log N)) picks the best one, a golden-section search on the
+full model's residual narrows it to a thousandth of a resolution cell and a parabola through
+the last three points places the minimum. The second harmonic absorbs non-sinusoidal shapes (a saturated spot); the
 quadratic absorbs the slow drift of the mean as the surface roughens. The oscillation counts as
 detected when it explains a given share of the detrended variance over at least ``min_cycles``.
 """
@@ -11,6 +13,7 @@ detected when it explains a given share of the detrended variance over at least 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,8 @@ import numpy as np
 __all__ = ["OscillationFit", "estimate_period", "resample"]
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+CANDIDATES = 8  # spectral peaks re-scored on the real sample times
+REFINE_CELLS = 1e-3  # golden-section stops at this share of a resolution cell (1 / window)
 
 
 @dataclass(frozen=True)
@@ -50,37 +55,99 @@ def resample(t: np.ndarray, y: np.ndarray, max_samples: int) -> tuple[np.ndarray
     return t_mean, y_mean
 
 
-def _trend_basis(tau: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.ones_like(tau), tau, tau * tau])
+class _HarmonicFit:
+    """Least squares of ``y`` on the trend plus the two harmonics of a trial frequency.
 
+    The trend (quadratic) is projected out once; per frequency only the four harmonic columns
+    are, and their 4x4 normal equations solved (the same fit as the full 7-column problem)."""
 
-def _residual(basis: np.ndarray, y: np.ndarray) -> float:
-    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
-    r = y - basis @ coef
-    return float(r @ r)
+    def __init__(self, tau: np.ndarray, y: np.ndarray, span: float) -> None:
+        u = tau / span
+        self.tau = tau
+        self.q, _ = np.linalg.qr(np.column_stack([np.ones_like(u), u, u * u]))
+        self.y = y - self.q @ (self.q.T @ y)  # detrended
+        self.rss_trend = float(self.y @ self.y)
 
-
-def _model_basis(trend: np.ndarray, tau: np.ndarray, omega: float) -> np.ndarray:
-    phase = omega * tau
-    return np.column_stack(
-        [trend, np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)]
-    )
-
-
-def _coarse_frequency(tau: np.ndarray, detrended: np.ndarray, freqs: np.ndarray) -> float:
-    """The trial frequency whose sine/cosine pair captures the most of the detrended signal."""
-    best, best_power = float(freqs[0]), -1.0
-    for block in np.array_split(freqs, max(1, len(freqs) // 64)):
-        phase = 2 * np.pi * block[:, None] * tau[None, :]
+    def solve(self, f: float) -> tuple[float, np.ndarray]:
+        """Residual sum of squares of the full model at ``f``, and the harmonic coefficients
+        (cos, sin, cos 2, sin 2)."""
+        phase = (2 * np.pi * f) * self.tau
         c, s = np.cos(phase), np.sin(phase)
-        yc, ys = c @ detrended, s @ detrended
-        cc, ss, cs = (c * c).sum(1), (s * s).sum(1), (c * s).sum(1)
-        det = cc * ss - cs * cs
-        power = (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
-        i = int(np.argmax(power))
-        if power[i] > best_power:
-            best, best_power = float(block[i]), float(power[i])
-    return best
+        h = np.stack([c, s, 2 * c * c - 1, 2 * s * c])  # rows: cos, sin, cos 2wt, sin 2wt
+        h -= (h @ self.q) @ self.q.T
+        coef = np.linalg.lstsq(h @ h.T, h @ self.y, rcond=None)[0]
+        r = self.y - coef @ h
+        return float(r @ r), coef
+
+    def cost(self, f: float) -> float:
+        return self.solve(f)[0]
+
+
+def _coarse_frequency(
+    tau: np.ndarray, detrended: np.ndarray, f_lo: float, f_hi: float, span: float
+) -> float:
+    """The frequency in [f_lo, f_hi] whose sine/cosine pair captures the most of the detrended
+    signal: the least-squares power of every frequency of a zero-padded FFT of the signal
+    interpolated onto a uniform grid (spacing at most 1/(8 span)), then the best few peaks
+    re-scored on the real sample times."""
+    m = len(tau)
+    dt = span / (m - 1)
+    grid = tau[0] + dt * np.arange(m)
+    uniform = np.interp(grid, tau, detrended)
+    size = 1 << int(math.ceil(math.log2(8 * m)))  # frequency spacing 1/(size dt) <= 1/(8 span)
+    spec = np.fft.rfft(uniform, size)
+    ones = np.fft.rfft(np.ones(m), size)  # sums of cos/sin(2 phase): the pair's normalisation
+    k = np.arange(int(math.ceil(f_lo * size * dt)), min(int(f_hi * size * dt), size // 4) + 1)
+    if len(k) == 0:
+        return f_lo
+    yc, ys = spec.real[k], -spec.imag[k]
+    c2, s2 = ones.real[2 * k], -ones.imag[2 * k]
+    cc, ss, cs = 0.5 * (m + c2), 0.5 * (m - c2), 0.5 * s2
+    det = cc * ss - cs * cs
+    power = (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
+    peaks = np.flatnonzero(
+        (power >= np.concatenate([[-1.0], power[:-1]]))
+        & (power >= np.concatenate([power[1:], [-1.0]]))
+    )
+    best = peaks[np.argsort(power[peaks])[-CANDIDATES:]]
+    freqs = k[best] / (size * dt)
+    return float(freqs[int(np.argmax(_pair_power(tau, detrended, freqs)))])
+
+
+def _pair_power(tau: np.ndarray, detrended: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """The least-squares power of a sine/cosine pair at each of ``freqs`` on the sample times."""
+    phase = 2 * np.pi * freqs[:, None] * tau[None, :]
+    c, s = np.cos(phase), np.sin(phase)
+    yc, ys = c @ detrended, s @ detrended
+    cc, ss, cs = (c * c).sum(1), (s * s).sum(1), (c * s).sum(1)
+    det = cc * ss - cs * cs
+    return (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
+
+
+def _refine(cost: Callable[[float], float], a: float, b: float, stop: float) -> float:
+    """The minimum of ``cost`` in [a, b]: golden-section search until the bracket is narrower
+    than ``stop``, then the vertex of the parabola through the best point and its neighbours
+    (that close to the minimum the cost is a parabola to far better than ``stop``)."""
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = cost(c), cost(d)
+    while b - a > stop:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = cost(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = cost(d)
+    h = d - c
+    if fc < fd:
+        x, left, mid, right = c, cost(c - h), fc, fd
+    else:
+        x, left, mid, right = d, fc, fd, cost(d + h)
+    curvature = left - 2 * mid + right
+    if curvature <= 0:
+        return 0.5 * (a + b)
+    return min(max(x + 0.5 * h * (left - right) / curvature, a), b)
 
 
 def estimate_period(
@@ -112,39 +179,17 @@ def estimate_period(
         return None
     t_mid = 0.5 * (t[0] + t[-1])
     tau = t - t_mid  # seconds, centred: the basis stays well conditioned
-    trend = _trend_basis(tau / span)
-    trend_coef, *_ = np.linalg.lstsq(trend, y, rcond=None)
-    detrended = y - trend @ trend_coef
-    rss_trend = float(detrended @ detrended)
-    if rss_trend <= 0:
+    model = _HarmonicFit(tau, y, span)
+    if model.rss_trend <= 0:
         return None
-    n_freqs = int(min(4000, max(16, (f_hi - f_lo) * span * 8)))
-    freqs = np.linspace(f_lo, f_hi, n_freqs)
-    f0 = _coarse_frequency(tau, detrended, freqs)
-
-    def cost(f: float) -> float:
-        return _residual(_model_basis(trend, tau, 2 * np.pi * f), y)
-
+    f0 = _coarse_frequency(tau, model.y, f_lo, f_hi, span)
     step = 1.0 / span  # one resolution cell either side
     a, b = max(f_lo * 0.9, f0 - step), min(f_hi * 1.1, f0 + step)
-    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
-    fc, fd = cost(c), cost(d)
-    while b - a > 1e-6 * f0:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - GOLDEN * (b - a)
-            fc = cost(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + GOLDEN * (b - a)
-            fd = cost(d)
-    f = 0.5 * (a + b)
-    basis = _model_basis(trend, tau, 2 * np.pi * f)
-    coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
-    resid = y - basis @ coef
-    strength = max(0.0, 1.0 - float(resid @ resid) / rss_trend)
+    f = _refine(model.cost, a, b, REFINE_CELLS * step)
+    rss, coef = model.solve(f)
+    strength = max(0.0, 1.0 - rss / model.rss_trend)
     cycles = span * f
     if strength < min_strength or cycles < min_cycles:
         return None
-    amplitude = float(math.hypot(coef[3], coef[4]))
+    amplitude = float(math.hypot(coef[0], coef[1]))
     return OscillationFit(1.0 / f, amplitude, strength, cycles, float(t[0]), float(t[-1]))

@@ -4,7 +4,8 @@ Per chunk: the specular intensity of each frame (spot tracker), then the oscilla
 sliding window (since the shutter opened, at most ``window_periods`` periods and
 ``max_window_s``), then the growth rate and the monolayers since the opening; one result per
 frame. A rotating stream's intensity is median-filtered over 10 degrees of rotation first, so
-the brief flashes at high-symmetry azimuths do not pass for oscillations.
+the brief flashes at high-symmetry azimuths do not pass for oscillations (each sample's median
+is computed once and kept, so a chunk costs the new samples, not the window).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from atomscale_bluesky.server.analysis.monolayers import GrowthInterval, MonolayerCounter
 from atomscale_bluesky.server.analysis.oscillation import OscillationFit, estimate_period
@@ -41,7 +43,37 @@ def _rolling_median(y: np.ndarray, k: int) -> np.ndarray:
         return y
     half = k // 2
     padded = np.pad(y, half, mode="edge")
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, k), axis=1)
+    return np.median(sliding_window_view(padded, k), axis=1)
+
+
+class RollingMedian:
+    """Rolling medians of a growing buffer, each computed once: a window's medians are the
+    cached ones inside it and, within ``k // 2`` of its ends, those of its edge-padded ends
+    (the same values as filtering the window alone)."""
+
+    def __init__(self) -> None:
+        self.k = 0
+        self._values = np.zeros(0)  # medians of real neighbours, buffer-aligned (NaN: none)
+
+    def drop(self, n: int) -> None:
+        """The buffer lost its first ``n`` samples."""
+        self._values = self._values[n:]
+
+    def window(self, y: np.ndarray, lo: int, hi: int, k: int) -> np.ndarray:
+        """The rolling median (kernel ``k``) of ``y[lo:hi]``, its ends padded with edge values."""
+        half = k // 2
+        if k < 3 or hi - lo < 4 * k:
+            return _rolling_median(y[lo:hi], k)
+        if k != self.k:
+            self.k, self._values = k, np.zeros(0)
+        start, end = max(len(self._values), half), len(y) - half
+        if end > start:
+            fresh = np.median(sliding_window_view(y[start - half : end + half], k), axis=1)
+            gap = np.full(start - len(self._values), np.nan)
+            self._values = np.concatenate([self._values, gap, fresh])
+        left = _rolling_median(y[lo : lo + k], k)[:half]
+        right = _rolling_median(y[hi - k : hi], k)[-half:]
+        return np.concatenate([left, self._values[lo + half : hi - half], right])
 
 
 class StreamAnalysis:
@@ -61,6 +93,7 @@ class StreamAnalysis:
         self.counter = MonolayerCounter()
         self._t = np.zeros(0)
         self._y = np.zeros(0)
+        self._median = RollingMedian()
         self._interval: GrowthInterval | None = None
         self._fit: OscillationFit | None = None
         self._last_window: tuple[float, float] | None = None
@@ -110,14 +143,18 @@ class StreamAnalysis:
         if hi <= lo or (lo, hi) == self._last_window:
             return
         self._last_window = (lo, hi)
-        keep = (self._t >= lo) & (self._t <= hi)
-        t, y = self._t[keep], self._y[keep]
+        index = np.flatnonzero((self._t >= lo) & (self._t <= hi))
+        t, y = self._t[index], self._y[index]
         if len(t) < 12:
             return
         if self.rpm > 0:
             rate = (len(t) - 1) / max(t[-1] - t[0], 1e-9)
             k = int(min(0.5, 10.0 / (6.0 * self.rpm)) * rate) | 1
-            y = _rolling_median(y, k)
+            first, last = int(index[0]), int(index[-1]) + 1
+            if last - first == len(index):  # a contiguous stretch of the buffer
+                y = self._median.window(self._y, first, last, k)
+            else:
+                y = _rolling_median(y, k)
         p = self.params
         fit = estimate_period(
             t, y, min_period_s=p.min_period_s, max_period_s=p.max_period_s,
@@ -135,6 +172,11 @@ class StreamAnalysis:
             lo = max(lo, min(self._interval.opened, t_end - self.params.max_window_s))
         if len(self._t) and self._t[0] < lo - 1.0:
             keep = self._t >= lo
+            dropped = len(keep) - int(keep.sum())
+            if keep[dropped:].all():  # the oldest samples: the cached medians stay aligned
+                self._median.drop(dropped)
+            else:
+                self._median = RollingMedian()
             self._t, self._y = self._t[keep], self._y[keep]
 
     def _publish(self, n: int, times: np.ndarray, y: np.ndarray, first_frame: int) -> None:

@@ -5,12 +5,12 @@ a notice, with the decoded frames when the queue is under its byte budget (else 
 the chunk back from storage). The worker analyses each stream's chunks in index order; a chunk
 still missing while later ones wait is skipped after ``gap_wait_s`` (its frames were not stored,
 so its time is a gap in the series). Shutter states come from the time-series channels of the
-stream's related streams (same sample, else same project, else the run's stream name).
+stream's related streams (same sample, else same project, else the run's stream name), read
+incrementally by the stream's ``ShutterFeed``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import queue
 import threading
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.server.analysis.monolayers import GrowthInterval, growth_interval
 from atomscale_bluesky.server.analysis.results import StreamResults
+from atomscale_bluesky.server.analysis.shutter_feed import ShutterFeed
 from atomscale_bluesky.server.analysis.stream_analysis import AnalysisParams, StreamAnalysis
 
 __all__ = ["AnalysisWorker", "ChunkNotice"]
@@ -47,6 +47,7 @@ class ChunkNotice:
 @dataclass
 class _StreamState:
     analysis: StreamAnalysis
+    shutters: ShutterFeed
     fps: float
     next_idx: int = 0
     next_frame: int = 0
@@ -154,7 +155,8 @@ class AnalysisWorker:
             analysis = StreamAnalysis(
                 results, rotations_per_min=row["rotations_per_min"] or 0.0, params=self._params
             )
-            state = _StreamState(analysis, float(row["fps"] or 0.0))
+            shutters = ShutterFeed(self._storage, data_id, self._pattern)
+            state = _StreamState(analysis, shutters, float(row["fps"] or 0.0))
             self._streams[data_id] = state
             with self._results_lock:
                 self._results[data_id] = results
@@ -204,7 +206,8 @@ class AnalysisWorker:
             t0 = time.time() - n / fps
         spacing = state.spacing or 1.0 / fps
         times = t0 + np.arange(n) * spacing
-        state.analysis.add_chunk(frames, times, state.next_frame, self._interval_lookup(data_id))
+        shutters = state.shutters.refresh()
+        state.analysis.add_chunk(frames, times, state.next_frame, shutters.interval_at)
         state.next_frame += n
         state.last_time = float(times[-1])
         state.last_start, state.last_n, state.last_idx = t0, n, notice.chunk_idx
@@ -221,15 +224,3 @@ class AnalysisWorker:
         if 0.5 / fps < spacing < 2.0 / fps:
             state.spacing = spacing
             state.analysis.retime_last(state.last_start, state.last_n, spacing)
-
-    def _interval_lookup(self, data_id: str) -> Callable[[float], GrowthInterval | None]:
-        def lookup(t: float) -> GrowthInterval | None:
-            channels: dict[str, tuple[list[float], list[float | None]]] = {}
-            for ts_id in self._storage.related_timeseries(data_id):
-                for name in self._storage.channels(ts_id):
-                    if fnmatch.fnmatch(name.lower(), self._pattern):
-                        pts = self._storage.points(ts_id, name)
-                        channels[f"{ts_id}/{name}"] = (pts["timestamps"], pts["values"])
-            return growth_interval(channels, t) if channels else None
-
-        return lookup
