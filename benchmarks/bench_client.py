@@ -98,6 +98,18 @@ def ours(
         return Ours(rate, (_cpu_s() - cpu) / n, (_cpu_s(server_pid) - server_cpu) / n)
 
 
+def warm_up(url: str, key: str, shapes: list[tuple[int, int, float, int]], spool: Path) -> None:
+    """One chunk of each (H, W, fps, chunk) through our client, so the server's first requests
+    (imports, first writes) are not in any measured run."""
+    from atomscale_bluesky.client import AtomscaleClient
+
+    with AtomscaleClient(key, url, spool_dir=spool, spool_min_free_bytes=0) as client:
+        for h, w, fps, chunk in shapes:
+            stream = client.open_rheed_stream(fps=fps, chunk_size=chunk)
+            stream.push(rheed_frames(chunk, h, w, seed=1))
+            assert stream.finalize().ok
+
+
 def official(url: str, key: str, frames: np.ndarray, fps: float, chunk: int, spool: Path) -> float:
     from atomscale.streaming import RHEEDStreamer
 
@@ -136,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bench-client-") as tmp,
         running_server_process(data_dir=Path(tmp) / "server") as server,
     ):
+        shapes = [(h, w, fps, chunk) for _, _, h, w, fps, chunk in cases]
+        warm_up(server.url, server.api_key, shapes, Path(tmp) / "warm-up")
         for label, n, h, w, fps, chunk in cases:
             if n <= 0:
                 continue
