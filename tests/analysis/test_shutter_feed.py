@@ -3,12 +3,12 @@ and the worker's feed picks up shutter points stored after earlier chunks were a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plugins.ioc_fixtures import wait_for
 
 from atomscale_bluesky.server.analysis.monolayers import GrowthInterval, ShutterHistory
 from atomscale_bluesky.server.analysis.shutter_feed import ShutterFeed
@@ -101,15 +101,6 @@ def test_feed_reads_new_replaced_and_newly_related_points(tmp_path: Path) -> Non
         storage.close()
 
 
-def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _chunk(data_id: str, idx: int, n: int = 10) -> ChunkNotice:
     rng = np.random.default_rng(idx)
     frames = rng.integers(0, 60, size=(n, 32, 48), dtype=np.uint8)
@@ -133,13 +124,13 @@ def test_worker_sees_shutter_points_stored_after_earlier_chunks(tmp_path: Path) 
 
         worker.submit(_chunk(data_id, 0))
         worker.submit(_chunk(data_id, 1))
-        assert _wait(lambda: analysed(20))
+        assert wait_for(lambda: analysed(20), timeout=30.0)
         status = worker.results(data_id).status  # type: ignore[union-attr]
         assert status["shutter_opened_unix_s"] is None
 
         storage.store_points(sensors, 0, {"ga_shutter": ([T0 + 0.5, T0 + 1.5], [0, 1], None)})
         worker.submit(_chunk(data_id, 2))
-        assert _wait(lambda: analysed(30))
+        assert wait_for(lambda: analysed(30), timeout=30.0)
         response = worker.results(data_id).response()  # type: ignore[union-attr]
         assert response["analysis"]["shutter_opened_unix_s"] == T0 + 1.5
         assert response["analysis"]["shutter_closed_unix_s"] is None
@@ -148,7 +139,7 @@ def test_worker_sees_shutter_points_stored_after_earlier_chunks(tmp_path: Path) 
 
         storage.store_points(sensors, 1, {"ga_shutter": ([T0 + 2.5], [0], None)})
         worker.submit(_chunk(data_id, 3))
-        assert _wait(lambda: analysed(40))
+        assert wait_for(lambda: analysed(40), timeout=30.0)
         status = worker.results(data_id).status  # type: ignore[union-attr]
         assert status["shutter_closed_unix_s"] == T0 + 2.5
         assert worker.errors == 0

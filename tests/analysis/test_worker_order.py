@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from plugins.ioc_fixtures import wait_for
 
 from atomscale_bluesky.server.analysis.worker import AnalysisWorker, ChunkNotice
 from atomscale_bluesky.server.storage import Storage
@@ -20,15 +21,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _wait(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _chunk(data_id: str, idx: int, n: int = 10) -> ChunkNotice:
@@ -47,7 +39,9 @@ def test_chunks_in_index_order_and_gaps_skipped(tmp_path: Path) -> None:
         data_id = storage.create_rheed_stream("s", 10.0, 0.0, None, None, None)
         worker.submit(_chunk(data_id, 1))
         worker.submit(_chunk(data_id, 0))
-        assert _wait(lambda: (r := worker.results(data_id)) is not None and len(r) == 20)
+        assert wait_for(
+            lambda: (r := worker.results(data_id)) is not None and len(r) == 20, timeout=30.0
+        )
         response = worker.results(data_id).response()  # type: ignore[union-attr]
         series = response["series_by_angle"][0]["series"]
         assert [p["frame_number"] for p in series] == list(range(20))
@@ -59,7 +53,7 @@ def test_chunks_in_index_order_and_gaps_skipped(tmp_path: Path) -> None:
         time.sleep(0.6)  # the worker checks gaps at least every 0.5 s when idle
         assert len(worker.results(data_id)) == 20  # type: ignore[arg-type]
         clock.now += 5.0
-        assert _wait(lambda: len(worker.results(data_id)) == 30)  # type: ignore[arg-type]
+        assert wait_for(lambda: len(worker.results(data_id)) == 30, timeout=30.0)  # type: ignore[arg-type]
         series = worker.results(data_id).response()["series_by_angle"][0]["series"]  # type: ignore[union-attr]
         assert [p["frame_number"] for p in series[20:]] == list(range(30, 40))
         assert worker.errors == 0 and worker.chunks_analysed == 3
