@@ -174,6 +174,17 @@ class FrameStore:
         doc = array_metadata(n_total, height, width, attrs)
         _atomic_write(self.root / "zarr.json", json.dumps(doc, indent=2).encode())
 
+    def clear_staging(self) -> int:
+        """Remove staging files a crash left behind (only when no upload is in flight, as when
+        the server opens its data directory); returns how many there were."""
+        try:
+            leftovers = list(self.staging.iterdir())
+        except FileNotFoundError:
+            return 0
+        for path in leftovers:
+            _unlink(str(path))
+        return len(leftovers)
+
     def adopt(self) -> bool:
         """Convert an array written with the ``/`` separator (frame i at ``c/{i}/0/0``) to this
         layout; True if there was one. Frame files are renamed, then the metadata is rewritten."""

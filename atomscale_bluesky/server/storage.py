@@ -13,6 +13,7 @@ Raises StorageError subclasses that the HTTP layer maps to 4xx answers.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -30,6 +31,8 @@ import numpy as np
 
 from atomscale_bluesky.server.frame_store import FrameStore, StagedChunk
 from atomscale_bluesky.shards import ShardError, check_shard, decode_shard
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -188,7 +191,7 @@ class Storage:
                     "ALTER TABLE rheed_chunks ADD COLUMN frame_offset INTEGER NOT NULL DEFAULT 0"
                 )
                 self._migrate_stacked()
-            self._adopt_arrays()
+            self._open_arrays()
 
     def close(self) -> None:
         with self._db_lock:
@@ -254,10 +257,18 @@ class Storage:
                                                          "layout": "dense"})  # fmt: skip
             shutil.rmtree(old, ignore_errors=True)
 
-    def _adopt_arrays(self) -> None:
-        """Convert stream arrays written with the ``/`` chunk-key separator (frame_store.adopt)."""
+    def _open_arrays(self) -> None:
+        """Convert stream arrays written with the ``/`` chunk-key separator (frame_store.adopt)
+        and remove the staging files of uploads a crash interrupted."""
         for row in self._db.execute("SELECT data_id FROM streams WHERE kind = 'rheed'").fetchall():
-            self.frame_store(row["data_id"]).adopt()
+            store = self.frame_store(row["data_id"])
+            store.adopt()
+            removed = store.clear_staging()
+            if removed:
+                log.info(
+                    "removed %d staging file(s) of interrupted uploads to stream %s",
+                    removed, row["data_id"],
+                )  # fmt: skip
 
     def frame_store(self, data_id: str) -> FrameStore:
         return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr")

@@ -277,3 +277,26 @@ def test_array_with_slash_chunk_keys_from_an_older_server_is_converted(tmp_path:
         }
     finally:
         storage.close()
+
+
+def test_staging_files_of_an_interrupted_upload_are_removed_on_open(tmp_path: Path) -> None:
+    """A crash between staging a chunk's frames and placing them leaves files in ``incoming/``;
+    the next server removes them and keeps what was stored."""
+    chunk, later = chunks_of([4, 4], seed=3)
+    storage = Storage(tmp_path)
+    data_id = storage.create_rheed_stream("crashed", 10.0, 0.0, None, None, None)
+    storage.store_chunk(ChunkGrant(data_id, 0, (4, H, W), 4, None, None, None, None),
+                        make_shard(chunk))  # fmt: skip
+    shard = make_shard(later)  # the second chunk's frames, staged but never placed
+    staged = storage.frame_store(data_id).stage(shard, decode_shard(shard, (4, H, W)))
+    storage.close()
+    incoming = tmp_path / "rheed" / data_id / "incoming"
+    assert sorted(p.name for p in incoming.iterdir()) == sorted(
+        Path(f).name for f in staged.files if f is not None
+    )
+    storage = Storage(tmp_path)
+    try:
+        assert not any(incoming.iterdir())
+        np.testing.assert_array_equal(storage.read_frames(data_id, None, None), chunk)
+    finally:
+        storage.close()
