@@ -54,7 +54,7 @@ class ClockSkew:
         last = self._last
         made_at = [as_float(t) for t in rows.times]
         for key, stamps in rows.timestamps.items():
-            if not stamps:
+            if stamps is None or len(stamps) == 0:
                 continue
             slot = (descriptor, key)
             previous = last.get(slot)

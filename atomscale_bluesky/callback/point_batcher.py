@@ -98,14 +98,16 @@ class PointBatcher:
         """
         for key, channel in channels.items():
             values = data.get(key)
-            if not values:
+            if values is None or len(values) == 0:  # a column may be a numpy array
                 continue
             column = self._batch.get(channel.name)
             if column is None:
                 column = self._column(key, channel)
             n = min(len(values), n_rows)
             column.values.extend(values if len(values) == n else values[:n])
-            stamps = timestamps.get(key) or ()
+            stamps = timestamps.get(key)
+            if stamps is None:
+                stamps = ()
             if len(stamps) >= n:
                 column.stamps.extend(stamps if len(stamps) == n else stamps[:n])
             else:

@@ -163,12 +163,19 @@ def test_point_batcher_reads_enums_bools_and_odd_values():
     _add(batcher, "flag", [T0, T0 + 1], [True, False])
     _add(batcher, "mixed", [T0, "bad", T0 + 2, T0 + 3, T0 + 4], [1, 2.5, None, "7.5", [1, 2]])
     _add(batcher, "short", [T0], [1.0, 2.0])  # the second row has no timestamp
+    _add(
+        batcher, "array", np.array([T0 + 1, T0]), np.array([2, 1], dtype=np.int16)
+    )  # a decoded page
+    _add(batcher, "empty", np.zeros(0), np.zeros(0))
     channels = batcher.take().channels
     assert channels["shutter"][1].tolist() == [1.0, 0.0]
     assert channels["flag"][1].tolist() == [1.0, 0.0]
     assert channels["mixed"][0].tolist() == [T0, T0 + 3]
     assert channels["mixed"][1].tolist() == [1.0, 7.5]
     assert channels["short"][1].tolist() == [1.0]
+    assert channels["array"][0].tolist() == [T0, T0 + 1]
+    assert channels["array"][1].tolist() == [1.0, 2.0]
+    assert "empty" not in channels
 
 
 def test_point_batcher_is_due_after_max_age():
