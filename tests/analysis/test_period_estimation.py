@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atomscale_bluesky.server.analysis.monolayers import MonolayerCounter, growth_interval
+from atomscale_bluesky.server.analysis.monolayers import MonolayerCounter, ShutterHistory
 from atomscale_bluesky.server.analysis.oscillation import estimate_period
 from atomscale_bluesky.server.analysis.spot import SpotTracker, find_spot
 from atomscale_bluesky.server.analysis.stream_analysis import RollingMedian, _rolling_median
@@ -98,14 +98,13 @@ def test_simulated_frames_spot_and_period() -> None:
 
 
 def test_growth_interval_from_shutter_channels() -> None:
-    channels = {
-        "ga": ([10.0, 20.0, 30.0, 40.0], [1.0, 0.0, 1.0, 0.0]),
-        "as": ([5.0], [0.0]),
-    }
-    assert growth_interval(channels, 15.0).opened == 10.0  # type: ignore[union-attr]
-    later = growth_interval(channels, 35.0)
+    history = ShutterHistory()
+    history.extend([(10.0, "ga", 1.0), (20.0, "ga", 0.0), (30.0, "ga", 1.0), (40.0, "ga", 0.0)])
+    history.extend([(5.0, "as", 0.0)])  # an earlier point: the history is replayed
+    assert history.interval_at(15.0).opened == 10.0  # type: ignore[union-attr]
+    later = history.interval_at(35.0)
     assert later is not None and later.opened == 30.0 and later.closed == 40.0
-    assert growth_interval(channels, 9.0) is None
+    assert history.interval_at(9.0) is None
 
 
 def test_monolayer_counter_integrates_rate_history() -> None:

@@ -10,10 +10,10 @@ the opening. Without shutter states the count starts where oscillations were fir
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["GrowthInterval", "MonolayerCounter", "ShutterHistory", "growth_interval"]
+__all__ = ["GrowthInterval", "MonolayerCounter", "ShutterHistory"]
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,6 @@ class ShutterHistory:
         """The last opening at or before ``t``, and its closing."""
         i = bisect.bisect_right(self._opened, t) - 1
         return None if i < 0 else GrowthInterval(self._opened[i], self._closed[i])
-
-
-def growth_interval(
-    channels: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], t: float
-) -> GrowthInterval | None:
-    """The last opening at or before ``t`` of the union of shutter channels, and its closing."""
-    history = ShutterHistory()
-    history.extend(
-        (ts, name, value)
-        for name, (times, values) in channels.items()
-        for ts, value in zip(times, values, strict=True)
-    )
-    return history.interval_at(t)
 
 
 class MonolayerCounter:

@@ -5,8 +5,8 @@ One RHEED intensity oscillation is one monolayer (rheed-physics.md B.3). The est
 for each trial frequency: a coarse scan (the least-squares power of a sine/cosine pair at every
 frequency of a zero-padded FFT, O(N log N)) picks the best one, a golden-section search on the
 full model's residual narrows it to a thousandth of a resolution cell and a parabola through
-the last three points places the minimum. The second harmonic absorbs non-sinusoidal shapes (a saturated spot); the
-quadratic absorbs the slow drift of the mean as the surface roughens. The oscillation counts as
+the last three points places the minimum. The second harmonic absorbs non-sinusoidal shapes (a
+saturated spot); the quadratic absorbs the slow drift of the mean as the surface roughens. The oscillation counts as
 detected when it explains a given share of the detrended variance over at least ``min_cycles``.
 """
 
@@ -100,11 +100,8 @@ def _coarse_frequency(
     k = np.arange(int(math.ceil(f_lo * size * dt)), min(int(f_hi * size * dt), size // 4) + 1)
     if len(k) == 0:
         return f_lo
-    yc, ys = spec.real[k], -spec.imag[k]
     c2, s2 = ones.real[2 * k], -ones.imag[2 * k]
-    cc, ss, cs = 0.5 * (m + c2), 0.5 * (m - c2), 0.5 * s2
-    det = cc * ss - cs * cs
-    power = (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
+    power = _power(spec.real[k], -spec.imag[k], 0.5 * (m + c2), 0.5 * (m - c2), 0.5 * s2)
     peaks = np.flatnonzero(
         (power >= np.concatenate([[-1.0], power[:-1]]))
         & (power >= np.concatenate([power[1:], [-1.0]]))
@@ -118,8 +115,14 @@ def _pair_power(tau: np.ndarray, detrended: np.ndarray, freqs: np.ndarray) -> np
     """The least-squares power of a sine/cosine pair at each of ``freqs`` on the sample times."""
     phase = 2 * np.pi * freqs[:, None] * tau[None, :]
     c, s = np.cos(phase), np.sin(phase)
-    yc, ys = c @ detrended, s @ detrended
-    cc, ss, cs = (c * c).sum(1), (s * s).sum(1), (c * s).sum(1)
+    return _power(c @ detrended, s @ detrended, (c * c).sum(1), (s * s).sum(1), (c * s).sum(1))
+
+
+def _power(
+    yc: np.ndarray, ys: np.ndarray, cc: np.ndarray, ss: np.ndarray, cs: np.ndarray
+) -> np.ndarray:
+    """The least-squares power of a sine/cosine pair from its projections (``yc``, ``ys``) and
+    Gram entries (``cc``, ``ss``, ``cs``); 0 where the pair is degenerate."""
     det = cc * ss - cs * cs
     return (yc * yc * ss + ys * ys * cc - 2 * yc * ys * cs) / np.where(det > 0, det, np.inf)
 
