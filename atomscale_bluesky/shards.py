@@ -35,6 +35,7 @@ __all__ = [
     "IndexEntry",
     "ShardError",
     "ShardIndex",
+    "assemble_shard",
     "check_level",
     "check_shard",
     "compress_frame",
@@ -43,6 +44,7 @@ __all__ = [
     "encode_shard",
     "encode_shard_parts",
     "index_size",
+    "inner_chunks",
     "read_index",
     "repack",
     "shard_key",
@@ -182,14 +184,24 @@ def encode_shard_parts(
         blobs = [result[i] for i in range(len(result))]  # buffer segments, not copied
     else:
         blobs = [comp.compress(view) for view in views]
+    kept = [
+        None if _may_be_empty(memoryview(blob).nbytes, frame_bytes) and not plane.any() else blob
+        for plane, blob in zip(planes, blobs, strict=True)
+    ]
+    return assemble_shard(kept)
+
+
+def assemble_shard(blobs: Sequence[Any]) -> list[Any]:
+    """A shard's bytes as buffers in order (body, index, checksum) from one zstd frame per inner
+    chunk, or None for an all-zero one (omitted from the body, ``EMPTY_ENTRY`` in the index)."""
     body: list[Any] = []
     index: list[int] = []
     offset = 0
-    for plane, blob in zip(planes, blobs, strict=True):
-        size = memoryview(blob).nbytes
-        if _may_be_empty(size, frame_bytes) and not plane.any():
+    for blob in blobs:
+        if blob is None:
             index += (EMPTY_ENTRY, EMPTY_ENTRY)
             continue
+        size = memoryview(blob).nbytes
         body.append(blob)
         index += (offset, size)
         offset += size
@@ -197,6 +209,15 @@ def encode_shard_parts(
     body.append(index_bytes)
     body.append(struct.pack("<I", crc32c.crc32c(index_bytes)))
     return body
+
+
+def inner_chunks(data: Any, entries: Sequence[IndexEntry]) -> list[memoryview | None]:
+    """Each inner chunk's zstd frame as a view into ``data``, or None where it is absent (zero)."""
+    view = memoryview(data)
+    return [
+        None if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY else view[offset : offset + nbytes]
+        for offset, nbytes in entries
+    ]
 
 
 def _planes(frames: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -1,23 +1,25 @@
-"""On-disk frames of one RHEED stream as a dense Zarr v3 array that zarr-python 3 opens directly.
+"""On-disk frames of one RHEED stream as a dense, sharded Zarr v3 array zarr-python 3 opens directly.
 
 Layout: ``<data_dir>/rheed/<data_id>/frames.zarr/zarr.json`` describes ONE array of shape
-(N_total, H, W) uint8 on a regular chunk grid (1, H, W), one frame per zarr chunk, codecs
-[bytes(little), zstd(level 3, no checksum)], fill value 0, chunk keys with the ``.`` separator.
-Frame i is the file ``frames.zarr/c.{i}.0.0``: exactly one zstd frame of H*W bytes, which is what
-every inner chunk of an uploaded shard already is, so shards are split into frame files without
-recompressing. An all-zero frame has no file (it reads as the fill value). The ``.`` separator
-keeps every frame file in one folder: ``/`` would make two folders per frame, which costs more
-CPU than writing the frame.
+(N_total, H, W) uint8 on a regular grid of shards of (S, H, W), S being the stream's chunk_size,
+with chunk keys using the ``.`` separator. Shard j is the file ``frames.zarr/c.{j}.0.0`` and holds
+frames [j*S, (j+1)*S) as inner chunks of one frame, codecs [bytes(little), zstd(level 3, no
+checksum)], with the index (S little-endian (offset, nbytes) uint64 pairs, then its CRC32C) at the
+end: the byte layout of an uploaded shard, so a frame's zstd bytes are copied from the upload
+without recompressing. An all-zero frame is absent from its shard (it reads as the fill value 0),
+and a shard of only such frames has no file. One file per shard, not per frame: creating a file
+costs more CPU than writing a frame into one.
 
 Placement (kept by storage.Storage, which owns the per-chunk offsets): chunk k starts at frame
 ``sum(N_j for j < k)``, where N_j is the received size of chunk j, or the stream's chunk_size for a
 chunk not received yet. The array is dense because a chunk may be shorter than chunk_size anywhere
 in a stream (the callback cuts chunks at acquisition pauses; any client may push N <= chunk_size),
 and a grid of chunk_size slots per chunk would read back blank frames that were never captured.
-When a chunk's size differs from what later, stored chunks assumed, their frame files are shifted
-(``shift``) under the stream's lock. Frame files are staged outside the array and renamed into
-place, so a reader never sees half a file. Paths are plain strings: this path runs once per frame.
-Arrays written with the ``/`` separator by earlier servers are converted on open (``adopt``).
+So a chunk usually straddles two shards, and writing it rewrites both. When a chunk's size differs
+from what later, stored chunks assumed, their frames are moved (``shift``). Writing, moving and
+reading run under the stream's lock (storage.Storage); each shard is written under a temporary
+name and renamed into place, so a reader never sees half a file.
+Arrays stored one frame per file by earlier servers are converted on open (``adopt``).
 """
 
 from __future__ import annotations
@@ -27,20 +29,25 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zstandard
 
-from atomscale_bluesky.shards import EMPTY_ENTRY, ShardIndex
+from atomscale_bluesky.shards import assemble_shard, inner_chunks, read_index
 
 SEPARATOR = "."
 
+#: One frame's zstd bytes (a view into a shard or an upload), or None for an all-zero frame.
+Frame = bytes | memoryview | None
 
-def array_metadata(n_total: int, height: int, width: int, attrs: dict) -> dict:
-    """The zarr.json document of the dense stream array: one frame per zarr chunk."""
+_BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+
+
+def array_metadata(n_total: int, shard_frames: int, height: int, width: int, attrs: dict) -> dict:
+    """The zarr.json document of the dense stream array: shards of ``shard_frames`` frames."""
     return {
         "zarr_format": 3,
         "node_type": "array",
@@ -48,16 +55,31 @@ def array_metadata(n_total: int, height: int, width: int, attrs: dict) -> dict:
         "data_type": "uint8",
         "chunk_grid": {
             "name": "regular",
-            "configuration": {"chunk_shape": [1, height, width]},
+            "configuration": {"chunk_shape": [shard_frames, height, width]},
         },
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": SEPARATOR}},
         "fill_value": 0,
         "codecs": [
-            {"name": "bytes", "configuration": {"endian": "little"}},
-            {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [1, height, width],
+                    "codecs": [
+                        _BYTES,
+                        {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
+                    ],
+                    "index_codecs": [_BYTES, {"name": "crc32c"}],
+                    "index_location": "end",
+                },
+            }  # fmt: skip
         ],
         "attributes": attrs,
     }
+
+
+def _is_sharded(doc: dict) -> bool:
+    codecs = doc.get("codecs") or [{}]
+    return bool(codecs[0].get("name") == "sharding_indexed")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -67,11 +89,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_file(path: str, data: memoryview) -> None:
+def _write_parts(path: str, parts: Sequence[Any]) -> None:
+    """Write buffers to a new file in order, without joining them."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        while data:
-            data = data[os.write(fd, data) :]
+        views = [memoryview(p).cast("B") for p in parts]
+        while views:
+            written = os.writev(fd, views)
+            while views and written >= views[0].nbytes:
+                written -= views[0].nbytes
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
     finally:
         os.close(fd)
 
@@ -92,86 +121,79 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-@dataclass(frozen=True)
-class StagedChunk:
-    """One chunk's frames written as staging files, ready to be renamed into the array."""
-
-    files: tuple[str | None, ...]  # per frame: its staged file, or None for an all-zero frame
-
-    @property
-    def n_frames(self) -> int:
-        return len(self.files)
-
-
 class FrameStore:
-    """The frames.zarr array of one stream: stage, place and shift frame files; read frames."""
+    """The frames.zarr array of one stream: write, clear and move frames in shards; read frames."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shard_frames: int) -> None:
+        if shard_frames < 1:
+            raise ValueError(f"shard_frames must be at least 1; got {shard_frames}")
         self.root = root  # <data_dir>/rheed/<data_id>/frames.zarr
+        self.shard_frames = shard_frames
         self.staging = root.parent / "incoming"
         self._prefix = os.path.join(root, "c.")
 
-    def frame_path(self, index: int) -> str:
-        return f"{self._prefix}{index}.0.0"
+    def shard_path(self, shard: int) -> str:
+        return f"{self._prefix}{shard}.0.0"
 
-    # -- writing (stage outside the stream lock; place, clear and shift under it) ----------------
+    def _shards(self, start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+        """``(shard, lo, hi)`` for each shard that frames [start, stop) touch, in order."""
+        s = self.shard_frames
+        for shard in range(start // s, -(-stop // s)):
+            yield shard, max(start, shard * s), min(stop, (shard + 1) * s)
 
-    def stage(self, shard: bytes, decoded: ShardIndex) -> StagedChunk:
-        """Write each non-zero frame's zstd bytes (straight from the shard) to a staging file."""
-        self.staging.mkdir(parents=True, exist_ok=True)
-        prefix = f"{self.staging}/{secrets.token_hex(8)}."
-        view = memoryview(shard)
-        files: list[str | None] = []
-        try:
-            for i, (offset, nbytes) in enumerate(decoded.entries):
-                if offset == EMPTY_ENTRY and nbytes == EMPTY_ENTRY:
-                    files.append(None)
-                    continue
-                files.append(prefix + str(i))
-                _write_file(prefix + str(i), view[offset : offset + nbytes])
-        except BaseException:
-            self.discard(StagedChunk(tuple(files)))
-            raise
-        return StagedChunk(tuple(files))
+    # -- writing (under the stream's lock) --------------------------------------------------------
 
-    def discard(self, staged: StagedChunk) -> None:
-        """Remove what is left of a chunk's staging files (none once it was placed)."""
-        for path in staged.files:
-            if path is not None:
-                _unlink(path)
-
-    def place(self, staged: StagedChunk, first: int) -> None:
-        """Move staged frames to frames [first, first + N); an all-zero frame removes a file."""
-        for i, src in enumerate(staged.files):
-            dst = self.frame_path(first + i)
-            if src is None:
-                _unlink(dst)
+    def write(self, first: int, frames: Sequence[Frame]) -> None:
+        """Put ``frames`` at frames [first, first + len(frames)), rewriting each shard once."""
+        s = self.shard_frames
+        for shard, lo, hi in self._shards(first, first + len(frames)):
+            base = shard * s
+            new = frames[lo - first : hi - first]
+            if hi - lo == s:
+                inner = list(new)
             else:
-                _move(src, dst)
+                inner = self._read_shard(shard)
+                inner[lo - base : hi - base] = new
+            self._write_shard(shard, inner)
 
     def clear(self, start: int, stop: int) -> None:
-        """Remove the frame files of frames [start, stop)."""
-        for index in range(start, stop):
-            _unlink(self.frame_path(index))
+        """Make frames [start, stop) all zero (absent)."""
+        if stop > start:
+            self.write(start, [None] * (stop - start))
 
     def shift(self, start: int, stop: int, delta: int) -> None:
-        """Move the frame files of frames [start, stop) to [start + delta, stop + delta).
-
-        Renames run from the end when moving up and from the start when moving down, so no file
-        is overwritten before it has moved; a frame without a file clears its destination.
-        """
+        """Move frames [start, stop) to [start + delta, stop + delta); the frames left behind
+        become zero. Moves a shard's worth at a time, from the end when moving up and from the
+        start when moving down, so no frame is overwritten before it has moved."""
         if delta == 0 or stop <= start:
             return
-        order = range(stop - 1, start - 1, -1) if delta > 0 else range(start, stop)
-        for index in order:
-            src, dst = self.frame_path(index), self.frame_path(index + delta)
-            if os.path.exists(src):
-                _move(src, dst)
-            else:
-                _unlink(dst)
+        blocks = range(start, stop, self.shard_frames)
+        for lo in reversed(blocks) if delta > 0 else blocks:
+            hi = min(lo + self.shard_frames, stop)
+            self.write(lo + delta, self.read_raw(lo, hi))
+        if delta > 0:
+            self.clear(start, min(stop, start + delta))
+        else:
+            self.clear(max(start, stop + delta), stop)
+
+    def _write_shard(self, shard: int, inner: Sequence[Frame]) -> None:
+        """Replace shard ``shard`` with these frames (no file when all are zero)."""
+        path = self.shard_path(shard)
+        if all(frame is None for frame in inner):
+            _unlink(path)
+            return
+        parts = assemble_shard(list(inner) + [None] * (self.shard_frames - len(inner)))
+        self.staging.mkdir(parents=True, exist_ok=True)
+        tmp = f"{self.staging}/{secrets.token_hex(8)}.shard"
+        try:
+            _write_parts(tmp, parts)
+            _move(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
 
     def write_metadata(self, n_total: int, height: int, width: int, attrs: dict) -> None:
-        doc = array_metadata(n_total, height, width, attrs)
+        doc = array_metadata(n_total, self.shard_frames, height, width, attrs)
         _atomic_write(self.root / "zarr.json", json.dumps(doc, indent=2).encode())
 
     def clear_staging(self) -> int:
@@ -186,43 +208,59 @@ class FrameStore:
         return len(leftovers)
 
     def adopt(self) -> bool:
-        """Convert an array written with the ``/`` separator (frame i at ``c/{i}/0/0``) to this
-        layout; True if there was one. Frame files are renamed, then the metadata is rewritten."""
-        meta_path = self.root / "zarr.json"
+        """Convert an array stored one frame per file by an earlier server (frame i at
+        ``c.{i}.0.0``, or ``c/{i}/0/0`` with the ``/`` separator) to shards; True if there was
+        one. The shards are built beside the array and swapped in, so a crash part way leaves
+        either the old array or the new one, and the next open finishes or redoes the work."""
+        built = self.root.with_name(self.root.name + ".sharded")
+        old = self.root.with_name(self.root.name + ".per-frame")
+        if not self.root.exists() and (built / "zarr.json").exists():
+            os.replace(built, self.root)  # a crash came between the two renames below
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(built, ignore_errors=True)
         try:
-            doc = json.loads(meta_path.read_text())
+            doc = json.loads((self.root / "zarr.json").read_text())
         except FileNotFoundError:
             return False
-        encoding = doc.get("chunk_key_encoding", {}).get("configuration", {})
-        if encoding.get("separator", "/") == SEPARATOR:
+        if _is_sharded(doc):
             return False
-        folders = self.root / "c"
-        if folders.is_dir():
-            for frame in folders.iterdir():
-                src = frame / "0" / "0"
-                if frame.name.isdigit() and src.exists():
-                    os.replace(src, self.frame_path(int(frame.name)))
-            shutil.rmtree(folders)
+        target = FrameStore(built, self.shard_frames)
+        files = _per_frame_files(self.root)
+        for shard, lo, hi in target._shards(0, max(files, default=-1) + 1):
+            inner: list[Frame] = [None] * self.shard_frames
+            for index in range(lo, hi):
+                if index in files:
+                    inner[index - lo] = files[index].read_bytes()
+            target._write_shard(shard, inner)
         n_total, height, width = doc["shape"]
-        self.write_metadata(n_total, height, width, doc.get("attributes", {}))
+        target.write_metadata(n_total, height, width, doc.get("attributes", {}))
+        os.replace(self.root, old)
+        os.replace(built, self.root)
+        shutil.rmtree(old)
         return True
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def read_raw(self, start: int, stop: int) -> list[bytes | None]:
-        """The stored zstd bytes of frames [start, stop) (None: no file, an all-zero frame)."""
-        out: list[bytes | None] = []
-        for index in range(start, stop):
-            try:
-                with open(self.frame_path(index), "rb") as fh:
-                    out.append(fh.read())
-            except FileNotFoundError:
-                out.append(None)
+    def _read_shard(self, shard: int) -> list[Frame]:
+        """The zstd frames of one shard (None: absent, an all-zero frame; or no file at all)."""
+        try:
+            with open(self.shard_path(shard), "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return [None] * self.shard_frames
+        return list(inner_chunks(data, read_index(data, self.shard_frames)))
+
+    def read_raw(self, start: int, stop: int) -> list[Frame]:
+        """The stored zstd bytes of frames [start, stop) (None: an all-zero frame)."""
+        out: list[Frame] = []
+        for shard, lo, hi in self._shards(start, stop):
+            base = shard * self.shard_frames
+            out += self._read_shard(shard)[lo - base : hi - base]
         return out
 
     @staticmethod
-    def decode(raw: Sequence[bytes | None], height: int, width: int) -> np.ndarray:
-        """Decompress frame files read by ``read_raw`` into an (n, H, W) uint8 array."""
+    def decode(raw: Sequence[Frame], height: int, width: int) -> np.ndarray:
+        """Decompress frames read by ``read_raw`` into an (n, H, W) uint8 array."""
         out = np.zeros((len(raw), height, width), dtype=np.uint8)
         decompressor = zstandard.ZstdDecompressor()
         for i, data in enumerate(raw):
@@ -230,3 +268,15 @@ class FrameStore:
                 frame = decompressor.decompress(data, max_output_size=height * width)
                 out[i] = np.frombuffer(frame, dtype=np.uint8).reshape(height, width)
         return out
+
+
+def _per_frame_files(root: Path) -> dict[int, Path]:
+    """Frame index -> file of an array stored one frame per file (either separator)."""
+    files = {int(p.name.split(".")[1]): p for p in root.glob("c.*.0.0") if p.name[2:-4].isdigit()}
+    folders = root / "c"
+    if folders.is_dir():
+        for frame in folders.iterdir():
+            path = frame / "0" / "0"
+            if frame.name.isdigit() and path.exists():
+                files[int(frame.name)] = path
+    return files

@@ -23,14 +23,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.server.frame_store import FrameStore, StagedChunk
-from atomscale_bluesky.shards import ShardError, check_shard, decode_shard
+from atomscale_bluesky.server.frame_store import Frame, FrameStore
+from atomscale_bluesky.shards import ShardError, check_shard, decode_shard, inner_chunks
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class Storage:
         for stream in streams:
             data_id, cs = stream["data_id"], int(stream["chunk_size"])
             dims = (cs, int(stream["height"]), int(stream["width"]))
-            store = self.frame_store(data_id)
+            store = self.frame_store(data_id, cs)
             old = store.root / "c.stacked"
             if (store.root / "c").exists():
                 os.replace(store.root / "c", old)
@@ -244,10 +244,7 @@ class Storage:
                 path = old / str(k) / "0" / "0"
                 if path.exists():  # a shard lost from disk keeps its place and reads as zeros
                     shard = path.read_bytes()
-                    decoded = decode_shard(shard, dims)
-                    store.place(
-                        store.stage(shard, replace(decoded, entries=decoded.entries[:n])), first
-                    )
+                    store.write(first, inner_chunks(shard, decode_shard(shard, dims).entries[:n]))
                 self._db.execute(
                     "UPDATE rheed_chunks SET frame_offset = ? WHERE data_id = ? AND chunk_idx = ?",
                     (first, data_id, k),
@@ -258,11 +255,16 @@ class Storage:
             shutil.rmtree(old, ignore_errors=True)
 
     def _open_arrays(self) -> None:
-        """Convert stream arrays written with the ``/`` chunk-key separator (frame_store.adopt)
-        and remove the staging files of uploads a crash interrupted."""
-        for row in self._db.execute("SELECT data_id FROM streams WHERE kind = 'rheed'").fetchall():
-            store = self.frame_store(row["data_id"])
-            store.adopt()
+        """Convert stream arrays stored one frame per file by earlier servers to shards
+        (frame_store.adopt) and remove the staging files of uploads a crash interrupted."""
+        rows = self._db.execute(
+            "SELECT data_id, chunk_size FROM streams WHERE kind = 'rheed' "
+            "AND chunk_size IS NOT NULL"
+        ).fetchall()
+        for row in rows:
+            store = self.frame_store(row["data_id"], int(row["chunk_size"]))
+            if store.adopt():
+                log.info("converted stream %s to one file per shard", row["data_id"])
             removed = store.clear_staging()
             if removed:
                 log.info(
@@ -270,8 +272,9 @@ class Storage:
                     removed, row["data_id"],
                 )  # fmt: skip
 
-    def frame_store(self, data_id: str) -> FrameStore:
-        return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr")
+    def frame_store(self, data_id: str, chunk_size: int) -> FrameStore:
+        """The stream's frame array; its shards hold ``chunk_size`` frames."""
+        return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr", chunk_size)
 
     def stream_row(self, data_id: str, kind: str | None = None) -> sqlite3.Row:
         rows = self._query("SELECT * FROM streams WHERE data_id = ?", (data_id,))
@@ -491,9 +494,9 @@ class Storage:
 
         Nothing is written unless the shard is well formed (``check_shard``; fully decoded when
         a chunk listener wants the frames) and fits the stream. A repeated chunk
-        overwrites the earlier one (counted as a duplicate). The frames are staged outside the
-        stream lock; placing them (and shifting later chunks when this chunk's size differs from
-        what they assumed) happens under it.
+        overwrites the earlier one (counted as a duplicate). The frames are written into the
+        stream's shards under the stream lock, with the later chunks shifted when this chunk's
+        size differs from what they assumed.
         """
         try:
             # decompressed only for listeners (the analysis); readers decompress what they read
@@ -508,14 +511,9 @@ class Storage:
                 f"dims N={grant.dims[0]} exceeds chunk_size {grant.chunk_size}",
                 data_id=grant.data_id,
             )
-        store = self.frame_store(grant.data_id)
-        staged = store.stage(body, index)
-        try:
-            with self._stream_lock(grant.data_id):
-                result = self._place_chunk(grant, store, staged, len(body))
-        except BaseException:
-            store.discard(staged)
-            raise
+        store = self.frame_store(grant.data_id, grant.chunk_size)
+        with self._stream_lock(grant.data_id):
+            result = self._place_chunk(grant, store, inner_chunks(body, index.entries), len(body))
         if decoded is not None:
             for listener in self._chunk_listeners:
                 listener(grant, result, decoded.frames)
@@ -529,12 +527,12 @@ class Storage:
 
     def read_chunk(self, data_id: str, chunk_idx: int) -> np.ndarray:
         """The frames of one stored chunk, (N, H, W) uint8."""
-        store = self.frame_store(data_id)
         with self._stream_lock(data_id):
             row = self.stream_row(data_id, "rheed")
             chunk = self._chunk_row(data_id, chunk_idx)
             if chunk is None:
                 raise NotFound(f"stream {data_id!r} has no chunk {chunk_idx}")
+            store = self.frame_store(data_id, int(row["chunk_size"]))
             first = int(chunk["frame_offset"])
             raw = store.read_raw(first, first + int(chunk["n_frames"]))
         return FrameStore.decode(raw, row["height"], row["width"])
@@ -566,9 +564,9 @@ class Storage:
         return [r["data_id"] for r in rows if base and _run_name(r["name"]) == base]
 
     def _place_chunk(
-        self, grant: ChunkGrant, store: FrameStore, staged: StagedChunk, nbytes: int
+        self, grant: ChunkGrant, store: FrameStore, frames: Sequence[Frame], nbytes: int
     ) -> ChunkResult:
-        """Under the stream lock: put a staged chunk at its offset, shifting later chunks."""
+        """Under the stream lock: write a chunk's frames at its offset, shifting later chunks."""
         n, h, w = grant.dims
         k, cs = grant.chunk_idx, grant.chunk_size
         row = self.stream_row(grant.data_id, "rheed")
@@ -587,7 +585,7 @@ class Storage:
             )[0]
             if lo is not None:
                 store.shift(int(lo), int(hi), delta)
-        store.place(staged, first)
+        store.write(first, frames)
         now = self._now()
         late = row["status"] == "finalized"
         with self._tx() as db:
@@ -686,14 +684,14 @@ class Storage:
     def read_frames(self, data_id: str, start: int | None, stop: int | None) -> np.ndarray:
         """Frames [start, stop) of a stream (Python slice rules for None/negatives; step 1).
 
-        Frame files are read under the stream lock (so a shift is never seen half done) and
+        Shards are read under the stream lock (so a shift is never seen half done) and
         decompressed after it is released.
         """
-        store = self.frame_store(data_id)
         with self._stream_lock(data_id):
             row = self.stream_row(data_id, "rheed")
             if row["chunk_size"] is None:
                 return np.zeros((0, 0, 0), dtype=np.uint8)
+            store = self.frame_store(data_id, int(row["chunk_size"]))
             lo, hi, _ = slice(start, stop).indices(self._n_total(data_id))
             raw = store.read_raw(lo, max(hi, lo))
         return FrameStore.decode(raw, row["height"], row["width"])

@@ -425,8 +425,8 @@ def test_undecodable_shards_are_refused_and_nothing_stored(world: World) -> None
         assert isinstance(r.json()["detail"], str) and r.json()["detail"], name
     assert world.snapshot() == before
     root = world.server.data_dir / "rheed" / world.rheed
-    assert not (root / "frames.zarr" / f"c.{len(GOOD_FRAMES)}.0.0").exists()  # nothing past chunk 0
-    assert not list((root / "incoming").iterdir())  # no staged frames left behind
+    assert not (root / "frames.zarr" / "c.1.0.0").exists()  # shard 1: nothing past chunk 0
+    assert not list((root / "incoming").iterdir())  # no shard left half written
     assert world.server.reader.health()["internal_errors"] == 0
     assert world.server.reader.rheed_stream(world.rheed)["counters"]["rejected"] == len(cases)
 

@@ -7,7 +7,9 @@ the per-chunk offsets) and compares with the concatenation of the chunks in chun
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,10 +21,11 @@ import numpy as np
 import pytest
 import zarr
 from server_kit import Proto, make_shard, random_frames
+from zarr.codecs import ZstdCodec
 
 from atomscale_bluesky.server.runner import LocalServer
 from atomscale_bluesky.server.storage import ChunkGrant, Storage
-from atomscale_bluesky.shards import decode_shard, repack
+from atomscale_bluesky.shards import EMPTY_ENTRY, decode_shard, read_index, repack
 
 H, W = 6, 5
 
@@ -62,9 +65,37 @@ def assert_dense(server: LocalServer, data_id: str, chunks: list[np.ndarray]) ->
     ]
     info = server.reader.rheed_stream(data_id)
     assert info["n_frames"] == len(expected) and info["missing_chunks"] == []
-    # exactly one file per non-zero frame: nothing stale past the end or in a zero frame's place
-    files = sorted(int(p.name.split(".")[1]) for p in frames_root(server, data_id).glob("c.*.0.0"))
-    assert files == [i for i, f in enumerate(expected) if f.any()]
+    # an index entry exactly for each non-zero frame: nothing stale past the end or in a zero
+    # frame's place, and a shard file only where a shard holds one
+    assert stored_frames(frames_root(server, data_id)) == [
+        i for i, f in enumerate(expected) if f.any()
+    ]
+
+
+def stored_frames(root: Path) -> list[int]:
+    """Indices of the frames present in the shard files (every other frame reads as zero)."""
+    s = json.loads((root / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shape"][
+        0
+    ]
+    present = []
+    for path in root.glob("c.*.0.0"):
+        j = int(path.name.split(".")[1])
+        entries = read_index(path.read_bytes(), s)
+        assert any(e != (EMPTY_ENTRY, EMPTY_ENTRY) for e in entries), f"{path.name} is all zero"
+        present += [j * s + i for i, e in enumerate(entries) if e != (EMPTY_ENTRY, EMPTY_ENTRY)]
+    return sorted(present)
+
+
+def write_per_frame_array(root: Path, frames: np.ndarray, separator: str) -> None:
+    """The array as earlier servers stored it: one zstd frame per file, written by zarr-python
+    (which, like them, writes no file for an all-zero frame)."""
+    shutil.rmtree(root)
+    array = zarr.create_array(
+        root, shape=frames.shape, chunks=(1, *frames.shape[1:]), dtype="uint8", fill_value=0,
+        compressors=ZstdCodec(level=3), chunk_key_encoding={"name": "default",
+                                                            "separator": separator},
+    )  # fmt: skip
+    array[:] = frames
 
 
 def test_partial_middle_chunk_arriving_after_later_chunks(
@@ -119,7 +150,7 @@ def test_out_of_order_arrivals_with_random_sizes_and_repeats(
     assert_dense(local_server, data_id, chunks)
 
 
-def test_all_zero_frames_have_no_file_and_replace_earlier_ones(
+def test_all_zero_frames_are_absent_and_replace_earlier_ones(
     proto: Proto, local_server: LocalServer
 ) -> None:
     data_id = proto.create_rheed()
@@ -128,10 +159,11 @@ def test_all_zero_frames_have_no_file_and_replace_earlier_ones(
     for k, c in enumerate(chunks):
         assert proto.upload(data_id, k, c, chunk_size=5).status_code == 200
     assert_dense(local_server, data_id, chunks)
-    assert not (frames_root(local_server, data_id) / "c.1.0.0").exists()
-    zeros = np.zeros((5, H, W), dtype=np.uint8)  # a re-upload of all-zero frames clears the files
+    assert (frames_root(local_server, data_id) / "c.1.0.0").exists()
+    zeros = np.zeros((5, H, W), dtype=np.uint8)  # a re-upload of all-zero frames clears shard 1
     assert proto.upload(data_id, 1, zeros, chunk_size=5).status_code == 200
     assert_dense(local_server, data_id, [chunks[0], zeros])
+    assert not (frames_root(local_server, data_id) / "c.1.0.0").exists()
 
 
 def test_missing_chunk_is_reported_and_reads_as_chunk_size_zeros(
@@ -243,10 +275,14 @@ def test_stacked_data_dir_from_an_older_server_is_migrated(tmp_path: Path) -> No
         storage.close()
 
 
-def test_array_with_slash_chunk_keys_from_an_older_server_is_converted(tmp_path: Path) -> None:
-    """Frames stored at ``c/{i}/0/0`` (the ``/`` separator) are moved to ``c.{i}.0.0`` on open."""
+@pytest.mark.parametrize("separator", ["/", "."])
+def test_array_of_one_file_per_frame_from_an_older_server_is_converted(
+    tmp_path: Path, separator: str
+) -> None:
+    """Frames stored one per file (``c/{i}/0/0`` or ``c.{i}.0.0``) are put in shards on open."""
     chunks = chunks_of([5, 3, 5], seed=9)
     chunks[1][1] = 0
+    expected = np.concatenate(chunks)
     storage = Storage(tmp_path)
     data_id = storage.create_rheed_stream("old", 10.0, 0.0, None, None, None)
     for k in (0, 1, 2):
@@ -254,46 +290,56 @@ def test_array_with_slash_chunk_keys_from_an_older_server_is_converted(tmp_path:
         storage.store_chunk(grant, make_shard(chunks[k]))
     storage.close()
     root = tmp_path / "rheed" / data_id / "frames.zarr"
-    for frame in root.glob("c.*.0.0"):  # rewrite it as the older server left it
-        index = frame.name.split(".")[1]
-        (root / "c" / index / "0").mkdir(parents=True)
-        frame.rename(root / "c" / index / "0" / "0")
-    meta = json.loads((root / "zarr.json").read_text())
-    meta["chunk_key_encoding"]["configuration"]["separator"] = "/"
-    (root / "zarr.json").write_text(json.dumps(meta))
-    np.testing.assert_array_equal(zarr.open_array(root, mode="r")[:], np.concatenate(chunks))
+    write_per_frame_array(root, expected, separator)
+    assert len(list(root.rglob("0"))) + len(list(root.glob("c.*"))) >= len(expected) - 1
 
     storage = Storage(tmp_path)
     try:
-        expected = np.concatenate(chunks)
         np.testing.assert_array_equal(storage.read_frames(data_id, None, None), expected)
-        np.testing.assert_array_equal(zarr.open_array(root, mode="r")[:], expected)
-        assert not (root / "c").exists()
-        files = sorted(int(p.name.split(".")[1]) for p in root.glob("c.*.0.0"))
-        assert files == [i for i, f in enumerate(expected) if f.any()]
-        assert json.loads((root / "zarr.json").read_text())["chunk_key_encoding"] == {
-            "name": "default",
-            "configuration": {"separator": "."},
-        }
+        array = zarr.open_array(root, mode="r")
+        np.testing.assert_array_equal(array[:], expected)
+        assert array.shards == (5, H, W) and not (root / "c").exists()
+        assert stored_frames(root) == [i for i, f in enumerate(expected) if f.any()]
+        assert sorted(p.name for p in root.parent.iterdir()) == ["frames.zarr", "incoming"]
+    finally:
+        storage.close()
+
+
+def test_conversion_interrupted_between_its_renames_is_finished_on_open(tmp_path: Path) -> None:
+    """A crash after the old array was moved aside but before the shards took its place."""
+    chunks = chunks_of([4, 4], seed=10)
+    storage = Storage(tmp_path)
+    data_id = storage.create_rheed_stream("old", 10.0, 0.0, None, None, None)
+    for k in (0, 1):
+        grant = ChunkGrant(data_id, k, (4, H, W), 4, None, None, None, None)
+        storage.store_chunk(grant, make_shard(chunks[k]))
+    storage.close()
+    root = tmp_path / "rheed" / data_id / "frames.zarr"
+    write_per_frame_array(root, np.concatenate(chunks), ".")
+    shutil.copytree(root, root.with_name("frames.zarr.per-frame"))
+    Storage(tmp_path).close()  # converts
+    os.replace(root, root.with_name("frames.zarr.sharded"))  # the state the crash left
+
+    storage = Storage(tmp_path)
+    try:
+        np.testing.assert_array_equal(storage.read_frames(data_id, None, None),
+                                      np.concatenate(chunks))  # fmt: skip
+        assert sorted(p.name for p in root.parent.iterdir()) == ["frames.zarr", "incoming"]
     finally:
         storage.close()
 
 
 def test_staging_files_of_an_interrupted_upload_are_removed_on_open(tmp_path: Path) -> None:
-    """A crash between staging a chunk's frames and placing them leaves files in ``incoming/``;
-    the next server removes them and keeps what was stored."""
+    """A crash while a shard is written leaves its temporary file in ``incoming/``; the next
+    server removes it and keeps what was stored."""
     chunk, later = chunks_of([4, 4], seed=3)
     storage = Storage(tmp_path)
     data_id = storage.create_rheed_stream("crashed", 10.0, 0.0, None, None, None)
     storage.store_chunk(ChunkGrant(data_id, 0, (4, H, W), 4, None, None, None, None),
                         make_shard(chunk))  # fmt: skip
-    shard = make_shard(later)  # the second chunk's frames, staged but never placed
-    staged = storage.frame_store(data_id).stage(shard, decode_shard(shard, (4, H, W)))
     storage.close()
     incoming = tmp_path / "rheed" / data_id / "incoming"
-    assert sorted(p.name for p in incoming.iterdir()) == sorted(
-        Path(f).name for f in staged.files if f is not None
-    )
+    (incoming / "0123456789abcdef.shard").write_bytes(make_shard(later)[:100])
     storage = Storage(tmp_path)
     try:
         assert not any(incoming.iterdir())
