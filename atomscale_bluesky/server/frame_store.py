@@ -1,8 +1,8 @@
 """On-disk frames of one RHEED stream as a dense, sharded Zarr v3 array zarr-python 3 opens directly.
 
 Layout: ``<data_dir>/rheed/<data_id>/frames.zarr/zarr.json`` describes ONE array of shape
-(N_total, H, W) uint8 on a regular grid of shards of (S, H, W), S being the stream's chunk_size,
-with chunk keys using the ``.`` separator. Shard j is the file ``frames.zarr/c.{j}.0.0`` and holds
+(N_total, H, W) uint8 on a regular grid of shards of (S, H, W), S frames being about 16 MB raw
+and at most the stream's chunk_size (``shard_frames``), with chunk keys using the ``.`` separator. Shard j is the file ``frames.zarr/c.{j}.0.0`` and holds
 frames [j*S, (j+1)*S) as inner chunks of one frame, codecs [bytes(little), zstd(level 3, no
 checksum)], with the index (S little-endian (offset, nbytes) uint64 pairs, then its CRC32C) at the
 end: the byte layout of an uploaded shard, so a frame's zstd bytes are copied from the upload
@@ -15,7 +15,8 @@ Placement (kept by storage.Storage, which owns the per-chunk offsets): chunk k s
 chunk not received yet. The array is dense because a chunk may be shorter than chunk_size anywhere
 in a stream (the callback cuts chunks at acquisition pauses; any client may push N <= chunk_size),
 and a grid of chunk_size slots per chunk would read back blank frames that were never captured.
-So a chunk usually straddles two shards, and writing it rewrites both. When a chunk's size differs
+So a chunk's first and last shards are usually shared with its neighbours, and writing the chunk
+rewrites them; S is kept well under a chunk's size so that this costs little. When a chunk's size differs
 from what later, stored chunks assumed, their frames are moved (``shift``). Writing, moving and
 reading run under the stream's lock (storage.Storage); each shard is written under a temporary
 name and renamed into place, so a reader never sees half a file.
@@ -44,6 +45,14 @@ SEPARATOR = "."
 Frame = bytes | memoryview | None
 
 _BYTES = {"name": "bytes", "configuration": {"endian": "little"}}
+
+#: Raw bytes of the frames one shard holds, at most (unless a frame alone is larger).
+SHARD_RAW_BYTES = 16 * 1024 * 1024
+
+
+def shard_frames(chunk_size: int, height: int, width: int) -> int:
+    """Frames per shard of a stream: few files, and little to rewrite where chunks meet."""
+    return max(1, min(chunk_size, SHARD_RAW_BYTES // (height * width)))
 
 
 def array_metadata(n_total: int, shard_frames: int, height: int, width: int, attrs: dict) -> dict:

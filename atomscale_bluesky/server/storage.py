@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from atomscale_bluesky.server.frame_store import Frame, FrameStore
+from atomscale_bluesky.server.frame_store import Frame, FrameStore, shard_frames
 from atomscale_bluesky.shards import ShardError, check_shard, decode_shard, inner_chunks
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class Storage:
         for stream in streams:
             data_id, cs = stream["data_id"], int(stream["chunk_size"])
             dims = (cs, int(stream["height"]), int(stream["width"]))
-            store = self.frame_store(data_id, cs)
+            store = self.frame_store(data_id, *dims)
             old = store.root / "c.stacked"
             if (store.root / "c").exists():
                 os.replace(store.root / "c", old)
@@ -258,11 +258,11 @@ class Storage:
         """Convert stream arrays stored one frame per file by earlier servers to shards
         (frame_store.adopt) and remove the staging files of uploads a crash interrupted."""
         rows = self._db.execute(
-            "SELECT data_id, chunk_size FROM streams WHERE kind = 'rheed' "
+            "SELECT data_id, chunk_size, height, width FROM streams WHERE kind = 'rheed' "
             "AND chunk_size IS NOT NULL"
         ).fetchall()
         for row in rows:
-            store = self.frame_store(row["data_id"], int(row["chunk_size"]))
+            store = self.frame_store(row["data_id"], row["chunk_size"], row["height"], row["width"])
             if store.adopt():
                 log.info("converted stream %s to one file per shard", row["data_id"])
             removed = store.clear_staging()
@@ -272,9 +272,10 @@ class Storage:
                     removed, row["data_id"],
                 )  # fmt: skip
 
-    def frame_store(self, data_id: str, chunk_size: int) -> FrameStore:
-        """The stream's frame array; its shards hold ``chunk_size`` frames."""
-        return FrameStore(self.data_dir / "rheed" / data_id / "frames.zarr", chunk_size)
+    def frame_store(self, data_id: str, chunk_size: int, height: int, width: int) -> FrameStore:
+        """The frame array of a stream of this chunk_size and frame shape."""
+        root = self.data_dir / "rheed" / data_id / "frames.zarr"
+        return FrameStore(root, shard_frames(int(chunk_size), int(height), int(width)))
 
     def stream_row(self, data_id: str, kind: str | None = None) -> sqlite3.Row:
         rows = self._query("SELECT * FROM streams WHERE data_id = ?", (data_id,))
@@ -511,7 +512,7 @@ class Storage:
                 f"dims N={grant.dims[0]} exceeds chunk_size {grant.chunk_size}",
                 data_id=grant.data_id,
             )
-        store = self.frame_store(grant.data_id, grant.chunk_size)
+        store = self.frame_store(grant.data_id, grant.chunk_size, *grant.dims[1:])
         with self._stream_lock(grant.data_id):
             result = self._place_chunk(grant, store, inner_chunks(body, index.entries), len(body))
         if decoded is not None:
@@ -532,7 +533,7 @@ class Storage:
             chunk = self._chunk_row(data_id, chunk_idx)
             if chunk is None:
                 raise NotFound(f"stream {data_id!r} has no chunk {chunk_idx}")
-            store = self.frame_store(data_id, int(row["chunk_size"]))
+            store = self.frame_store(data_id, row["chunk_size"], row["height"], row["width"])
             first = int(chunk["frame_offset"])
             raw = store.read_raw(first, first + int(chunk["n_frames"]))
         return FrameStore.decode(raw, row["height"], row["width"])
@@ -691,7 +692,7 @@ class Storage:
             row = self.stream_row(data_id, "rheed")
             if row["chunk_size"] is None:
                 return np.zeros((0, 0, 0), dtype=np.uint8)
-            store = self.frame_store(data_id, int(row["chunk_size"]))
+            store = self.frame_store(data_id, row["chunk_size"], row["height"], row["width"])
             lo, hi, _ = slice(start, stop).indices(self._n_total(data_id))
             raw = store.read_raw(lo, max(hi, lo))
         return FrameStore.decode(raw, row["height"], row["width"])
