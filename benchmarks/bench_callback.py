@@ -18,6 +18,10 @@ allows; the server is a child process (it must not share our GIL), as the real s
     RunEngine: the delivering thread's CPU per event and the callback's CPU per frame by thread,
     the figure least disturbed by a busy machine.
 
+For (a), (b) and (d) the same count also runs with a subscriber that only compresses each frame
+on the callback's compressor and keeps nothing (``CompressOnly``): the ratio no streaming can go
+below on this machine, printed next to the callback's (the runs go bare, callback, compression
+only, bare).
 For (a), (b) and (d) the callback's CPU per frame (this process's CPU seconds from the run's start
 until every chunk was acknowledged, minus the run without the callback, over the frames) is
 printed next to zstd's CPU per frame for the same frames at the same level, the physical floor,
@@ -136,6 +140,33 @@ def zstd_cpu_per_frame(pool: list[np.ndarray], level: int = 3, seconds: float = 
         comp.compress(pool[n % len(pool)].data)
         n += 1
     return (time.thread_time() - t0) / n
+
+
+class CompressOnly:
+    """A RunEngine subscriber that only compresses each event's frames, on the compressor the
+    callback uses, and keeps nothing: the floor of what streaming the frames costs a run."""
+
+    def __init__(self, level: int) -> None:
+        from atomscale_bluesky.client.frame_compressor import FrameCompressor
+
+        self.compressor = FrameCompressor(level)
+        self.pending: list[Any] = []
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name != "event":
+            return
+        for value in doc["data"].values():
+            if isinstance(value, np.ndarray) and value.ndim == 2:
+                self.pending.append(self.compressor.submit(value))
+        if len(self.pending) > 1000:  # keep what is in flight bounded, as the callback does
+            self.pending = [h for h in self.pending if not h.dispatched]
+
+    def finish(self) -> None:
+        """Wait until every frame handed over is compressed, then let the threads go."""
+        self.compressor.flush()
+        for handle in self.pending:
+            handle.result()
+        self.compressor.close()
 
 
 def compression_rate(pool: list[np.ndarray], seconds: float = 2.0) -> float:
@@ -343,6 +374,13 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
                 ids = [r.data_id or "" for r in summary.rheed]
                 stored = sum(reader.rheed_stream(i)["n_frames"] for i in ids)
                 latency = np.concatenate([_latency(reader, i) for i in ids])
+        floor = CompressOnly(case.level)
+        token = RE.subscribe(floor)
+        t = time.perf_counter()
+        RE(count(detectors(), num=case.events, **paced))
+        floor_s = time.perf_counter() - t
+        floor.finish()
+        RE.unsubscribe(token)
         cpu_bare_2 = run_bare()
         bare = sum(bare_runs) / len(bare_runs)
     frames = case.events * case.cameras
@@ -354,6 +392,8 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         "bare_second_s": bare_runs[1],
         "callback_s": with_cb,
         "ratio": with_cb / bare,
+        "floor_s": floor_s,
+        "floor_ratio": floor_s / bare,
         "drain_s": drain,
         "frames": float(frames),
         "frames_stored": float(stored),
@@ -388,6 +428,12 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
         f"missing {o['missing']:.0f}, points {o['points']:.0f}; local server at nice "
         f"{case.server_nice}",
+        flush=True,
+    )
+    print(
+        f"    compression alone (a subscriber that only compresses each frame on the callback's "
+        f"compressor): {o['floor_s']:.2f} s -> ratio {o['floor_ratio']:.3f}; the callback's "
+        f"ratio over it {o['ratio'] / o['floor_ratio']:.3f}",
         flush=True,
     )
     cb, floor = o["callback_cpu_per_frame"], o["zstd_cpu_per_frame"]
