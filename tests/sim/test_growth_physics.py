@@ -65,12 +65,14 @@ def test_rotation_modulates_at_rpm_times_symmetry(
     run_until, camera, own_sim, fundamental_frequency
 ):
     """A high-symmetry azimuth passes the beam rpm/60 x 4 times a second: a train of short
-    pulses, so the repetition rate is found from all its harmonics, not the strongest one."""
+    pulses, so the repetition rate is found from all its harmonics, not the strongest one. The
+    search starts above half that rate: with frames lost on a loaded machine, every other pulse
+    can come out weaker, and half the rate then holds two of the four harmonics too."""
     camera_ioc = own_sim
     rpm = 10.0
     ca_write(camera_ioc.pv("sim:RotationRPM"), rpm)
     t, x = specular_series(run_until, camera, 360, 60.0)  # 6 s of frames, 4 modulation periods
     ca_write(camera_ioc.pv("sim:RotationRPM"), 0.0)
     assert len(t) >= 360
-    found = fundamental_frequency(t, x, 0.2, 3.0)
+    found = fundamental_frequency(t, x, 0.5, 3.0)
     assert found == pytest.approx(4 * rpm / 60.0, rel=0.05)
