@@ -25,7 +25,9 @@ Arrays stored one frame per file by earlier servers are converted on open (``ado
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -98,16 +100,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+#: Buffers per writev call (the kernel takes at most IOV_MAX, 1024 on Linux).
+_WRITEV_BUFFERS = 512
+
+
 def _write_parts(path: str, parts: Sequence[Any]) -> None:
     """Write buffers to a new file in order, without joining them."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        views = [memoryview(p).cast("B") for p in parts]
+        views = collections.deque(memoryview(p).cast("B") for p in parts)
         while views:
-            written = os.writev(fd, views)
+            written = os.writev(fd, list(itertools.islice(views, _WRITEV_BUFFERS)))
             while views and written >= views[0].nbytes:
-                written -= views[0].nbytes
-                views.pop(0)
+                written -= views.popleft().nbytes
             if views and written:
                 views[0] = views[0][written:]
     finally:

@@ -94,3 +94,12 @@ def test_shards_hold_about_16_mb_of_raw_frames_and_at_most_a_chunk() -> None:
     assert shard_frames(240, 2048, 2048) == 4
     assert shard_frames(10, 480, 640) == 10
     assert shard_frames(240, 8192, 8192) == 1  # a frame larger than 16 MB: one per shard
+
+
+def test_a_shard_of_more_frames_than_one_writev_takes(tmp_path: Path) -> None:
+    """Streams of small frames and large chunks have shards of over 1024 frames (IOV_MAX)."""
+    store = FrameStore(tmp_path / "frames.zarr", shard_frames=3000)
+    model: list[int] = []
+    put(store, model, 0, [0 if i % 7 == 0 else i for i in range(1, 2501)])
+    put(store, model, 2400, list(range(5000, 5500)))  # rewrites the shard it partly covers
+    check(store, model)
