@@ -27,6 +27,7 @@ import argparse
 import collections
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import shutil
@@ -34,11 +35,13 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.soak_gc import FullCollections, GarbageProbe, holder_tally
 
 CAMERA_PREFIX = "SOAK:RHEED:"
 SENSORS_PREFIX = "SOAK:GROWTH:"
@@ -63,15 +66,22 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]  # fmt: skip
 
 
-def heap_bytes() -> tuple[int, int]:
-    """glibc's heap bytes (in use, free inside the heap); (0, 0) without glibc's mallinfo2."""
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return 0, 0
+@functools.cache
+def _mallinfo2() -> Any:
+    fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
     fn.restype = _MallInfo2
-    info = fn()
-    return int(info.uordblks + info.hblkhd), int(info.fordblks)
+    return fn
+
+
+def heap_bytes() -> tuple[int, int, int]:
+    """glibc's heap bytes: in use (small blocks plus mmapped ones), free inside the heap, and the
+    mmapped part of those in use (blocks of 128 kB and more: frames, chunks); zeros without
+    glibc's mallinfo2."""
+    try:
+        info = _mallinfo2()()
+    except (OSError, AttributeError):
+        return 0, 0, 0
+    return int(info.uordblks + info.hblkhd), int(info.fordblks), int(info.hblkhd)
 
 
 class Census:
@@ -145,6 +155,7 @@ class Samples:
     server_rss: list[int] = field(default_factory=list)
     heap_used: list[int] = field(default_factory=list)
     heap_free: list[int] = field(default_factory=list)
+    heap_mapped: list[int] = field(default_factory=list)
     spool: list[int] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)
     dispatch: list[int] = field(default_factory=list)
@@ -242,6 +253,15 @@ def _growth_figures(
     }
 
 
+def write_samples(samples: Samples, path: Path) -> None:
+    """Every sample as a tab-separated row (s, MB, counts) for plotting the run."""
+    names = [f.name for f in fields(Samples)]
+    with path.open("w") as fh:
+        print("\t".join(names), file=fh)
+        for row in zip(*(getattr(samples, n) for n in names), strict=False):
+            print("\t".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row), file=fh)
+
+
 def _memory_figures(samples: Samples, warmup: float, plan_wall: float) -> dict[str, float]:
     times = np.asarray(samples.times)
     out: dict[str, float] = {}
@@ -262,6 +282,8 @@ def run(
     tune: bool = True,
     trace_every_s: float = 0.0,
     census_every_s: float = 0.0,
+    garbage_s: float = 0.0,
+    buffers_floor_mb: float = 0.0,
 ) -> dict[str, Any]:
     from atomscale_bluesky.allocator import tune_allocator
     from atomscale_bluesky.sim import epics_env
@@ -318,6 +340,9 @@ def run(
 
         trace = TraceDiffs(tmp / "tracemalloc.txt", trace_every_s) if trace_every_s else None
         census = Census(tmp / "census.txt", census_every_s) if census_every_s else None
+        garbage = GarbageProbe(tmp / "garbage.txt", garbage_s) if garbage_s else None
+        full = FullCollections(t0)
+        full.install()
 
         def sample() -> None:
             while not done.wait(2.0):
@@ -325,16 +350,24 @@ def run(
                 samples.times.append(t)
                 samples.rss.append(rss_bytes())
                 samples.server_rss.append(rss_bytes(server.pid) if server.pid else 0)
-                used, free = heap_bytes()
+                used, free, mapped = heap_bytes()
                 samples.heap_used.append(used)
                 samples.heap_free.append(free)
+                samples.heap_mapped.append(mapped)
                 if trace is not None:
                     trace.maybe(t, warmup)
                 if census is not None:
                     census.maybe(t, warmup)
+                if garbage is not None:
+                    garbage.maybe(t, warmup, delivered["frames"])
+                backlog = dispatcher_backlog()
+                if buffers_floor_mb and mapped > buffers_floor_mb * 1e6 and backlog < 5:
+                    with (tmp / "buffers.txt").open("a") as fh:
+                        print(f"=== t={t:.0f}s mapped {mapped / 1e6:.0f} MB", file=fh)
+                        fh.write(holder_tally())
                 samples.spool.append(int(client.status()["bytes"]))
                 samples.queue.append(callback.counters.queue_bytes)
-                samples.dispatch.append(dispatcher_backlog())
+                samples.dispatch.append(backlog)
                 samples.delivered.append(delivered["frames"])
 
         threading.Thread(target=sample, daemon=True, name="soak-sample").start()
@@ -351,6 +384,7 @@ def run(
         callback.flush(1800)
         drain_s = time.monotonic() - flush_t0
         done.set()
+        full.remove()
         callback.close()
         client.close()
         (summary,) = callback.summaries
@@ -358,6 +392,7 @@ def run(
         stored = sum(sum(c["n_frames"] for c in server.reader.chunk_times(i)) for i in ids)
         latency = np.concatenate([_latencies(server.reader, i) for i in ids] or [np.zeros(0)])
         channels = summary.timeseries.channels if summary.timeseries else {}
+    write_samples(samples, tmp / "samples.tsv")
     for stored_data in ("server", "spool"):  # GBs of frames; the reports beside them are kept
         shutil.rmtree(tmp / stored_data, ignore_errors=True)
     during_run = [r for t, r in zip(samples.times, samples.rss, strict=True) if t <= plan_wall]
@@ -393,6 +428,15 @@ def run(
         "heap_free_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_free[::5]),
         "tracemalloc_report": str(tmp / "tracemalloc.txt") if trace else "",
         "census_report": str(tmp / "census.txt") if census else "",
+        "garbage_report": str(tmp / "garbage.txt") if garbage else "",
+        "samples": str(tmp / "samples.tsv"),
+        "gc_collections_by_generation": " ".join(str(g["collections"]) for g in gc.get_stats()),
+        "gc_collected_by_generation": " ".join(str(g["collected"]) for g in gc.get_stats()),
+        "full_gc_count": len(full.times),
+        "full_gc_at_s": " ".join(f"{t:.0f}" for t in full.times),
+        "full_gc_freed": " ".join(str(n) for n in full.freed),
+        "full_gc_pause_ms": " ".join(f"{s * 1e3:.0f}" for s in full.seconds),
+        "heap_used_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_used[::5]),
         "latency_s": _percentiles(latency),
         "errors": summary.errors,
         "summary": summary.text(),
@@ -417,11 +461,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--census", type=float, default=0.0, metavar="SECONDS",
         help="count live Python objects by type every SECONDS; list the types that grew",
     )  # fmt: skip
+    parser.add_argument(
+        "--garbage", type=float, default=0.0, metavar="SECONDS",
+        help="keep SECONDS of cyclic garbage after warm-up (gc.DEBUG_SAVEALL); report what it is",
+    )  # fmt: skip
+    parser.add_argument(
+        "--buffers", type=float, default=0.0, metavar="MB",
+        help="whenever glibc's mmapped blocks exceed MB, list who holds the large buffers",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     result = run(
         args.minutes, args.fps, args.width, args.height, args.rate,
         tune=not args.default_allocator, trace_every_s=args.tracemalloc,
-        census_every_s=args.census,
+        census_every_s=args.census, garbage_s=args.garbage, buffers_floor_mb=args.buffers,
     )  # fmt: skip
     print(result.pop("summary"))
     lat = result.pop("latency_s")
