@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import gc
 import sys
-import threading
 import time
 import types
 from dataclasses import dataclass, field
@@ -131,20 +130,6 @@ class GarbageProbe:
         del garbage
 
 
-@dataclass
-class CollectedSamples:
-    """Memory sampled right after a full ``gc.collect()``: what stays alive, not where the run is
-    in the sawtooth of cycles awaiting collection; and how long each collection held the GIL
-    (the RunEngine's thread waits that long)."""
-
-    times: list[float] = field(default_factory=list)
-    rss: list[int] = field(default_factory=list)
-    heap_used: list[int] = field(default_factory=list)
-    pause_s: list[float] = field(default_factory=list)
-    freed: list[int] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def _big_buffer(obj: object, floor: int) -> tuple[int, int] | None:
     """(id of the memory's owner, bytes) for a buffer of at least ``floor`` bytes."""
     if isinstance(obj, np.ndarray):
@@ -153,7 +138,11 @@ def _big_buffer(obj: object, floor: int) -> tuple[int, int] | None:
             base = base.base
         if base.base is not None and not isinstance(base.base, np.ndarray):
             owner = base.base
-            size = len(memoryview(owner).cast("B")) if isinstance(owner, bytes | bytearray) else base.nbytes
+            size = (
+                len(memoryview(owner).cast("B"))
+                if isinstance(owner, bytes | bytearray)
+                else base.nbytes
+            )
             return (id(owner), size) if size >= floor else None
         return (id(base), base.nbytes) if base.nbytes >= floor else None
     if isinstance(obj, bytes | bytearray):
@@ -173,34 +162,6 @@ def _instance_dict(obj: object) -> dict[str, Any] | None:
     return own if isinstance(own, dict) else None
 
 
-def big_buffer_report(floor: int = 100_000, top: int = 30) -> str:
-    """Buffers of ``floor`` bytes or more reachable from one step of any tracked object, by the
-    holder (its type; a dict by the type of the object it is the ``__dict__`` of; a frame by its
-    code): which code holds the memory that glibc keeps in mmapped blocks."""
-    objects = gc.get_objects()
-    dict_owner: dict[int, object] = {}
-    for obj in objects:
-        if (own := _instance_dict(obj)) is not None:
-            dict_owner[id(own)] = obj
-    held: dict[str, dict[int, int]] = collections.defaultdict(dict)
-    seen: dict[int, int] = {}
-    for obj in objects:
-        for ref in gc.get_referents(obj):
-            found = _big_buffer(ref, floor)
-            if found is None:
-                continue
-            if isinstance(obj, dict) and id(obj) in dict_owner:
-                holder = f"{_kind(dict_owner[id(obj)])}.__dict__"
-            else:
-                holder = _where(obj) or _kind(obj)
-            held[holder][found[0]] = found[1]
-            seen[found[0]] = found[1]
-    rows = sorted(((sum(v.values()), len(v), k) for k, v in held.items()), reverse=True)
-    lines = [f"{len(seen)} distinct buffers >= {floor} B, {sum(seen.values()) / 1e6:.1f} MB"]
-    lines += [f"{b / 1e6:8.1f} MB {n:5d}  {k}" for b, n, k in rows[:top]]
-    return "\n".join(lines) + "\n"
-
-
 def _describe(obj: object, dict_owner: dict[int, object]) -> str:
     where = _where(obj)
     if where is not None:
@@ -216,9 +177,9 @@ def _describe(obj: object, dict_owner: dict[int, object]) -> str:
 
 def holder_tally(floor: int = 100_000, levels: int = 3, top: int = 25) -> str:
     """Large buffers by the chain of their holders ``levels`` deep (the first holder at each
-    level, found in one pass per level over every tracked object): which code keeps them."""
+    level, found in one pass per level over every tracked object): which code keeps them. An
+    array and a memoryview of it are listed apart (the same memory, twice)."""
     objects = gc.get_objects()
-    skip = {id(objects)}
     dict_owner: dict[int, object] = {}
     for obj in objects:
         if (own := _instance_dict(obj)) is not None:
@@ -233,23 +194,20 @@ def holder_tally(floor: int = 100_000, levels: int = 3, top: int = 25) -> str:
                 size[id(ref)] = found[1]
     chains = {key: [_kind(buf)] for key, buf in frontier.items()}
     wanted = {key: [key] for key in frontier}  # object id -> buffers whose chain ends there
-    for _ in range(levels):
+    for level in range(levels):
         up: dict[int, list[int]] = {}
-        holders: dict[int, object] = {}
         for obj in objects:
-            if id(obj) in skip or isinstance(obj, types.FrameType) and obj.f_code.co_filename == __file__:
+            if isinstance(obj, types.FrameType) and obj.f_code.co_filename == __file__:
                 continue
             for ref in gc.get_referents(obj):
                 keys = wanted.get(id(ref))
                 if keys is None:
                     continue
                 for key in keys:
-                    if len(chains[key]) == _ + 1:  # first holder found at this level wins
+                    if len(chains[key]) == level + 1:  # the first holder found wins
                         chains[key].append(_describe(obj, dict_owner))
                         up.setdefault(id(obj), []).append(key)
-                        holders[id(obj)] = obj
         wanted = up
-        skip |= set()
     tally: collections.Counter[str] = collections.Counter()
     count: collections.Counter[str] = collections.Counter()
     for key, chain in chains.items():
