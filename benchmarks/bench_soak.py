@@ -3,20 +3,32 @@
 120 fps 640x480 frames from the simulated camera IOC and 22 channels at 10 Hz (the 12 readbacks
 of the simulated growth sensors IOC at 10 Hz, plus 10 soft ophyd signals updated at 10 Hz in this
 process) for N minutes (default 10). The server runs in a child process so it does not share the
-GIL. Reports frames lost (target 0), RSS growth of this process (the RunEngine and the callback;
-target < 20 MB: the median RSS of the run's last minute minus that of the first minute after a
-one-minute warm-up; shorter runs use a fifth of the run for each) with its trend (least-squares MB
-per minute over the last half of the run: a leak climbs, a warm-up is flat), the same for the
-server's process and for glibc's heap here (live bytes, and free bytes kept inside the heap:
-fragmentation), the envelope the RSS swings in meanwhile (frames in flight: a pending 2 s chunk is
-74 MB of raw 640x480 frames), the spool's size, the callback's queue, ophyd's dispatcher backlog
-(monitor updates the RunEngine has not taken yet, each holding its frame: on an overloaded machine
-the RSS grows with it), and end-to-end latency percentiles from each frame's hardware timestamp to
-the server's storage of its chunk, as ratios to the target (p50 at most the chunk length plus
-0.5 s). ``--census S`` and ``--tracemalloc S`` look for what grows (the latter slows a 120 fps run
-until it falls behind: use it with small frames).
-The process tunes glibc's allocator as the CLI and the profile do
-(:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator`` leaves it as it is.
+GIL. Reports frames lost (target 0) and end-to-end latency percentiles from each frame's hardware
+timestamp to the server's storage of its chunk, as ratios to the target (p50 at most the chunk
+length plus 0.5 s).
+
+Memory (:mod:`benchmarks.soak_memory`) is sampled at 10 Hz: the RSS of this process (the
+RunEngine and the callback) and of the server's, and glibc's heap here split into small blocks,
+mmapped blocks (frame-sized buffers) and free bytes kept inside the heap (fragmentation). Each
+camera's chunk in flight (2 s of raw frames plus their compressed copies, about 115 MB at 640x480
+and 120 fps) fills and is released every chunk length, so the RSS swings by that much every 2 s;
+a slower sampler sees that cycle at a drifting phase, as a false sawtooth minutes long. Growth
+(target < 20 MB) is therefore measured on 10 s windows (five chunk cycles each): the median of
+the windows' troughs over the run's last minute minus that over the first minute after a
+one-minute warm-up (shorter runs compare a fifth of the run each), with the same for the peaks,
+the troughs' trend (MB per minute) and the swing within a window. Every 2 s it also samples the
+spool's size, the callback's queue, ophyd's dispatcher backlog (monitor updates the RunEngine has
+not taken yet, each holding its frame: on an overloaded machine the peaks grow with it) and the
+frames delivered; it logs every full (generation 2) garbage collection: when, how long, how many
+objects it freed. Both series are written beside the run (``samples.tsv``, ``memory.tsv``).
+
+Probes for what grows (:mod:`benchmarks.soak_gc`): ``--garbage S`` keeps S seconds of cyclic
+garbage and reports it by type and by the code of its frames, per RHEED frame; ``--buffers MB``
+lists who holds the large buffers whenever glibc's mmapped blocks exceed MB; ``--census S`` counts
+live objects by type; ``--tracemalloc S`` diffs allocations by traceback (it slows a 120 fps run
+until it falls behind: use it with small frames). The process tunes glibc's allocator as the CLI
+and the profile do (:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator``
+leaves it as it is.
 
 Not part of ``make bench`` by default: ``.venv/bin/python -m benchmarks soak --minutes 1``.
 """
