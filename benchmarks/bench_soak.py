@@ -249,12 +249,12 @@ def memory_now(server_pid: int | None) -> dict[str, int]:
 
 
 def write_samples(samples: Samples, path: Path) -> None:
-    """Every sample as a tab-separated row (s, MB, counts) for plotting the run."""
+    """Every sample as a tab-separated row (s, bytes, counts) for plotting the run."""
     names = [f.name for f in fields(Samples)]
     with path.open("w") as fh:
         print("\t".join(names), file=fh)
         for row in zip(*(getattr(samples, n) for n in names), strict=False):
-            print("\t".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row), file=fh)
+            print("\t".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), file=fh)
 
 
 def run(
@@ -333,7 +333,6 @@ def run(
             while not done.wait(2.0):
                 t = time.monotonic() - t0
                 samples.times.append(t)
-                mapped = heap_bytes()[2]
                 if trace is not None:
                     trace.maybe(t, warmup)
                 if census is not None:
@@ -341,7 +340,8 @@ def run(
                 if garbage is not None:
                     garbage.maybe(t, warmup, delivered["frames"])
                 backlog = dispatcher_backlog()
-                if buffers_floor_mb and mapped > buffers_floor_mb * 1e6 and backlog < 5:
+                mapped = heap_bytes()[2] if buffers_floor_mb and backlog < 5 else 0
+                if buffers_floor_mb and mapped > buffers_floor_mb * 1e6:
                     with (tmp / "buffers.txt").open("a") as fh:
                         print(f"=== t={t:.0f}s mapped {mapped / 1e6:.0f} MB", file=fh)
                         fh.write(holder_tally())
