@@ -3,20 +3,32 @@
 120 fps 640x480 frames from the simulated camera IOC and 22 channels at 10 Hz (the 12 readbacks
 of the simulated growth sensors IOC at 10 Hz, plus 10 soft ophyd signals updated at 10 Hz in this
 process) for N minutes (default 10). The server runs in a child process so it does not share the
-GIL. Reports frames lost (target 0), RSS growth of this process (the RunEngine and the callback;
-target < 20 MB: the median RSS of the run's last minute minus that of the first minute after a
-one-minute warm-up; shorter runs use a fifth of the run for each) with its trend (least-squares MB
-per minute over the last half of the run: a leak climbs, a warm-up is flat), the same for the
-server's process and for glibc's heap here (live bytes, and free bytes kept inside the heap:
-fragmentation), the envelope the RSS swings in meanwhile (frames in flight: a pending 2 s chunk is
-74 MB of raw 640x480 frames), the spool's size, the callback's queue, ophyd's dispatcher backlog
-(monitor updates the RunEngine has not taken yet, each holding its frame: on an overloaded machine
-the RSS grows with it), and end-to-end latency percentiles from each frame's hardware timestamp to
-the server's storage of its chunk, as ratios to the target (p50 at most the chunk length plus
-0.5 s). ``--census S`` and ``--tracemalloc S`` look for what grows (the latter slows a 120 fps run
-until it falls behind: use it with small frames).
-The process tunes glibc's allocator as the CLI and the profile do
-(:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator`` leaves it as it is.
+GIL. Reports frames lost (target 0) and end-to-end latency percentiles from each frame's hardware
+timestamp to the server's storage of its chunk, as ratios to the target (p50 at most the chunk
+length plus 0.5 s).
+
+Memory (:mod:`benchmarks.soak_memory`) is sampled at 10 Hz: the RSS of this process (the
+RunEngine and the callback) and of the server's, and glibc's heap here split into small blocks,
+mmapped blocks (frame-sized buffers) and free bytes kept inside the heap (fragmentation). Each
+camera's chunk in flight (2 s of raw frames plus their compressed copies, about 115 MB at 640x480
+and 120 fps) fills and is released every chunk length, so the RSS swings by that much every 2 s;
+a slower sampler sees that cycle at a drifting phase, as a false sawtooth minutes long. Growth
+(target < 20 MB) is therefore measured on 10 s windows (five chunk cycles each): the median of
+the windows' troughs over the run's last minute minus that over the first minute after a
+one-minute warm-up (shorter runs compare a fifth of the run each), with the same for the peaks,
+the troughs' trend (MB per minute) and the swing within a window. Every 2 s it also samples the
+spool's size, the callback's queue, ophyd's dispatcher backlog (monitor updates the RunEngine has
+not taken yet, each holding its frame: on an overloaded machine the peaks grow with it) and the
+frames delivered; it logs every full (generation 2) garbage collection: when, how long, how many
+objects it freed. Both series are written beside the run (``samples.tsv``, ``memory.tsv``).
+
+Probes for what grows (:mod:`benchmarks.soak_gc`): ``--garbage S`` keeps S seconds of cyclic
+garbage and reports it by type and by the code of its frames, per RHEED frame; ``--buffers MB``
+lists who holds the large buffers whenever glibc's mmapped blocks exceed MB; ``--census S`` counts
+live objects by type; ``--tracemalloc S`` diffs allocations by traceback (it slows a 120 fps run
+until it falls behind: use it with small frames). The process tunes glibc's allocator as the CLI
+and the profile do (:func:`atomscale_bluesky.allocator.tune_allocator`); ``--default-allocator``
+leaves it as it is.
 
 Not part of ``make bench`` by default: ``.venv/bin/python -m benchmarks soak --minutes 1``.
 """
@@ -27,6 +39,7 @@ import argparse
 import collections
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import shutil
@@ -34,11 +47,14 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.soak_gc import FullCollections, GarbageProbe, holder_tally
+from benchmarks.soak_memory import MemoryTrace, chunk_cycle, growth_figures
 
 CAMERA_PREFIX = "SOAK:RHEED:"
 SENSORS_PREFIX = "SOAK:GROWTH:"
@@ -63,15 +79,22 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]  # fmt: skip
 
 
-def heap_bytes() -> tuple[int, int]:
-    """glibc's heap bytes (in use, free inside the heap); (0, 0) without glibc's mallinfo2."""
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return 0, 0
+@functools.cache
+def _mallinfo2() -> Any:
+    fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
     fn.restype = _MallInfo2
-    info = fn()
-    return int(info.uordblks + info.hblkhd), int(info.fordblks)
+    return fn
+
+
+def heap_bytes() -> tuple[int, int, int]:
+    """glibc's heap bytes: in use (small blocks plus mmapped ones), free inside the heap, and the
+    mmapped part of those in use (blocks of 128 kB and more: frames, chunks); zeros without
+    glibc's mallinfo2."""
+    try:
+        info = _mallinfo2()()
+    except (OSError, AttributeError):
+        return 0, 0, 0
+    return int(info.uordblks + info.hblkhd), int(info.fordblks), int(info.hblkhd)
 
 
 class Census:
@@ -135,16 +158,11 @@ class TraceDiffs:
 
 @dataclass
 class Samples:
-    """Over the run, every few seconds: RSS of this process (the RunEngine and the callback) and of
-    the server's child process, glibc's heap here (live, free), spool size, the callback's queue,
-    the monitor callbacks waiting in ophyd's dispatcher (the RunEngine's backlog: each camera
-    update holds its frame) and the frames the RunEngine delivered so far."""
+    """Over the run, every 2 s: spool size, the callback's queue, the monitor callbacks waiting in
+    ophyd's dispatcher (the RunEngine's backlog: each camera update holds its frame) and the
+    frames the RunEngine delivered so far (memory is traced apart, at 10 Hz)."""
 
     times: list[float] = field(default_factory=list)
-    rss: list[int] = field(default_factory=list)
-    server_rss: list[int] = field(default_factory=list)
-    heap_used: list[int] = field(default_factory=list)
-    heap_free: list[int] = field(default_factory=list)
     spool: list[int] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)
     dispatch: list[int] = field(default_factory=list)
@@ -221,35 +239,22 @@ def _latencies(reader: Any, data_id: str) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _growth_figures(
-    times: np.ndarray, values: list[int], warmup: float, plan_wall: float, prefix: str
-) -> dict[str, float]:
-    """Growth of one memory series after warm-up (late vs early window medians, MB), its envelope,
-    and its trend: the least-squares slope over the last half of the run, MB per minute."""
-    mb = np.asarray(values, dtype=float) / 1e6
-    after = (times >= warmup) & (times <= plan_wall)
-    if after.sum() < 4:
-        return {f"{prefix}_growth_mb": float("nan"), f"{prefix}_trend_mb_per_min": float("nan")}
-    window = min(60.0, (plan_wall - warmup) / 4)
-    early = mb[after & (times <= warmup + window)]
-    late = mb[after & (times >= plan_wall - window)]
-    half = after & (times >= plan_wall / 2)
-    slope = np.polyfit(times[half] / 60.0, mb[half], 1)[0] if half.sum() >= 4 else float("nan")
-    return {
-        f"{prefix}_growth_mb": float(np.median(late) - np.median(early)),
-        f"{prefix}_trend_mb_per_min": float(slope),
-        f"{prefix}_envelope_mb": float(mb[after].max() - mb[after].min()),
-    }
+def memory_now(server_pid: int | None) -> dict[str, int]:
+    """RSS here and in the server's process, glibc's heap here: small blocks in use (Python's
+    larger objects, C libraries), mmapped blocks (frame-sized buffers: frames, chunks) and free
+    bytes kept inside the heap (fragmentation)."""
+    used, free, mapped = heap_bytes()
+    return {"rss": rss_bytes(), "server_rss": rss_bytes(server_pid) if server_pid else 0,
+            "heap_small": used - mapped, "heap_mapped": mapped, "heap_free": free}  # fmt: skip
 
 
-def _memory_figures(samples: Samples, warmup: float, plan_wall: float) -> dict[str, float]:
-    times = np.asarray(samples.times)
-    out: dict[str, float] = {}
-    series = {"rss": samples.rss, "server_rss": samples.server_rss,
-              "heap_used": samples.heap_used, "heap_free": samples.heap_free}  # fmt: skip
-    for prefix, values in series.items():
-        out |= _growth_figures(times, values, warmup, plan_wall, prefix)
-    return out
+def write_samples(samples: Samples, path: Path) -> None:
+    """Every sample as a tab-separated row (s, bytes, counts) for plotting the run."""
+    names = [f.name for f in fields(Samples)]
+    with path.open("w") as fh:
+        print("\t".join(names), file=fh)
+        for row in zip(*(getattr(samples, n) for n in names), strict=False):
+            print("\t".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), file=fh)
 
 
 def run(
@@ -262,6 +267,8 @@ def run(
     tune: bool = True,
     trace_every_s: float = 0.0,
     census_every_s: float = 0.0,
+    garbage_s: float = 0.0,
+    buffers_floor_mb: float = 0.0,
 ) -> dict[str, Any]:
     from atomscale_bluesky.allocator import tune_allocator
     from atomscale_bluesky.sim import epics_env
@@ -318,26 +325,34 @@ def run(
 
         trace = TraceDiffs(tmp / "tracemalloc.txt", trace_every_s) if trace_every_s else None
         census = Census(tmp / "census.txt", census_every_s) if census_every_s else None
+        garbage = GarbageProbe(tmp / "garbage.txt", garbage_s) if garbage_s else None
+        full = FullCollections(t0)
+        full.install()
 
         def sample() -> None:
             while not done.wait(2.0):
                 t = time.monotonic() - t0
                 samples.times.append(t)
-                samples.rss.append(rss_bytes())
-                samples.server_rss.append(rss_bytes(server.pid) if server.pid else 0)
-                used, free = heap_bytes()
-                samples.heap_used.append(used)
-                samples.heap_free.append(free)
                 if trace is not None:
                     trace.maybe(t, warmup)
                 if census is not None:
                     census.maybe(t, warmup)
+                if garbage is not None:
+                    garbage.maybe(t, warmup, delivered["frames"])
+                backlog = dispatcher_backlog()
+                mapped = heap_bytes()[2] if buffers_floor_mb and backlog < 5 else 0
+                if buffers_floor_mb and mapped > buffers_floor_mb * 1e6:
+                    with (tmp / "buffers.txt").open("a") as fh:
+                        print(f"=== t={t:.0f}s mapped {mapped / 1e6:.0f} MB", file=fh)
+                        fh.write(holder_tally())
                 samples.spool.append(int(client.status()["bytes"]))
                 samples.queue.append(callback.counters.queue_bytes)
-                samples.dispatch.append(dispatcher_backlog())
+                samples.dispatch.append(backlog)
                 samples.delivered.append(delivered["frames"])
 
         threading.Thread(target=sample, daemon=True, name="soak-sample").start()
+        memory = MemoryTrace(lambda: memory_now(server.pid))
+        memory.start(t0)
         counter = CAMERA_PREFIX + "cam1:ArrayCounter_RBV"
         before = int(read(counter, timeout=2, repeater=False).data[0])
         rss_start = rss_bytes()
@@ -351,6 +366,8 @@ def run(
         callback.flush(1800)
         drain_s = time.monotonic() - flush_t0
         done.set()
+        memory.stop()
+        full.remove()
         callback.close()
         client.close()
         (summary,) = callback.summaries
@@ -358,9 +375,12 @@ def run(
         stored = sum(sum(c["n_frames"] for c in server.reader.chunk_times(i)) for i in ids)
         latency = np.concatenate([_latencies(server.reader, i) for i in ids] or [np.zeros(0)])
         channels = summary.timeseries.channels if summary.timeseries else {}
+    write_samples(samples, tmp / "samples.tsv")
+    memory.write(tmp / "memory.tsv")
     for stored_data in ("server", "spool"):  # GBs of frames; the reports beside them are kept
         shutil.rmtree(tmp / stored_data, ignore_errors=True)
-    during_run = [r for t, r in zip(samples.times, samples.rss, strict=True) if t <= plan_wall]
+    during_run = [r for t, r in zip(memory.times, memory.values["rss"], strict=False)
+                  if t <= plan_wall]  # fmt: skip
     return {
         "minutes": minutes,
         "fps": fps,
@@ -379,8 +399,13 @@ def run(
         "points": summary.points,
         "allocator_tuned": tuned,
         "rss_start_mb": rss_start / 1e6,
-        **_memory_figures(samples, warmup, plan_wall),
-        "rss_peak_growth_mb": (max(during_run or [rss_start]) - rss_start) / 1e6,
+        **{
+            k: v
+            for name in memory.values
+            for k, v in growth_figures(memory, name, warmup, plan_wall).items()
+        },
+        "rss_chunk_cycle_mb_10hz": chunk_cycle(memory, plan_wall / 2, 6.0),
+        "rss_max_over_start_mb": (max(during_run or [rss_start]) - rss_start) / 1e6,
         "spool_peak_mb": max(samples.spool or [0]) / 1e6,
         "spool_end_mb": (samples.spool[-1] if samples.spool else 0) / 1e6,
         "queue_peak_mb": max(samples.queue or [0]) / 1e6,
@@ -388,11 +413,17 @@ def run(
         "dispatcher_backlog_peak": max(samples.dispatch or [0]),
         "dispatcher_backlog_every_10s": " ".join(str(q) for q in samples.dispatch[::5]),
         "re_fps_every_10s": " ".join(f"{d / 10:.0f}" for d in np.diff(samples.delivered[::5])),
-        "rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.rss[::5]),
-        "server_rss_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.server_rss[::5]),
-        "heap_free_mb_every_10s": " ".join(f"{r / 1e6:.0f}" for r in samples.heap_free[::5]),
         "tracemalloc_report": str(tmp / "tracemalloc.txt") if trace else "",
         "census_report": str(tmp / "census.txt") if census else "",
+        "garbage_report": str(tmp / "garbage.txt") if garbage else "",
+        "samples": str(tmp / "samples.tsv"),
+        "memory_trace": str(tmp / "memory.tsv"),
+        "gc_collections_by_generation": " ".join(str(g["collections"]) for g in gc.get_stats()),
+        "gc_collected_by_generation": " ".join(str(g["collected"]) for g in gc.get_stats()),
+        "full_gc_count": len(full.times),
+        "full_gc_at_s": " ".join(f"{t:.0f}" for t in full.times),
+        "full_gc_freed": " ".join(str(n) for n in full.freed),
+        "full_gc_pause_ms": " ".join(f"{s * 1e3:.0f}" for s in full.seconds),
         "latency_s": _percentiles(latency),
         "errors": summary.errors,
         "summary": summary.text(),
@@ -417,11 +448,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--census", type=float, default=0.0, metavar="SECONDS",
         help="count live Python objects by type every SECONDS; list the types that grew",
     )  # fmt: skip
+    parser.add_argument(
+        "--garbage", type=float, default=0.0, metavar="SECONDS",
+        help="keep SECONDS of cyclic garbage after warm-up (gc.DEBUG_SAVEALL); report what it is",
+    )  # fmt: skip
+    parser.add_argument(
+        "--buffers", type=float, default=0.0, metavar="MB",
+        help="whenever glibc's mmapped blocks exceed MB, list who holds the large buffers",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     result = run(
         args.minutes, args.fps, args.width, args.height, args.rate,
         tune=not args.default_allocator, trace_every_s=args.tracemalloc,
-        census_every_s=args.census,
+        census_every_s=args.census, garbage_s=args.garbage, buffers_floor_mb=args.buffers,
     )  # fmt: skip
     print(result.pop("summary"))
     lat = result.pop("latency_s")
@@ -437,16 +476,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"latency vs target (chunk {result['chunk_s']:.2f} s + 0.5 s = {target_s:.2f} s): "
         f"p50 {p50 / target_s:.2f}x, p99 {p99 / target_s:.2f}x"
     )
+    growth = result["rss_trough_growth_mb"]
     print(
-        f"RSS growth after warm-up: {result['rss_growth_mb']:+.1f} MB "
-        f"({result['rss_growth_mb'] / 20:.2f}x the 20 MB target), trend over the last half "
-        f"{result['rss_trend_mb_per_min']:+.2f} MB/min; server process "
-        f"{result['server_rss_growth_mb']:+.1f} MB, {result['server_rss_trend_mb_per_min']:+.2f} MB/min"
-        f"; RunEngine backlog (ophyd dispatcher) at most {result['dispatcher_backlog_peak']} updates"
+        f"RSS growth after warm-up (troughs of 10 s windows, last minute vs first): "
+        f"{growth:+.1f} MB ({growth / 20:.2f}x the 20 MB target), peaks "
+        f"{result['rss_peak_growth_mb']:+.1f} MB, trend {result['rss_trough_trend_mb_per_min']:+.2f}"
+        f" MB/min; chunks in flight swing it by {result['rss_swing_mb']:.0f} MB; server process "
+        f"troughs {result['server_rss_trough_growth_mb']:+.1f} MB; RunEngine backlog (ophyd "
+        f"dispatcher) at most {result['dispatcher_backlog_peak']} updates"
     )
     verdict = [
         ("frames lost = 0", result["frames_lost"] == 0),
-        ("RSS growth after warm-up < 20 MB", result["rss_growth_mb"] < 20),
+        ("RSS growth after warm-up < 20 MB", growth < 20),
         (f"latency p50 <= chunk {result['chunk_s']:.2f} s + 0.5 s", p50 <= target_s),
     ]
     for what, ok in verdict:
