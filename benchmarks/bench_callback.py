@@ -291,6 +291,7 @@ class Case:
     channels: int = 0
     level: int = 3
     server_nice: int = SERVER_NICE
+    server_analysis: bool = True
 
     @property
     def realtime(self) -> bool:
@@ -338,7 +339,10 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
 
     # the server runs in a child process at a lower CPU priority, standing in for the remote
     # service: it must not share our GIL, and the RunEngine comes first on the shared cores
-    with running_server_process(data_dir=spool + "-server", nice=case.server_nice) as server:
+    extra = () if case.server_analysis else ("--no-analysis",)
+    with running_server_process(
+        data_dir=spool + "-server", nice=case.server_nice, extra_args=extra
+    ) as server:
         RE = RunEngine({}, call_returns_result=False)
         RE(count(detectors(), num=50))  # warm up
         bare_runs = []
@@ -427,7 +431,7 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"drain after the run {o['drain_s']:.2f} s; server stored {o['frames_stored']:.0f} "
         f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
         f"missing {o['missing']:.0f}, points {o['points']:.0f}; local server at nice "
-        f"{case.server_nice}",
+        f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}",
         flush=True,
     )
     print(
@@ -671,7 +675,15 @@ def main(argv: list[str] | None = None) -> int:
         "--server-nice", type=int, default=SERVER_NICE,
         help="CPU priority the local server runs at in (a), (b), (d): 0 shares the cores equally",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-server-analysis", action="store_true",
+        help="run the local server without its live analysis in (a), (b), (d) (the real service "
+        "analyses on its own machines)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    server: dict[str, Any] = {
+        "server_nice": args.server_nice, "server_analysis": not args.no_server_analysis
+    }  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
     from atomscale_bluesky.sim import epics_env
 
@@ -691,17 +703,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 _print_documents(channels, o)
         if not args.skip_unpaced:
-            case = Case(args.events, level=args.level, server_nice=args.server_nice)
+            case = Case(args.events, level=args.level, **server)
             _print_overhead("(a) unpaced RunEngine count", case, overhead(case, spool + "/a"))
-        case = Case(
-            args.events, paced_fps=args.paced_fps, level=args.level, server_nice=args.server_nice
-        )
+        case = Case(args.events, paced_fps=args.paced_fps, level=args.level, **server)
         label = f"(b) count paced at {args.paced_fps:.0f} fps"
         _print_overhead(label, case, overhead(case, spool + "/p"))
         if not args.skip_two:
             case = Case(
                 args.events, args.paced_fps, cameras=2, channels=22, level=args.level,
-                server_nice=args.server_nice,
+                **server,
             )  # fmt: skip
             label = f"(d) two cameras and 22 channels paced at {args.paced_fps:.0f} fps"
             _print_overhead(label, case, overhead(case, spool + "/t"))
