@@ -150,23 +150,18 @@ class CompressOnly:
         from atomscale_bluesky.client.frame_compressor import FrameCompressor
 
         self.compressor = FrameCompressor(level)
-        self.pending: list[Any] = []
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         if name != "event":
             return
         for value in doc["data"].values():
             if isinstance(value, np.ndarray) and value.ndim == 2:
-                self.pending.append(self.compressor.submit(value))
-        if len(self.pending) > 1000:  # keep what is in flight bounded, as the callback does
-            self.pending = [h for h in self.pending if not h.dispatched]
+                self.compressor.submit(value)
 
     def finish(self) -> None:
-        """Wait until every frame handed over is compressed, then let the threads go."""
+        """Return once every frame handed over is compressed, the threads gone."""
         self.compressor.flush()
-        for handle in self.pending:
-            handle.result()
-        self.compressor.close()
+        self.compressor.close(wait=True)
 
 
 def compression_rate(pool: list[np.ndarray], seconds: float = 2.0) -> float:

@@ -2,7 +2,8 @@
 
 CPython frees objects in reference cycles only when the collector runs, and its full (generation
 2) collection runs rarely once a process holds many long-lived objects, so memory held by cycles
-climbs and drops in a sawtooth. These probes say when that happens and which code makes the cycles.
+would climb between them. These probes say when full collections run, what cycles the run makes
+and which code makes them, and who holds the large buffers.
 """
 
 from __future__ import annotations
@@ -130,26 +131,20 @@ class GarbageProbe:
         del garbage
 
 
-def _big_buffer(obj: object, floor: int) -> tuple[int, int] | None:
-    """(id of the memory's owner, bytes) for a buffer of at least ``floor`` bytes."""
+def _big_buffer(obj: object, floor: int) -> int | None:
+    """The bytes of a buffer of at least ``floor`` bytes (an array's: its owner's), else None."""
+    size: int | None = None
     if isinstance(obj, np.ndarray):
         base = obj
         while isinstance(base.base, np.ndarray):
             base = base.base
-        if base.base is not None and not isinstance(base.base, np.ndarray):
-            owner = base.base
-            size = (
-                len(memoryview(owner).cast("B"))
-                if isinstance(owner, bytes | bytearray)
-                else base.nbytes
-            )
-            return (id(owner), size) if size >= floor else None
-        return (id(base), base.nbytes) if base.nbytes >= floor else None
-    if isinstance(obj, bytes | bytearray):
-        return (id(obj), len(obj)) if len(obj) >= floor else None
-    if isinstance(obj, memoryview):
-        return (id(obj.obj), obj.nbytes) if obj.nbytes >= floor else None
-    return None
+        owner = base.base
+        size = len(owner) if isinstance(owner, bytes | bytearray) else base.nbytes
+    elif isinstance(obj, bytes | bytearray):
+        size = len(obj)
+    elif isinstance(obj, memoryview):
+        size = obj.nbytes
+    return size if size is not None and size >= floor else None
 
 
 def _instance_dict(obj: object) -> dict[str, Any] | None:
@@ -191,7 +186,7 @@ def holder_tally(floor: int = 100_000, levels: int = 3, top: int = 25) -> str:
             found = _big_buffer(ref, floor)
             if found is not None and id(ref) not in frontier:
                 frontier[id(ref)] = ref
-                size[id(ref)] = found[1]
+                size[id(ref)] = found
     chains = {key: [_kind(buf)] for key, buf in frontier.items()}
     wanted = {key: [key] for key in frontier}  # object id -> buffers whose chain ends there
     for level in range(levels):

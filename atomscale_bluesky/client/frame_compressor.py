@@ -94,9 +94,9 @@ class FrameCompressor:
             if self._group.views:
                 self._dispatch()
 
-    def close(self) -> None:
-        """Let the threads go once the groups handed over are done."""
-        self._pool.shutdown(wait=False)
+    def close(self, wait: bool = False) -> None:
+        """Let the threads go once the groups handed over are done (``wait``: return only then)."""
+        self._pool.shutdown(wait=wait)
 
     def _dispatch(self) -> None:
         """Called under the lock: the filling group to the pool, a new one to fill.

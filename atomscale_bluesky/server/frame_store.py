@@ -191,12 +191,12 @@ class FrameStore:
             self.clear(max(start, stop + delta), stop)
 
     def _write_shard(self, shard: int, inner: Sequence[Frame]) -> None:
-        """Replace shard ``shard`` with these frames (no file when all are zero)."""
+        """Replace shard ``shard`` with its ``shard_frames`` frames (no file when all are zero)."""
         path = self.shard_path(shard)
         if all(frame is None for frame in inner):
             _unlink(path)
             return
-        parts = assemble_shard(list(inner) + [None] * (self.shard_frames - len(inner)))
+        parts = assemble_shard(inner)
         self.staging.mkdir(parents=True, exist_ok=True)
         tmp = f"{self.staging}/{secrets.token_hex(8)}.shard"
         try:
