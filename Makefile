@@ -21,8 +21,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 # what the demo needs: simulated IOCs, local server, figure
+# (the extras are in a variable: a literal comma would split $(call)'s argument)
+DEMO_EXTRAS := .[sim,server,demo]
 $(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
-	$(call pip_install,-e '.[sim,server,demo]')
+	$(call pip_install,-e '$(DEMO_EXTRAS)')
 	touch $@
 
 install: $(VENV)/.installed-dev
