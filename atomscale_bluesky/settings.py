@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from atomscale_bluesky.thread_priority import MAX_NICE
+
 if TYPE_CHECKING:
     from atomscale_bluesky.client.secret import ApiKey
 
@@ -73,7 +75,8 @@ class Variable:
 
     name: str
     attribute: str
-    kind: str  # a key of PARSERS: text, flag, list, pairs, path, level, clock, secret, secrets
+    kind: str  # a key of PARSERS: text, flag, list, pairs, path, level, clock, nice, secret,
+    # secrets
     default: str  # as the docs show it
     meaning: str
     readers: str  # who reads it: callback, client, commands, server, profile
@@ -91,6 +94,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATOMSCALE_ENDPOINT", "endpoint", "text", "`https://api.atomscale.ai`", "the Atomscale API URL (a local server's URL for tests)", "client", ("AS_API_ENDPOINT",)),
     Variable("ATOMSCALE_ALLOW_INSECURE_HTTP", "allow_insecure_http", "flag", "`false`", "allow a plain `http://` endpoint on another host (the key then travels in clear)", "client"),
     Variable("ATOMSCALE_SKIP_CLOCK_SYNC", "skip_clock_sync", "flag", "`false`", "do not measure this computer's clock against the endpoint's", "client"),
+    Variable("ATOMSCALE_THREAD_NICE", "thread_nice", "nice", "`10`", "how many steps of nice below the process the callback's worker and the client's compression and upload threads run, so the RunEngine comes first (Linux; `0` keeps them level)", "callback, client"),
     Variable("ATOMSCALE_SPOOL_DIR", "spool_dir", "path", "`~/.cache/atomscale-bluesky/spool`", "where chunks wait for upload", "client", ("ATOMSCALE_BLUESKY_SPOOL_DIR",)),
     # the callback: what every run is linked to when it does not say, and what it streams
     Variable("ATOMSCALE_SAMPLE", "sample", "text", "unset", "physical sample (name or UUID) of runs whose metadata names none", "callback"),
@@ -141,6 +145,7 @@ class AtomscaleSettings:
     allow_insecure_http: bool = False
     skip_clock_sync: bool = False
     spool_dir: Path | None = None
+    thread_nice: int | None = None
     sample: str | None = None
     project_id: str | None = None
     tags: tuple[str, ...] | None = None
@@ -266,6 +271,18 @@ def _clock(name: str, text: str) -> str | None:
     return word or None
 
 
+def _nice(name: str, text: str) -> int | None:
+    """A thread nice increment: a whole number from 0 (off) to 19."""
+    word = text.strip()
+    if not word:
+        return None
+    if not (word.isascii() and word.isdigit()) or int(word) > MAX_NICE:
+        raise ConfigError(
+            f"{name}={word!r} is not a nice increment: use a whole number 0 to {MAX_NICE}"
+        )
+    return int(word)
+
+
 def _progress(name: str, text: str) -> bool | str | None:
     """The progress line: a yes/no value (the one rule), or ``bar``, ``lines`` or ``log``."""
     word = text.strip().lower()
@@ -291,6 +308,7 @@ PARSERS: dict[str, Callable[[str, str], Any]] = {
     "path": _path,
     "level": _level,
     "clock": _clock,
+    "nice": _nice,
     "progress": _progress,
     "secret": _secret,
     "secrets": _secrets,

@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from atomscale_bluesky.thread_priority import DEFAULT_THREAD_NICE
+
 T0 = 1_700_000_000.0
 SHAPE = (480, 640)
 
@@ -208,9 +210,12 @@ class ThreadCpu:
 
     Threads are sampled every ``interval`` s (a pool's threads may end before the block does);
     a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
+    Each sample reads a /proc file per thread, and every read hands the GIL over and takes it
+    back: sampled every 0.1 s that forced the RunEngine's thread off the GIL about 800 times a
+    second, so it samples once a second, and the runs without the callback are sampled too.
     """
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
         self._stop = threading.Event()
@@ -287,6 +292,7 @@ class Case:
     level: int = 3
     server_nice: int = SERVER_NICE
     server_analysis: bool = True
+    thread_nice: int | None = None  # the callback's and client's; None: their default
 
     @property
     def realtime(self) -> bool:
@@ -343,7 +349,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         bare_runs = []
 
         def run_bare() -> CpuMeter:
-            with CpuMeter(server.pid) as meter:
+            with CpuMeter(server.pid) as meter, ThreadCpu():  # sampled like the callback run
                 t = time.perf_counter()
                 RE(count(detectors(), num=case.events, **paced))
                 bare_runs.append(time.perf_counter() - t)
@@ -353,10 +359,13 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         # bracket the callback run and their mean is the baseline
         cpu_bare = run_bare()
         with AtomscaleClient(
-            api_key=server.api_key, endpoint=server.url, spool_dir=spool
+            api_key=server.api_key,
+            endpoint=server.url,
+            spool_dir=spool,
+            thread_nice=case.thread_nice,
         ) as client:
             chosen = {} if case.level == 3 else {"compression_level": case.level}
-            callback = AtomscaleCallback(client, **chosen)
+            callback = AtomscaleCallback(client, thread_nice=case.thread_nice, **chosen)
             token = RE.subscribe(callback)
             with CpuMeter(server.pid) as cpu_all, ThreadCpu() as threads:
                 with CpuMeter(server.pid) as cpu_cb:
@@ -426,7 +435,9 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"drain after the run {o['drain_s']:.2f} s; server stored {o['frames_stored']:.0f} "
         f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
         f"missing {o['missing']:.0f}, points {o['points']:.0f}; local server at nice "
-        f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}",
+        f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}, "
+        f"callback threads at nice "
+        f"{DEFAULT_THREAD_NICE if case.thread_nice is None else case.thread_nice}",
         flush=True,
     )
     print(
@@ -671,13 +682,19 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU priority the local server runs at in (a), (b), (d): 0 shares the cores equally",
     )  # fmt: skip
     parser.add_argument(
+        "--thread-nice", type=int, default=None,
+        help="the callback's and client's thread_nice in (a), (b), (d) (default: theirs, 10; 0 "
+        "runs their threads level with the RunEngine's)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-server-analysis", action="store_true",
         help="run the local server without its live analysis in (a), (b), (d) (the real service "
         "analyses on its own machines)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     server: dict[str, Any] = {
-        "server_nice": args.server_nice, "server_analysis": not args.no_server_analysis
+        "server_nice": args.server_nice, "server_analysis": not args.no_server_analysis,
+        "thread_nice": args.thread_nice,
     }  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
     from atomscale_bluesky.sim import epics_env

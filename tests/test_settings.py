@@ -63,6 +63,7 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "ATOMSCALE_DATA_TYPE": (" UInt16 ", "UInt16"),
     "ATOMSCALE_ROOT_MAP": ("/epics/data=/mnt/ioc", {"/epics/data": "/mnt/ioc"}),
     "ATOMSCALE_IOC_CLOCK": (" Host ", "host"),
+    "ATOMSCALE_THREAD_NICE": (" 5 ", 5),
     "ATOMSCALE_PROGRESS": (" Lines ", "lines"),
     "ATOMSCALE_LOG_LEVEL": ("debug", "DEBUG"),
     "ATOMSCALE_ENV_FILE": ("/etc/atomscale.env", Path("/etc/atomscale.env")),
@@ -146,6 +147,9 @@ def test_bad_values_are_errors_naming_the_variable():
         load_settings({"ATOMSCALE_RENAME": "no-equals-sign"})
     with pytest.raises(ConfigError, match="ATOMSCALE_LOG_LEVEL='loud' is not a logging level"):
         load_settings({"ATOMSCALE_LOG_LEVEL": "loud"})
+    for text in ("20", "-1", "1.5", "low", "\u00b2"):
+        with pytest.raises(ConfigError, match="ATOMSCALE_THREAD_NICE=.* is not a nice increment"):
+            load_settings({"ATOMSCALE_THREAD_NICE": text})
 
 
 def test_the_key_is_never_shown_by_the_settings():

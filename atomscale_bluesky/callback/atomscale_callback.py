@@ -47,6 +47,7 @@ from atomscale_bluesky.callback.work_queue import WorkQueue
 from atomscale_bluesky.callback.worker import Worker
 from atomscale_bluesky.settings import AtomscaleSettings, load_settings
 from atomscale_bluesky.shards import ZSTD_LEVEL
+from atomscale_bluesky.thread_priority import resolve_thread_nice
 
 if TYPE_CHECKING:
     from atomscale_bluesky.client.secret import ApiKey
@@ -213,6 +214,11 @@ class AtomscaleCallback:
         Where the remote streams of each run are recorded (a bus consumer's run ledger): a run
         handled again after a crash writes to the streams recorded for it, rewriting its chunks
         in place, instead of opening new ones.
+    thread_nice
+        How many steps of nice (0 to 19) below the process the callback's worker, and the
+        compression and upload threads of the client it makes, run (Linux), so the RunEngine's
+        thread gets a core first when the cores are busy; 0 keeps them level. None reads
+        ``ATOMSCALE_THREAD_NICE``, else 10. A client passed in keeps its own ``thread_nice``.
     """
 
     def __init__(
@@ -259,8 +265,11 @@ class AtomscaleCallback:
         handler_registry: Mapping[str, Any] | None = None,
         ioc_clock: str | None = None,
         run_streams: RunStreams | None = None,
+        thread_nice: int | None = None,
     ) -> None:
         env = load_settings() if settings is None else settings
+        nice = resolve_thread_nice(thread_nice, env.thread_nice)
+        env = env.replace(thread_nice=nice)  # the client made here runs its threads alike
         if endpoint is None and client is None and client_factory is None:
             endpoint = env.endpoint  # only the client made here goes there
         self.options = CallbackOptions(
@@ -306,6 +315,7 @@ class AtomscaleCallback:
             handler_registry=dict(handler_registry or {}),
             run_filter=run_filter,
             ioc_clock=ioc_clock or env.ioc_clock or "own",
+            thread_nice=nice,
         )
         self._summaries = RunSummaries()
         self._display = ProgressDisplay(self.options.progress)

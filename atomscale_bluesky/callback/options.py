@@ -17,6 +17,7 @@ from atomscale_bluesky.callback.run_metadata import (
 )
 from atomscale_bluesky.settings import IOC_CLOCKS
 from atomscale_bluesky.shards import ZSTD_LEVEL, check_level
+from atomscale_bluesky.thread_priority import DEFAULT_THREAD_NICE, check_thread_nice
 
 __all__ = ["MiB", "CallbackOptions"]
 
@@ -55,11 +56,13 @@ class CallbackOptions:
     # "own": IOC times are stored as they are; "host": corrected like this computer's times
     ioc_clock: str = "own"
     compression_level: int = ZSTD_LEVEL
+    thread_nice: int = DEFAULT_THREAD_NICE  # steps of nice below the process: worker, finalizers
 
     def __post_init__(self) -> None:
         if self.chunk_seconds <= 0:
             raise ValueError("chunk_seconds must be positive")
         check_level(self.compression_level)
+        check_thread_nice(self.thread_nice)
         if self.overrides.fps is not None and self.overrides.fps <= 0:
             raise ValueError("fps must be positive")
         if self.stop_grace_s < 0:

@@ -28,6 +28,7 @@ from atomscale_bluesky.callback.run_report import FailureLatch, report_outside_r
 from atomscale_bluesky.callback.run_uploader import RunUploader
 from atomscale_bluesky.callback.stream_opener import StreamOpener
 from atomscale_bluesky.callback.work_queue import WorkQueue
+from atomscale_bluesky.thread_priority import lower_this_thread
 
 __all__ = ["Worker"]
 
@@ -66,6 +67,7 @@ class Worker:
         self._thread.join(timeout)
 
     def _loop(self) -> None:
+        lower_this_thread(self._options.thread_nice)  # the finalizers it starts inherit this
         last_progress = time.monotonic()
         while True:
             item = self._queue.get(timeout=POLL_S)

@@ -25,6 +25,7 @@ import httpx
 from atomscale_bluesky.settings import AtomscaleSettings, load_settings
 
 from ..shards import ZSTD_LEVEL, check_level
+from ..thread_priority import resolve_thread_nice
 from .api import AtomscaleApi, rotational_period
 from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
@@ -107,6 +108,8 @@ class AtomscaleClient:
     followed, and no request to another origin carries the key.
     ``verify=False`` turns TLS certificate checks off (only for a lab proxy you trust);
     ``backoff`` shortens upload retries (tests); defaults follow the reference client.
+    ``thread_nice`` (0 to 19, default 10): how many steps of nice below the process the
+    compression and upload threads run (Linux), so a RunEngine in the same process comes first.
     Every argument left None comes from ``settings`` (default: the environment, read now; see
     :mod:`atomscale_bluesky.settings`), then the defaults.
     """
@@ -126,9 +129,11 @@ class AtomscaleClient:
         verify: bool = True,
         backoff: Backoff | None = None,
         fsync: bool = True,
+        thread_nice: int | None = None,
         settings: AtomscaleSettings | None = None,
     ) -> None:
         settings = load_settings() if settings is None else settings
+        self.thread_nice = resolve_thread_nice(thread_nice, settings.thread_nice)
         if spool_retention_s is not None and not (
             math.isfinite(spool_retention_s) and spool_retention_s > 0
         ):
@@ -175,6 +180,7 @@ class AtomscaleClient:
             clock=self._clock,
             data_id=self._data_id,
             wait_opened=self._wait_opened,
+            thread_nice=self.thread_nice,
         )
         self._streams: dict[str, RheedStream | TimeseriesStream] = {}
         self._finalized: dict[str, StreamReport] = {}
@@ -186,7 +192,12 @@ class AtomscaleClient:
             self._spool, self._setup, self._gate, backoff=backoff, on_ended=self._ended
         )
         self._workers = UploadWorkers(
-            self._spool, self._api, self._gate, workers=upload_workers, backoff=backoff
+            self._spool,
+            self._api,
+            self._gate,
+            workers=upload_workers,
+            backoff=backoff,
+            nice=self.thread_nice,
         )
         self._workers.start()
         self._keeper.start()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..shards import check_level, compressor
+from ..thread_priority import lower_this_thread
 
 __all__ = ["COMPRESS_THREADS", "GROUP_BYTES", "CompressedFrame", "FrameCompressor"]
 
@@ -64,14 +65,25 @@ def _compress_group(views: list[bytes | bytearray | memoryview], level: int) -> 
 
 
 class FrameCompressor:
-    """Compresses uint8 (H, W) frames at one zstd level, a group at a time on its own threads."""
+    """Compresses uint8 (H, W) frames at one zstd level, a group at a time on its own threads,
+    which run ``nice`` steps below the process's priority."""
 
     def __init__(
-        self, level: int, *, threads: int = COMPRESS_THREADS, group_bytes: int = GROUP_BYTES
+        self,
+        level: int,
+        *,
+        threads: int = COMPRESS_THREADS,
+        group_bytes: int = GROUP_BYTES,
+        nice: int = 0,
     ) -> None:
         self.level = check_level(level)
         self.group_bytes = group_bytes
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="atomscale-compress")
+        self._pool = ThreadPoolExecutor(
+            threads,
+            thread_name_prefix="atomscale-compress",
+            initializer=lower_this_thread,
+            initargs=(nice,),
+        )
         self._lock = threading.Lock()
         self._group = _Group()
         self._group_bytes = 0

@@ -100,7 +100,9 @@ class RheedStream(SpooledStream):
             if self._finalizing:
                 raise StreamClosedError(f"stream {self.name_for_logs} was finalized")
             if self._compressor is None:
-                self._compressor = FrameCompressor(self.compression_level)
+                self._compressor = FrameCompressor(
+                    self.compression_level, nice=self._services.thread_nice
+                )
             return self._compressor.submit(frame)
 
     def mark_finalizing(self) -> None:

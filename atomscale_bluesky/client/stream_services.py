@@ -34,3 +34,5 @@ class StreamServices:
     """The stream's remote id, None until the server created it."""
     wait_opened: Callable[[str, float | None], bool]
     """Wait up to the given seconds (None: forever) for the remote id; True once known."""
+    thread_nice: int = 0
+    """Steps of nice below the process that the stream's compression threads run."""

@@ -24,6 +24,7 @@ import threading
 from typing import BinaryIO
 
 from ..shards import shard_key
+from ..thread_priority import lower_this_thread
 from .api import AtomscaleApi
 from .auth_gate import AuthGate
 from .retry import Backoff, is_auth_error, is_rejection, is_stale_refusal
@@ -69,7 +70,8 @@ def _with_data_id(body: bytes, data_id: str) -> bytes:
 
 
 class UploadWorkers:
-    """A bounded pool of threads draining the spool, plus the 60 s retention sweep."""
+    """A bounded pool of threads draining the spool, plus the 60 s retention sweep; they run
+    ``nice`` steps below the process's priority."""
 
     def __init__(
         self,
@@ -79,6 +81,7 @@ class UploadWorkers:
         *,
         workers: int = 8,
         backoff: Backoff | None = None,
+        nice: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"upload_workers must be at least 1; got {workers}")
@@ -86,6 +89,7 @@ class UploadWorkers:
         self.api = api
         self.gate = gate
         self.backoff = backoff or Backoff()
+        self.nice = nice
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._work, name=f"atomscale-upload-{i}", daemon=True)
@@ -108,6 +112,7 @@ class UploadWorkers:
             thread.join(timeout)
 
     def _sweep(self) -> None:
+        lower_this_thread(self.nice)
         while not self._stop.wait(60.0):
             try:
                 self.spool.sweep()
@@ -115,6 +120,7 @@ class UploadWorkers:
                 log.exception("spool sweep failed")
 
     def _work(self) -> None:
+        lower_this_thread(self.nice)
         while not self._stop.is_set():
             if self.gate.paused:
                 self.gate.wait_open(self._stop, 1.0)
