@@ -94,7 +94,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATOMSCALE_ENDPOINT", "endpoint", "text", "`https://api.atomscale.ai`", "the Atomscale API URL (a local server's URL for tests)", "client", ("AS_API_ENDPOINT",)),
     Variable("ATOMSCALE_ALLOW_INSECURE_HTTP", "allow_insecure_http", "flag", "`false`", "allow a plain `http://` endpoint on another host (the key then travels in clear)", "client"),
     Variable("ATOMSCALE_SKIP_CLOCK_SYNC", "skip_clock_sync", "flag", "`false`", "do not measure this computer's clock against the endpoint's", "client"),
-    Variable("ATOMSCALE_THREAD_NICE", "thread_nice", "nice", "`10`", "how many steps of nice below the process the callback's worker and the client's compression and upload threads run, so the RunEngine comes first (Linux; `0` keeps them level)", "callback, client"),
+    Variable("ATOMSCALE_THREAD_NICE", "thread_nice", "nice", "`0`", "how many steps of nice (0 to 19) below the process the callback's worker and the client's compression and upload threads run (Linux): the RunEngine's thread then gets a core first, and frames coming faster than they can be compressed are shed instead of slowing the run", "callback, client"),
     Variable("ATOMSCALE_SPOOL_DIR", "spool_dir", "path", "`~/.cache/atomscale-bluesky/spool`", "where chunks wait for upload", "client", ("ATOMSCALE_BLUESKY_SPOOL_DIR",)),
     # the callback: what every run is linked to when it does not say, and what it streams
     Variable("ATOMSCALE_SAMPLE", "sample", "text", "unset", "physical sample (name or UUID) of runs whose metadata names none", "callback"),

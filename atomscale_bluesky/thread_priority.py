@@ -5,6 +5,10 @@ The callback's worker, the frame compression threads and the upload threads call
 thread raised above the main thread's lets the RunEngine's thread take a core the moment it is
 runnable; where they still have a core to themselves (an idle computer) nothing changes. Other
 systems have no per-thread nice value: the call does nothing there.
+
+It is off by default. Lowered threads cannot slow a RunEngine that reads frames faster than
+they can be compressed, so the work queue sheds frames (counted) where level threads would have
+slowed the run and kept them; ``docs/performance.md`` has the measured trade-off.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Steps of nice below the process that background threads take by default (``nice``'s own default).
-DEFAULT_THREAD_NICE = 10
+#: Steps of nice below the process that background threads take by default: none.
+DEFAULT_THREAD_NICE = 0
 #: The lowest priority Linux has.
 MAX_NICE = 19
 

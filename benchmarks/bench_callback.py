@@ -683,8 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--thread-nice", type=int, default=None,
-        help="the callback's and client's thread_nice in (a), (b), (d) (default: theirs, 10; 0 "
-        "runs their threads level with the RunEngine's)",
+        help="the callback's and client's thread_nice in (a), (b), (d) (default: theirs, 0, "
+        "level with the RunEngine's thread)",
     )  # fmt: skip
     parser.add_argument(
         "--no-server-analysis", action="store_true",

@@ -216,9 +216,10 @@ class AtomscaleCallback:
         in place, instead of opening new ones.
     thread_nice
         How many steps of nice (0 to 19) below the process the callback's worker, and the
-        compression and upload threads of the client it makes, run (Linux), so the RunEngine's
-        thread gets a core first when the cores are busy; 0 keeps them level. None reads
-        ``ATOMSCALE_THREAD_NICE``, else 10. A client passed in keeps its own ``thread_nice``.
+        compression and upload threads of the client it makes, run (Linux). Lowered, the
+        RunEngine's thread gets a core first when the cores are busy, and frames coming faster
+        than they can be compressed are shed (counted) instead of slowing the run. None reads
+        ``ATOMSCALE_THREAD_NICE``, else 0 (level). A client passed in keeps its own.
     """
 
     def __init__(

@@ -108,7 +108,7 @@ class AtomscaleClient:
     followed, and no request to another origin carries the key.
     ``verify=False`` turns TLS certificate checks off (only for a lab proxy you trust);
     ``backoff`` shortens upload retries (tests); defaults follow the reference client.
-    ``thread_nice`` (0 to 19, default 10): how many steps of nice below the process the
+    ``thread_nice`` (0 to 19, default 0): how many steps of nice below the process the
     compression and upload threads run (Linux), so a RunEngine in the same process comes first.
     Every argument left None comes from ``settings`` (default: the environment, read now; see
     :mod:`atomscale_bluesky.settings`), then the defaults.

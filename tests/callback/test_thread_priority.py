@@ -77,9 +77,10 @@ def test_a_bad_increment_is_refused_naming_the_range(bad) -> None:
 
 
 def test_the_argument_wins_over_the_setting_which_wins_over_the_default() -> None:
-    assert resolve_thread_nice(None, None) == DEFAULT_THREAD_NICE == 10
+    assert resolve_thread_nice(None, None) == DEFAULT_THREAD_NICE == 0
     assert resolve_thread_nice(None, 3) == 3
     assert resolve_thread_nice(0, 3) == 0
+    assert resolve_thread_nice(12, None) == 12
     with pytest.raises(ValueError, match="thread_nice"):
         AtomscaleCallback(endpoint="http://127.0.0.1:9", thread_nice=25)
 
