@@ -211,11 +211,13 @@ class ThreadCpu:
     Threads are sampled every ``interval`` s (a pool's threads may end before the block does);
     a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
     Each sample reads a /proc file per thread, and every read hands the GIL over and takes it
-    back: sampled every 0.1 s that forced the RunEngine's thread off the GIL about 800 times a
-    second, so it samples once a second, and the runs without the callback are sampled too.
+    back: sampled every 0.1 s during a RunEngine run, that forced the RunEngine's thread off the
+    GIL about 800 times a second. So the RunEngine cases sample once a second while the run
+    goes (the runs without the callback too) and every 0.1 s after it (:meth:`quicken`), when
+    the compression threads end.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
         self._stop = threading.Event()
@@ -237,7 +239,7 @@ class ThreadCpu:
             self._seen[tid] = (group, first, cpu)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval):  # read anew: quicken() may change it
             self._sample()
 
     def __enter__(self) -> ThreadCpu:
@@ -249,6 +251,10 @@ class ThreadCpu:
         self._stop.set()
         self._thread.join()
         self._sample()
+
+    def quicken(self, interval: float = 0.1) -> None:
+        """Sample every ``interval`` s from the next sample on."""
+        self.interval = interval
 
     def by_group(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -349,7 +355,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         bare_runs = []
 
         def run_bare() -> CpuMeter:
-            with CpuMeter(server.pid) as meter, ThreadCpu():  # sampled like the callback run
+            with CpuMeter(server.pid) as meter, ThreadCpu(interval=1.0):  # as the callback run
                 t = time.perf_counter()
                 RE(count(detectors(), num=case.events, **paced))
                 bare_runs.append(time.perf_counter() - t)
@@ -367,11 +373,12 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
             chosen = {} if case.level == 3 else {"compression_level": case.level}
             callback = AtomscaleCallback(client, thread_nice=case.thread_nice, **chosen)
             token = RE.subscribe(callback)
-            with CpuMeter(server.pid) as cpu_all, ThreadCpu() as threads:
+            with CpuMeter(server.pid) as cpu_all, ThreadCpu(interval=1.0) as threads:
                 with CpuMeter(server.pid) as cpu_cb:
                     t = time.perf_counter()
                     RE(count(detectors(), num=case.events, **paced))
                     with_cb = time.perf_counter() - t
+                threads.quicken()
                 t = time.perf_counter()
                 callback.flush(600)
                 drain = time.perf_counter() - t
