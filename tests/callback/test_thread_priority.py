@@ -50,9 +50,7 @@ def _in_thread(target, *args):
 
 
 def test_a_thread_lowers_only_itself_and_never_rises() -> None:
-    base = _nice(os.getpid())
-    if base + 4 > 19:
-        pytest.skip("the test process already runs at the lowest priority")
+    base = _base_below(4)
     assert _in_thread(lower_this_thread, 3) == (base + 3, base + 3)
     assert _in_thread(lower_this_thread, 0) == (None, base)
     assert _nice(threading.get_native_id()) == base  # the calling thread is untouched
@@ -89,13 +87,29 @@ def _names_and_nice() -> dict[str, int]:
     return {t.name: _nice(t.native_id) for t in threading.enumerate() if t.native_id}
 
 
+def _base_below(nice: int) -> int:
+    """This process's nice value, when ``nice`` more steps stay within Linux's range."""
+    base = _nice(os.getpid())
+    if base + nice > 19:
+        pytest.skip("the test process already runs at the lowest priority")
+    return base
+
+
+def _client(server, tmp_path, **options) -> AtomscaleClient:
+    return AtomscaleClient(
+        api_key=server.api_key,
+        endpoint=server.url,
+        spool_dir=tmp_path / "spool",
+        clock_sync=False,
+        **options,
+    )
+
+
 @pytest.mark.parametrize("nice", [0, 6])
 def test_a_run_uploads_from_lowered_threads_while_the_run_engine_keeps_its_priority(
     server, tmp_path, RE, nice
 ) -> None:
-    base = _nice(os.getpid())
-    if base + nice > 19:
-        pytest.skip("the test process already runs at the lowest priority")
+    base = _base_below(nice)
     seen: dict[str, int] = {}
 
     def look(name: str, doc: dict) -> None:
@@ -104,13 +118,7 @@ def test_a_run_uploads_from_lowered_threads_while_the_run_engine_keeps_its_prior
             seen.update(_names_and_nice())
 
     settings = load_settings({"ATOMSCALE_THREAD_NICE": str(nice)})
-    with AtomscaleClient(
-        api_key=server.api_key,
-        endpoint=server.url,
-        spool_dir=tmp_path / "spool",
-        clock_sync=False,
-        settings=settings,
-    ) as client:
+    with _client(server, tmp_path, settings=settings) as client:
         assert client.thread_nice == nice
         callback = AtomscaleCallback(client, settings=settings)
         assert callback.options.thread_nice == nice
@@ -137,17 +145,9 @@ def test_a_run_uploads_from_lowered_threads_while_the_run_engine_keeps_its_prior
 
 @pytest.mark.parametrize("nice", [0, 5])
 def test_compression_threads_run_at_the_clients_nice(server, tmp_path, nice) -> None:
-    base = _nice(os.getpid())
-    if base + nice > 19:
-        pytest.skip("the test process already runs at the lowest priority")
+    base = _base_below(nice)
     frames = np.random.default_rng(1).integers(0, 200, size=(20, 48, 64), dtype=np.uint8)
-    with AtomscaleClient(
-        api_key=server.api_key,
-        endpoint=server.url,
-        spool_dir=tmp_path / "spool",
-        clock_sync=False,
-        thread_nice=nice,
-    ) as client:
+    with _client(server, tmp_path, thread_nice=nice) as client:
         stream = client.open_rheed_stream(fps=10.0, chunk_size=20)
         ahead = [stream.compress_ahead(f) for f in frames]
         stream.push(list(frames), compressed=ahead)  # waits for the pool's results
