@@ -1,10 +1,10 @@
 """Background threads run below the process's CPU priority, so the RunEngine comes first.
 
 The callback's worker, the frame compression threads and the upload threads call
-:func:`lower_this_thread` when they start. On Linux each thread has its own nice value, and a
-thread raised above the main thread's lets the RunEngine's thread take a core the moment it is
-runnable; where they still have a core to themselves (an idle computer) nothing changes. Other
-systems have no per-thread nice value: the call does nothing there.
+:func:`lower_this_thread` when they start. On Linux each thread has its own nice value; threads
+nicer than the main thread let the RunEngine's thread take a core the moment it is runnable,
+and where they have a core to themselves (an idle computer) nothing changes. Other systems have
+no per-thread nice value: the call does nothing there.
 
 It is off by default. Lowered threads cannot slow a RunEngine that reads frames faster than
 they can be compressed, so the work queue sheds frames (counted) where level threads would have
