@@ -75,8 +75,7 @@ class Variable:
 
     name: str
     attribute: str
-    kind: str  # a key of PARSERS: text, flag, list, pairs, path, level, clock, nice, secret,
-    # secrets
+    kind: str  # a key of PARSERS: how the text is read (flag, list, path, nice ...)
     default: str  # as the docs show it
     meaning: str
     readers: str  # who reads it: callback, client, commands, server, profile

@@ -298,7 +298,7 @@ class Case:
     level: int = 3
     server_nice: int = SERVER_NICE
     server_analysis: bool = True
-    thread_nice: int | None = None  # the callback's and client's; None: their default
+    thread_nice: int = DEFAULT_THREAD_NICE  # the callback's and client's
 
     @property
     def realtime(self) -> bool:
@@ -443,8 +443,7 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
         f"missing {o['missing']:.0f}, points {o['points']:.0f}; local server at nice "
         f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}, "
-        f"callback threads at nice "
-        f"{DEFAULT_THREAD_NICE if case.thread_nice is None else case.thread_nice}",
+        f"callback threads at nice {case.thread_nice}",
         flush=True,
     )
     print(
@@ -689,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         help="CPU priority the local server runs at in (a), (b), (d): 0 shares the cores equally",
     )  # fmt: skip
     parser.add_argument(
-        "--thread-nice", type=int, default=None,
+        "--thread-nice", type=int, default=DEFAULT_THREAD_NICE,
         help="the callback's and client's thread_nice in (a), (b), (d) (default: theirs, 0, "
         "level with the RunEngine's thread)",
     )  # fmt: skip
@@ -699,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "analyses on its own machines)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    server: dict[str, Any] = {
+    setup: dict[str, Any] = {
         "server_nice": args.server_nice, "server_analysis": not args.no_server_analysis,
         "thread_nice": args.thread_nice,
     }  # fmt: skip
@@ -722,15 +721,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 _print_documents(channels, o)
         if not args.skip_unpaced:
-            case = Case(args.events, level=args.level, **server)
+            case = Case(args.events, level=args.level, **setup)
             _print_overhead("(a) unpaced RunEngine count", case, overhead(case, spool + "/a"))
-        case = Case(args.events, paced_fps=args.paced_fps, level=args.level, **server)
+        case = Case(args.events, paced_fps=args.paced_fps, level=args.level, **setup)
         label = f"(b) count paced at {args.paced_fps:.0f} fps"
         _print_overhead(label, case, overhead(case, spool + "/p"))
         if not args.skip_two:
             case = Case(
                 args.events, args.paced_fps, cameras=2, channels=22, level=args.level,
-                **server,
+                **setup,
             )  # fmt: skip
             label = f"(d) two cameras and 22 channels paced at {args.paced_fps:.0f} fps"
             _print_overhead(label, case, overhead(case, spool + "/t"))

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames-small", type=int, default=1200, help="300x500 frames")
     parser.add_argument(
         "--frames-large", type=int, default=960,
-        help="1024x1024 frames (240, 1.7 s per client, moved the ratio by up to 0.2 run to run)",
+        help="1024x1024 frames (a few hundred take under 2 s, and start-up then sways the ratio)",
     )  # fmt: skip
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--level", type=int, default=3, help="our client's compression_level")
