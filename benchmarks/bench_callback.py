@@ -12,7 +12,11 @@ allows; the server is a child process (it must not share our GIL), as the real s
     increasing frame rates: the highest rate where every in-run frame was stored and the camera's
     counter shows none missing, next to the highest rate the RunEngine alone delivers.
 (d) Two cameras at 640x480 and the paced rate each plus 22 scalar channels in one ``count``:
-    the same ratio (target at most 1.05) and every frame stored.
+    the same ratio (target at most 1.05) and every frame stored. The channels are one ophyd
+    Device, as a beamline's sensors are; ``--channels-as-signals`` reads 22 separate signals,
+    which the RunEngine handles one message each: its bare run then fills a core and falls
+    below the pace on the 2-core machine, and the ratio measures contention for cores instead.
+    A paced run whose bare RunEngine is on a core over 90% of the time is flagged as not paced.
 
 (e) The callback fed the documents of one camera plus 2 or 22 channels directly, without a
     RunEngine: the delivering thread's CPU per event and the callback's CPU per frame by thread,
@@ -42,7 +46,7 @@ it. The CPU seconds of the RunEngine thread, this process and the server are pri
 
 Run: ``.venv/bin/python -m benchmarks callback`` or ``python -m benchmarks.bench_callback
 [--events N] [--paced-fps F] [--rates 30,60,120,240] [--seconds S] [--skip-unpaced] [--skip-ioc]
-[--skip-two] [--skip-documents] [--level L]``.
+[--skip-two] [--skip-documents] [--level L] [--channels-as-signals]``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ SHAPE = (480, 640)
 #: The local server's ``--nice`` in the RunEngine cases: it stands in for the remote service, so
 #: on the shared cores the RunEngine comes first.
 SERVER_NICE = 10
+
+#: Above this share of the run on a core, a bare "paced" RunEngine never sleeps: it is CPU-bound.
+PACED_BUSY = 0.9
 
 
 def rheed_pool(shape: tuple[int, int] = SHAPE, n: int = 32) -> list[np.ndarray]:
@@ -119,9 +126,15 @@ def _memory_camera(
     return Camera(name=name)
 
 
-def _channels(n: int) -> list[Any]:
-    """``n`` soft scalar channels (growth sensors), each read as a slow sine, host-stamped."""
-    from ophyd import Signal
+def _channels(n: int, *, as_device: bool = True) -> list[Any]:
+    """``n`` soft scalar channels (growth sensors), each read as a slow sine, host-stamped.
+
+    ``as_device``: one ophyd Device with ``n`` components, as a beamline exposes its sensors
+    (like ``GrowthSensors``); otherwise ``n`` separate signals, which the RunEngine triggers and
+    reads one message at a time (about four times its per-event cost with 22).
+    """
+    from ophyd import Component as Cpt
+    from ophyd import Device, Signal
 
     class Channel(Signal):
         def get(self, **kwargs: Any) -> Any:
@@ -129,7 +142,10 @@ def _channels(n: int) -> list[Any]:
             self._metadata["timestamp"] = time.time()
             return self._readback
 
-    return [Channel(name=f"sensor_ch{i:02d}", value=0.0, kind="hinted") for i in range(n)]
+    if not as_device:
+        return [Channel(name=f"sensor_ch{i:02d}", value=0.0, kind="hinted") for i in range(n)]
+    components = {f"ch{i:02d}": Cpt(Channel, value=0.0, kind="hinted") for i in range(n)}
+    return [type("Sensors", (Device,), components)(name="sensor")]
 
 
 def zstd_cpu_per_frame(pool: list[np.ndarray], level: int = 3, seconds: float = 1.0) -> float:
@@ -187,6 +203,15 @@ def _cpu_s(pid: int | str = "self", tid: int | None = None) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _core_wait_s(tid: int | None) -> float:
+    """Seconds a thread of this process was runnable but waiting for a core (Linux schedstat)."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def _thread_id(name: str) -> int | None:
@@ -275,6 +300,7 @@ class CpuMeter:
         return {
             "process": _cpu_s(),
             "run_engine_thread": _cpu_s("self", re_tid) if re_tid else float("nan"),
+            "run_engine_core_wait": _core_wait_s(re_tid),
             "server": _cpu_s(self.server_pid) if self.server_pid else float("nan"),
         }
 
@@ -295,6 +321,7 @@ class Case:
     paced_fps: float | None = None
     cameras: int = 1
     channels: int = 0
+    channels_as_device: bool = True
     level: int = 3
     server_nice: int = SERVER_NICE
     server_analysis: bool = True
@@ -342,7 +369,7 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
                            realtime=case.realtime)
             for i in range(case.cameras)
         ]  # fmt: skip
-        return cams + _channels(case.channels)
+        return cams + _channels(case.channels, as_device=case.channels_as_device)
 
     # the server runs in a child process at a lower CPU priority, standing in for the remote
     # service: it must not share our GIL, and the RunEngine comes first on the shared cores
@@ -433,7 +460,17 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
 def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
     what = f"{case.cameras} camera(s) x {case.events} 640x480 frames"
     if case.channels:
-        what += f" + {case.channels} channels"
+        form = "one device" if case.channels_as_device else "separate signals"
+        what += f" + {case.channels} channels ({form})"
+    busy = o["cpu_bare_run_engine_thread"] / o["bare_first_s"]
+    if case.paced_fps and busy > PACED_BUSY:
+        print(
+            f"  note: without the callback the RunEngine's thread is on a core {100 * busy:.0f}% "
+            f"of the run ({case.events / o['bare_s']:.0f} events/s against a "
+            f"{case.paced_fps:.0f} fps pace): this run is bound by the RunEngine's own CPU, not "
+            f"paced, and anything else running takes time from it",
+            flush=True,
+        )
     print(
         f"{label}: {what}: {o['bare_s']:.2f} s without "
         f"(mean of {o['bare_first_s']:.2f} before and {o['bare_second_s']:.2f} after), "
@@ -477,7 +514,9 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"    CPU s during the run (without / with): RunEngine thread "
         f"{o['cpu_bare_run_engine_thread']:.1f} / {o['cpu_cb_run_engine_thread']:.1f}, "
         f"this process {o['cpu_bare_process']:.1f} / {o['cpu_cb_process']:.1f}, "
-        f"server process {o['cpu_bare_server']:.1f} / {o['cpu_cb_server']:.1f} "
+        f"server process {o['cpu_bare_server']:.1f} / {o['cpu_cb_server']:.1f}; the RunEngine "
+        f"thread runnable but waiting for a core {o['cpu_bare_run_engine_core_wait']:.2f} / "
+        f"{o['cpu_cb_run_engine_core_wait']:.2f} s "
         f"(2 cores = {2 * o['callback_s']:.1f} CPU s in the callback run's wall time)",
         flush=True,
     )
@@ -684,6 +723,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-documents", action="store_true", help="skip case (e)")
     parser.add_argument("--level", type=int, default=3, help="the callback's compression_level")
     parser.add_argument(
+        "--channels-as-signals", action="store_true",
+        help="in (d), read the 22 channels as 22 separate signals instead of one device",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-nice", type=int, default=SERVER_NICE,
         help="CPU priority the local server runs at in (a), (b), (d): 0 shares the cores equally",
     )  # fmt: skip
@@ -729,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_two:
             case = Case(
                 args.events, args.paced_fps, cameras=2, channels=22, level=args.level,
-                **setup,
+                channels_as_device=not args.channels_as_signals, **setup,
             )  # fmt: skip
             label = f"(d) two cameras and 22 channels paced at {args.paced_fps:.0f} fps"
             _print_overhead(label, case, overhead(case, spool + "/t"))

@@ -31,6 +31,7 @@ from .auth_gate import AuthGate
 from .clock import LabClock, clock_for
 from .config import ClientConfig, clock_sync_enabled, resolve_api_key, resolve_endpoint
 from .errors import AtomscaleClientError, UnknownStreamError
+from .frame_compressor import SharedCompressors
 from .key_guard import KeyOriginGuard
 from .report import StreamReport
 from .retry import (
@@ -173,6 +174,7 @@ class AtomscaleClient:
             spool_retention_s,
             fsync,
         )
+        self._compressors = SharedCompressors(nice=self.thread_nice)
         self._services = StreamServices(
             enqueue=self._spool.enqueue,
             counts=self._stream_counts,
@@ -180,7 +182,7 @@ class AtomscaleClient:
             clock=self._clock,
             data_id=self._data_id,
             wait_opened=self._wait_opened,
-            thread_nice=self.thread_nice,
+            compressor=self._compressors.get,
         )
         self._streams: dict[str, RheedStream | TimeseriesStream] = {}
         self._finalized: dict[str, StreamReport] = {}
@@ -769,6 +771,7 @@ class AtomscaleClient:
         self._spool.close()
         self._workers.join(timeout)
         self._keeper.join(timeout)
+        self._compressors.close()
         self._http.close()
 
     def __enter__(self) -> AtomscaleClient:

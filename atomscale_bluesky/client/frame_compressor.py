@@ -20,7 +20,13 @@ import numpy as np
 from ..shards import check_level, compressor
 from ..thread_priority import lower_this_thread
 
-__all__ = ["COMPRESS_THREADS", "GROUP_BYTES", "CompressedFrame", "FrameCompressor"]
+__all__ = [
+    "COMPRESS_THREADS",
+    "GROUP_BYTES",
+    "CompressedFrame",
+    "FrameCompressor",
+    "SharedCompressors",
+]
 
 #: Threads compressing groups (zstd releases the GIL: they use every core).
 COMPRESS_THREADS = max(2, min(os.cpu_count() or 1, 4))
@@ -122,6 +128,37 @@ class FrameCompressor:
             group.future = _compressed_here(group.views, self.level)
         self._group = _Group()
         self._group_bytes = 0
+
+
+class SharedCompressors:
+    """A client's frame compressors, one per zstd level, shared by all its RHEED streams.
+
+    Frames of every camera fill the same groups on the same threads: compression never has more
+    threads than ``COMPRESS_THREADS`` however many cameras stream, and the cameras' groups are
+    dispatched one after another instead of all at once on every core (which made a paced
+    RunEngine wait for a core at each group).
+    """
+
+    def __init__(self, *, nice: int = 0) -> None:
+        self.nice = nice
+        self._lock = threading.Lock()
+        self._by_level: dict[int, FrameCompressor] = {}
+
+    def get(self, level: int) -> FrameCompressor:
+        """The compressor for ``level``, started on first use."""
+        with self._lock:
+            found = self._by_level.get(level)
+            if found is None:
+                found = self._by_level[level] = FrameCompressor(level, nice=self.nice)
+            return found
+
+    def close(self) -> None:
+        """Hand over the groups still filling and let the threads go once they are done."""
+        with self._lock:
+            compressors, self._by_level = list(self._by_level.values()), {}
+        for each in compressors:
+            each.flush()
+            each.close()
 
 
 def _compressed_here(views: list[bytes | bytearray | memoryview], level: int) -> Future[list[Any]]:

@@ -100,19 +100,16 @@ class RheedStream(SpooledStream):
             if self._finalizing:
                 raise StreamClosedError(f"stream {self.name_for_logs} was finalized")
             if self._compressor is None:
-                self._compressor = FrameCompressor(
-                    self.compression_level, nice=self._services.thread_nice
-                )
+                self._compressor = self._services.compressor(self.compression_level)
             return self._compressor.submit(frame)
 
     def mark_finalizing(self) -> None:
-        """Refuse further pushes and let the compression threads go."""
+        """Refuse further pushes and hand the compressions still gathering to the threads."""
         super().mark_finalizing()
         with self._compressor_lock:
             compressor, self._compressor = self._compressor, None
         if compressor is not None:
             compressor.flush()
-            compressor.close()
 
     def push(
         self,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clock import LabClock
+from .frame_compressor import FrameCompressor
 from .report import StreamReport
 
 __all__ = ["Enqueue", "StreamServices"]
@@ -34,5 +35,5 @@ class StreamServices:
     """The stream's remote id, None until the server created it."""
     wait_opened: Callable[[str, float | None], bool]
     """Wait up to the given seconds (None: forever) for the remote id; True once known."""
-    thread_nice: int = 0
-    """Steps of nice below the process that the stream's compression threads run."""
+    compressor: Callable[[int], FrameCompressor]
+    """The client's frame compressor for a zstd level, shared by its RHEED streams."""

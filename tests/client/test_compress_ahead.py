@@ -87,3 +87,59 @@ def test_frames_pushed_while_the_interpreter_exits_are_compressed_and_stored(
     assert ok == "True"
     expected = np.random.default_rng(4).integers(0, 256, size=(12, 60, 80), dtype=np.uint8)
     assert np.array_equal(server.reader.frames(data_id), expected)
+
+
+def _compress_threads() -> set[int]:
+    import threading
+
+    return {
+        t.native_id or 0
+        for t in threading.enumerate()
+        if t.name.startswith("atomscale-compress") and t.is_alive()
+    }
+
+
+def test_streams_of_one_client_share_its_compression_threads(
+    server: Any, make_client: Any
+) -> None:
+    """Three cameras' frames fill the same groups: no more threads than one camera's, each
+    stream stores its own frames, and a stream finalized early leaves the others compressing."""
+    from atomscale_bluesky.client.frame_compressor import COMPRESS_THREADS
+
+    client = make_client(server)
+    before = _compress_threads()
+    streams = [client.open_rheed_stream(fps=10.0, chunk_size=20) for _ in range(3)]
+    frames = [rheed_like(20, 60, 80, seed=s) for s in (1, 2, 3)]
+    ahead: list[list[Any]] = [[], [], []]
+    for i in range(10):  # interleaved, as cameras of one run arrive
+        for s in range(3):
+            ahead[s].append(streams[s].compress_ahead(frames[s][i]))
+    streams[0].push(list(frames[0][:10]), compressed=ahead[0])
+    assert streams[0].finalize().ok  # its frames' group also holds the others' frames
+    for i in range(10, 20):
+        for s in (1, 2):
+            ahead[s].append(streams[s].compress_ahead(frames[s][i]))
+    for s in (1, 2):
+        streams[s].push(list(frames[s]), compressed=ahead[s])
+        assert streams[s].finalize().ok
+    assert 0 < len(_compress_threads() - before) <= COMPRESS_THREADS
+    assert np.array_equal(server.reader.frames(streams[0].data_id), frames[0][:10])
+    for s in (1, 2):
+        assert np.array_equal(server.reader.frames(streams[s].data_id), frames[s])
+    client.close()
+
+
+def test_a_level_per_compressor_and_frames_after_close_compressed_in_place() -> None:
+    from atomscale_bluesky.client.frame_compressor import SharedCompressors
+
+    shared = SharedCompressors()
+    assert shared.get(3) is shared.get(3)
+    assert shared.get(-5) is not shared.get(3)
+    frame = rheed_like(1, 60, 80, seed=5)[0]
+    first = shared.get(3)
+    pending = first.submit(frame)
+    shared.close()  # hands the filling group over; the threads finish it
+    assert bytes(pending.result()) == compress_frame(frame, 3)
+    late = first.submit(frame)
+    first.flush()  # the pool is closed: compressed on this thread
+    assert bytes(late.result()) == compress_frame(frame, 3)
