@@ -99,9 +99,7 @@ def _compress_threads() -> set[int]:
     }
 
 
-def test_streams_of_one_client_share_its_compression_threads(
-    server: Any, make_client: Any
-) -> None:
+def test_streams_of_one_client_share_its_compression_threads(server: Any, make_client: Any) -> None:
     """Three cameras' frames fill the same groups: no more threads than one camera's, each
     stream stores its own frames, and a stream finalized early leaves the others compressing."""
     from atomscale_bluesky.client.frame_compressor import COMPRESS_THREADS
