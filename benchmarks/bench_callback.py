@@ -325,6 +325,7 @@ class Case:
     level: int = 3
     server_nice: int = SERVER_NICE
     server_analysis: bool = True
+    server_leaves_core: bool = True
     thread_nice: int = DEFAULT_THREAD_NICE  # the callback's and client's
 
     @property
@@ -371,9 +372,12 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         ]  # fmt: skip
         return cams + _channels(case.channels, as_device=case.channels_as_device)
 
-    # the server runs in a child process at a lower CPU priority, standing in for the remote
-    # service: it must not share our GIL, and the RunEngine comes first on the shared cores
-    extra = () if case.server_analysis else ("--no-analysis",)
+    # the server runs in a child process at a lower CPU priority and off one core, standing in
+    # for the remote service: it must not share our GIL, and the RunEngine comes first on the
+    # shared cores
+    extra = (() if case.server_analysis else ("--no-analysis",)) + (
+        ("--leave-core",) if case.server_leaves_core else ()
+    )
     with running_server_process(
         data_dir=spool + "-server", nice=case.server_nice, extra_args=extra
     ) as server:
@@ -479,7 +483,8 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"drain after the run {o['drain_s']:.2f} s; server stored {o['frames_stored']:.0f} "
         f"of {o['frames']:.0f} frames, lost {o['lost']:.0f}, dropped {o['dropped']:.0f}, "
         f"missing {o['missing']:.0f}, points {o['points']:.0f}; local server at nice "
-        f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}, "
+        f"{case.server_nice}{'' if case.server_analysis else ', its live analysis off'}"
+        f"{', off one core' if case.server_leaves_core else ', on every core'}, "
         f"callback threads at nice {case.thread_nice}",
         flush=True,
     )
@@ -740,10 +745,15 @@ def main(argv: list[str] | None = None) -> int:
         help="run the local server without its live analysis in (a), (b), (d) (the real service "
         "analyses on its own machines)",
     )  # fmt: skip
+    parser.add_argument(
+        "--server-on-every-core", action="store_true",
+        help="let the local server run on every core in (a), (b), (d) (default: it keeps off one, "
+        "as a remote service would be off the acquisition computer's cores)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     setup: dict[str, Any] = {
         "server_nice": args.server_nice, "server_analysis": not args.no_server_analysis,
-        "thread_nice": args.thread_nice,
+        "thread_nice": args.thread_nice, "server_leaves_core": not args.server_on_every_core,
     }  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
     from atomscale_bluesky.sim import epics_env

@@ -5,7 +5,8 @@ zstd call that releases the GIL for the whole group (``multi_compress_to_buffer`
 per input, the bytes :func:`~atomscale_bluesky.shards.compress_frame` gives). Compression then
 overlaps acquisition and uses every core, without a GIL hand-over per frame that would make the
 RunEngine's thread wait. A chunk's push :meth:`~FrameCompressor.flush` es the group still filling
-and waits for its frames' results.
+and waits for its frames' results. While one group at a time is enough, the threads keep off one
+core (:mod:`~atomscale_bluesky.core_share`), so a paced RunEngine waking up finds it free.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core_share import CoreShare
 from ..shards import check_level, compressor
 from ..thread_priority import lower_this_thread
 
@@ -93,6 +95,8 @@ class FrameCompressor:
         self._lock = threading.Lock()
         self._group = _Group()
         self._group_bytes = 0
+        self._in_pool = 0  # groups handed to the pool and not yet compressed
+        self._cores = CoreShare()
 
     def submit(self, frame: np.ndarray) -> CompressedFrame:
         """Add one frame to the group filling; the group goes to the pool once it is full."""
@@ -116,6 +120,15 @@ class FrameCompressor:
         """Let the threads go once the groups handed over are done (``wait``: return only then)."""
         self._pool.shutdown(wait=wait)
 
+    def _compress(self, views: list[bytes | bytearray | memoryview]) -> list[Any]:
+        """A pool task: one group, on all cores but one unless another group waits behind it."""
+        self._cores.place_this_thread(behind=self._in_pool > 1)
+        try:
+            return _compress_group(views, self.level)
+        finally:
+            with self._lock:
+                self._in_pool -= 1
+
     def _dispatch(self) -> None:
         """Called under the lock: the filling group to the pool, a new one to fill.
 
@@ -123,7 +136,8 @@ class FrameCompressor:
         before ``atexit`` handlers that flush a run), the group is compressed right here."""
         group = self._group
         try:
-            group.future = self._pool.submit(_compress_group, group.views, self.level)
+            group.future = self._pool.submit(self._compress, group.views)
+            self._in_pool += 1
         except RuntimeError:
             group.future = _compressed_here(group.views, self.level)
         self._group = _Group()

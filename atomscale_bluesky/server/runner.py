@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from atomscale_bluesky.core_share import process_leaves_one_core
 from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.faults import TRANSPORT_STATE_KEY, Faults, FaultSwitch
 from atomscale_bluesky.server.read_client import LocalServerClient
@@ -372,6 +373,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "comes first when the cores are busy (default 0)",
     )
     parser.add_argument(
+        "--leave-core",
+        action="store_true",
+        help="keep the server's threads off one core (Linux, two or more cores), so a RunEngine "
+        "on the same computer always finds a core free",
+    )
+    parser.add_argument(
         "--env-file",
         help="a .env file of ATOMSCALE_ settings, under the environment "
         "(default $ATOMSCALE_ENV_FILE, else ./.env when present)",
@@ -413,6 +420,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
         return 2
     if getattr(args, "nice", 0):
         os.nice(args.nice)
+    if getattr(args, "leave_core", False):
+        process_leaves_one_core()  # before the server starts: its threads all inherit it
     serve(
         host=args.host,
         port=args.port,

@@ -125,6 +125,27 @@ def test_server_process_runs_at_the_lower_priority_asked(tmp_path: Path) -> None
         parser.parse_args(["--nice", "20"])  # beyond the kernel's range: refused
 
 
+def _thread_cores(pid: int) -> dict[int, frozenset[int]]:
+    return {
+        int(tid): frozenset(os.sched_getaffinity(int(tid)))
+        for tid in os.listdir(f"/proc/{pid}/task")
+    }
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two cores",
+)
+def test_server_process_leaves_one_core_when_asked(tmp_path: Path) -> None:
+    cores = frozenset(os.sched_getaffinity(0))
+    with running_server_process(data_dir=tmp_path / "a", extra_args=("--leave-core",)) as server:
+        assert server.reader.health()  # its threads are running
+        threads = _thread_cores(server.pid)
+        assert len(threads) > 1 and set(threads.values()) == {cores - {min(cores)}}, threads
+    with running_server_process(data_dir=tmp_path / "b") as server:
+        assert set(_thread_cores(server.pid).values()) == {cores}
+
+
 def test_eight_concurrent_puts_and_a_responsive_loop(local_server: LocalServer) -> None:
     """8 uploads at once (large shards decode in threads) while the clock endpoint still answers."""
     proto = Proto.open(local_server.url, local_server.api_key)
