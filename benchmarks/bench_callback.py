@@ -2,7 +2,9 @@
 
 The detector is an in-memory 640x480 camera cycling 32 precomputed RHEED frames (the simulator's
 pattern and noise) with a changing frame counter, so the baseline run is as fast as the RunEngine
-allows; the server is a child process (it must not share our GIL), as the real service would be.
+allows; the server is a child process (it must not share our GIL), as the real service would be,
+at nice 10 and kept off one core (``--leave-core``; ``--server-on-every-core`` drops that), as
+the remote service would be off the acquisition computer's cores.
 
 (a) The issue's number: RunEngine wall time of an unpaced ``count`` of 5000 frames with the
     callback subscribed, divided by the same run without it (the mean of a run before and one
