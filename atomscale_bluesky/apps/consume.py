@@ -68,13 +68,19 @@ def run_consumer(
     dispatcher = RemoteDispatcher(address, prefix=prefix, loop=loop)
     dispatcher.subscribe(callback)
 
+    def cancel_polling() -> None:
+        # on the loop's thread: cancelling its tasks ends ``start``, which then tears the
+        # dispatcher down (bluesky 1.16's ``stop`` called here would wait for that forever)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+
     def request_stop() -> None:
-        loop.call_soon_threadsafe(dispatcher.stop)
+        loop.call_soon_threadsafe(cancel_polling)
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):
-                loop.add_signal_handler(sig, dispatcher.stop)
+                loop.add_signal_handler(sig, cancel_polling)
     watcher: threading.Thread | None = None
     if stop_event is not None:
 
