@@ -36,7 +36,7 @@ def _confine(cores: frozenset[int], tid: int = 0) -> bool:
     try:
         os.sched_setaffinity(tid, cores)
     except (AttributeError, OSError) as exc:  # a sandbox refusing it: the thread runs anywhere
-        log.debug("could not set the cores of thread %s: %s", threading.current_thread().name, exc)
+        log.debug("could not set the cores of thread %s: %s", tid or threading.get_native_id(), exc)
         return False
     return True
 

@@ -29,6 +29,17 @@ def client_backoff() -> Backoff:
     return FAST_BACKOFF
 
 
+def compress_threads() -> set[int]:
+    """Native ids of the live frame compression threads of this process."""
+    import threading
+
+    return {
+        t.native_id
+        for t in threading.enumerate()
+        if t.name.startswith("atomscale-compress") and t.native_id is not None and t.is_alive()
+    }
+
+
 def rheed_like(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     """Gaussian streaks plus noise: compresses like real RHEED frames."""
     rng = np.random.default_rng(seed)

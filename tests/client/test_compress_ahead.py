@@ -11,7 +11,7 @@ from atomscale_bluesky.client.errors import StreamClosedError
 from atomscale_bluesky.client.frame_compressor import FrameCompressor
 from atomscale_bluesky.shards import compress_frame, encode_shard
 
-from .conftest import rheed_like
+from .conftest import compress_threads, rheed_like
 
 
 @pytest.mark.parametrize("level", [3, -5])
@@ -89,23 +89,13 @@ def test_frames_pushed_while_the_interpreter_exits_are_compressed_and_stored(
     assert np.array_equal(server.reader.frames(data_id), expected)
 
 
-def _compress_threads() -> set[int]:
-    import threading
-
-    return {
-        t.native_id or 0
-        for t in threading.enumerate()
-        if t.name.startswith("atomscale-compress") and t.is_alive()
-    }
-
-
 def test_streams_of_one_client_share_its_compression_threads(server: Any, make_client: Any) -> None:
     """Three cameras' frames fill the same groups: no more threads than one camera's, each
     stream stores its own frames, and a stream finalized early leaves the others compressing."""
     from atomscale_bluesky.client.frame_compressor import COMPRESS_THREADS
 
     client = make_client(server)
-    before = _compress_threads()
+    before = compress_threads()
     streams = [client.open_rheed_stream(fps=10.0, chunk_size=20) for _ in range(3)]
     frames = [rheed_like(20, 60, 80, seed=s) for s in (1, 2, 3)]
     ahead: list[list[Any]] = [[], [], []]
@@ -120,7 +110,7 @@ def test_streams_of_one_client_share_its_compression_threads(server: Any, make_c
     for s in (1, 2):
         streams[s].push(list(frames[s]), compressed=ahead[s])
         assert streams[s].finalize().ok
-    assert 0 < len(_compress_threads() - before) <= COMPRESS_THREADS
+    assert 0 < len(compress_threads() - before) <= COMPRESS_THREADS
     assert np.array_equal(server.reader.frames(streams[0].data_id), frames[0][:10])
     for s in (1, 2):
         assert np.array_equal(server.reader.frames(streams[s].data_id), frames[s])

@@ -13,7 +13,7 @@ from atomscale_bluesky.client.frame_compressor import FrameCompressor
 from atomscale_bluesky.core_share import CoreShare, process_cores, spare_cores
 from atomscale_bluesky.shards import compress_frame
 
-from .conftest import rheed_like
+from .conftest import compress_threads, rheed_like
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -51,17 +51,9 @@ def test_core_share_moves_a_thread_between_all_but_one_and_every_core() -> None:
     assert _on_a_thread(lambda: place(True, False)) == (cores, cores - {min(cores)})
 
 
-def _compress_threads() -> dict[int, frozenset[int]]:
-    return {
-        t.native_id: frozenset(os.sched_getaffinity(t.native_id))
-        for t in threading.enumerate()
-        if t.name.startswith("atomscale-compress") and t.native_id is not None and t.is_alive()
-    }
-
-
 def test_a_compressor_keeping_up_runs_off_the_first_core() -> None:
     frames = rheed_like(6, 60, 80, seed=3)
-    before = set(_compress_threads())
+    before = compress_threads()
     compressor = FrameCompressor(3, threads=2, group_bytes=2 * frames[0].nbytes)
     try:
         for i in range(0, 6, 2):  # one group at a time: each is done before the next is handed over
@@ -70,7 +62,7 @@ def test_a_compressor_keeping_up_runs_off_the_first_core() -> None:
                 compress_frame(f, 3) for f in frames[i : i + 2]
             ]
         cores = process_cores()
-        used = {tid: c for tid, c in _compress_threads().items() if tid not in before}
+        used = {t: frozenset(os.sched_getaffinity(t)) for t in compress_threads() - before}
         assert used and set(used.values()) == {cores - {min(cores)}}, used
     finally:
         compressor.close(wait=True)
