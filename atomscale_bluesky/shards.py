@@ -40,6 +40,7 @@ __all__ = [
     "check_shard",
     "compress_frame",
     "compressor",
+    "decode_frame_into",
     "decode_shard",
     "encode_shard",
     "encode_shard_parts",
@@ -304,6 +305,12 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
             continue
         _decompress_into(decompressor, view[offset : offset + nbytes], frames[i], i)
     return DecodedShard(entries=index.entries, body_len=index.body_len, frames=frames)
+
+
+def decode_frame_into(segment: bytes | memoryview, out: np.ndarray) -> None:
+    """Decompress one stored zstd frame, checked when its shard was (``check_shard``), straight
+    into the (H, W) uint8 array ``out``; ShardError unless it fills ``out`` exactly."""
+    _decompress_into(_decompressor(), memoryview(segment), out, 0)
 
 
 def check_shard(data: bytes, dims: tuple[int, int, int]) -> ShardIndex:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from atomscale_bluesky.allocator import tune_allocator
 from atomscale_bluesky.server.runner import add_serve_arguments, serve_from_args
 
 
@@ -15,7 +14,6 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the local Atomscale-compatible server.",
     )
     add_serve_arguments(parser)
-    tune_allocator()  # shard bodies of tens of MB would otherwise fragment the heap
     return serve_from_args(parser.parse_args(argv))
 
 

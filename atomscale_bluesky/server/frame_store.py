@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zstandard
 
-from atomscale_bluesky.shards import assemble_shard, inner_chunks, read_index
+from atomscale_bluesky.shards import assemble_shard, decode_frame_into, inner_chunks, read_index
 
 SEPARATOR = "."
 
@@ -273,15 +272,30 @@ class FrameStore:
         return out
 
     @staticmethod
-    def decode(raw: Sequence[Frame], height: int, width: int) -> np.ndarray:
-        """Decompress frames read by ``read_raw`` into an (n, H, W) uint8 array."""
-        out = np.zeros((len(raw), height, width), dtype=np.uint8)
-        decompressor = zstandard.ZstdDecompressor()
+    def decode(
+        raw: Sequence[Frame], height: int, width: int, reuse: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Decompress frames read by ``read_raw`` into an (n, H, W) uint8 array: the first n
+        frames of ``reuse`` when it is an (M >= n, H, W) uint8 array, else a new one."""
+        out = _frames_out(reuse, len(raw), height, width)
         for i, data in enumerate(raw):
-            if data is not None:
-                frame = decompressor.decompress(data, max_output_size=height * width)
-                out[i] = np.frombuffer(frame, dtype=np.uint8).reshape(height, width)
+            if data is None:
+                out[i] = 0
+            else:
+                decode_frame_into(data, out[i])
         return out
+
+
+def _frames_out(reuse: np.ndarray | None, n: int, height: int, width: int) -> np.ndarray:
+    """The first ``n`` frames of ``reuse`` when it is a uint8 (M >= n, H, W) array, else new."""
+    if (
+        reuse is not None
+        and reuse.dtype == np.uint8
+        and reuse.shape[1:] == (height, width)
+        and len(reuse) >= n
+    ):
+        return reuse[:n]
+    return np.empty((n, height, width), dtype=np.uint8)
 
 
 def _per_frame_files(root: Path) -> dict[int, Path]:

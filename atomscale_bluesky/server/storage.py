@@ -179,7 +179,7 @@ class Storage:
         self._db.row_factory = sqlite3.Row
         self._db_lock = threading.RLock()
         self._stream_locks: dict[str, threading.Lock] = {}
-        self._chunk_listeners: list[Callable[[ChunkGrant, ChunkResult, np.ndarray], None]] = []
+        self._chunk_listeners: list[Callable[[ChunkGrant, ChunkResult], None]] = []
         self._locks_guard = threading.Lock()
         with self._db_lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -493,16 +493,14 @@ class Storage:
     def store_chunk(self, grant: ChunkGrant, body: bytes) -> ChunkResult:
         """Verify ``body`` against the grant's dims and store it as chunk ``grant.chunk_idx``.
 
-        Nothing is written unless the shard is well formed (``check_shard``; fully decoded when
-        a chunk listener wants the frames) and fits the stream. A repeated chunk
-        overwrites the earlier one (counted as a duplicate). The frames are written into the
-        stream's shards under the stream lock, with the later chunks shifted when this chunk's
-        size differs from what they assumed.
+        Nothing is written unless the shard is well formed (``check_shard``) and fits the
+        stream. A repeated chunk overwrites the earlier one (counted as a duplicate). The frames
+        are written into the stream's shards under the stream lock, with the later chunks shifted
+        when this chunk's size differs from what they assumed. Nothing is decompressed here:
+        readers, the analysis among them, decompress what they read.
         """
         try:
-            # decompressed only for listeners (the analysis); readers decompress what they read
-            decoded = decode_shard(body, grant.dims) if self._chunk_listeners else None
-            index = decoded if decoded is not None else check_shard(body, grant.dims)
+            index = check_shard(body, grant.dims)
         except ShardError as exc:
             raise BadShard(
                 f"shard does not decode with dims {grant.dims}: {exc}", data_id=grant.data_id
@@ -515,19 +513,19 @@ class Storage:
         store = self.frame_store(grant.data_id, grant.chunk_size, *grant.dims[1:])
         with self._stream_lock(grant.data_id):
             result = self._place_chunk(grant, store, inner_chunks(body, index.entries), len(body))
-        if decoded is not None:
-            for listener in self._chunk_listeners:
-                listener(grant, result, decoded.frames)
+        for listener in self._chunk_listeners:
+            listener(grant, result)
         return result
 
-    def add_chunk_listener(
-        self, listener: Callable[[ChunkGrant, ChunkResult, np.ndarray], None]
-    ) -> None:
-        """Call ``listener(grant, result, frames)`` after each stored chunk (it must not block)."""
+    def add_chunk_listener(self, listener: Callable[[ChunkGrant, ChunkResult], None]) -> None:
+        """Call ``listener(grant, result)`` after each stored chunk (it must not block)."""
         self._chunk_listeners.append(listener)
 
-    def read_chunk(self, data_id: str, chunk_idx: int) -> np.ndarray:
-        """The frames of one stored chunk, (N, H, W) uint8."""
+    def read_chunk(
+        self, data_id: str, chunk_idx: int, reuse: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The frames of one stored chunk, (N, H, W) uint8: decoded into the start of ``reuse``
+        when it is an array of that frame shape with room for them (a view of it), else new."""
         with self._stream_lock(data_id):
             row = self.stream_row(data_id, "rheed")
             chunk = self._chunk_row(data_id, chunk_idx)
@@ -536,7 +534,7 @@ class Storage:
             store = self.frame_store(data_id, row["chunk_size"], row["height"], row["width"])
             first = int(chunk["frame_offset"])
             raw = store.read_raw(first, first + int(chunk["n_frames"]))
-        return FrameStore.decode(raw, row["height"], row["width"])
+        return FrameStore.decode(raw, row["height"], row["width"], reuse)
 
     def related_timeseries(self, data_id: str) -> list[str]:
         """Tool-state streams of the same physical sample, else of the same project, else of the

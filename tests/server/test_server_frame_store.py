@@ -103,3 +103,22 @@ def test_a_shard_of_more_frames_than_one_writev_takes(tmp_path: Path) -> None:
     put(store, model, 0, [0 if i % 7 == 0 else i for i in range(1, 2501)])
     put(store, model, 2400, list(range(5000, 5500)))  # rewrites the shard it partly covers
     check(store, model)
+
+
+def test_decode_fills_a_buffer_that_fits_and_makes_a_new_one_otherwise(tmp_path: Path) -> None:
+    """Readers that decode chunk after chunk (the analysis) reuse one buffer: the frames land in
+    its first rows, pixel-exact, zero frames zeroed over what the buffer held before."""
+    store = FrameStore(tmp_path / "frames.zarr", shard_frames=3)
+    model: list[int] = []
+    put(store, model, 0, [7, 0, 9, 11])
+    expected = np.stack([frame(v) for v in model])
+    buffer = np.full((6, H, W), 255, np.uint8)
+    out = FrameStore.decode(store.read_raw(0, 4), H, W, buffer)
+    assert out.base is buffer and out.shape == (4, H, W)
+    np.testing.assert_array_equal(buffer[:4], expected)
+    assert (buffer[4:] == 255).all()
+    for unfit in (np.zeros((3, H, W), np.uint8), np.zeros((6, H, W + 1), np.uint8),
+                  np.zeros((6, H, W), np.uint16)):  # fmt: skip
+        fresh = FrameStore.decode(store.read_raw(0, 4), H, W, unfit)
+        assert fresh.base is None and fresh.dtype == np.uint8
+        np.testing.assert_array_equal(fresh, expected)

@@ -175,3 +175,35 @@ def test_eight_concurrent_puts_and_a_responsive_loop(local_server: LocalServer) 
     np.testing.assert_array_equal(local_server.reader.frames(data_id), np.concatenate(chunks))
     counters = local_server.reader.rheed_stream(data_id)["counters"]
     assert counters["chunks_received"] == 8 and counters["frames_stored"] == 480
+
+
+def _minor_faults(pid: int) -> int:
+    """Minor page faults of a process so far, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[7])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
+    reason="glibc's malloc on Linux only",
+)
+def test_server_process_takes_upload_bodies_from_its_heap(tmp_path: Path) -> None:
+    """Each upload body (12 MB here) is copied several times by the HTTP stack; buffers mapped
+    afresh would cost a page fault per 4 KB per copy. After a first upload, the server's later
+    uploads fault in far fewer pages than one copy of their body has."""
+    frames = random_frames(40, 480, 640)  # noise: the shard is as large as the frames
+    body = make_shard(frames)
+    pages = len(body) // 4096
+    with running_server_process(data_dir=tmp_path / "d", extra_args=("--no-analysis",)) as server:
+        assert server.pid is not None
+        proto = Proto.open(server.url, server.api_key)
+        data_id = proto.create_rheed(fps=30.0)
+        faults = []
+        for k in range(4):
+            meta = proto.presign_metadata(data_id, frames.shape, 40, 1_700_000_000_000 + 2000 * k)
+            url = proto.presign(k, meta).json()["url"]
+            before = _minor_faults(server.pid)
+            assert proto.put(url, body).status_code == 200
+            faults.append(_minor_faults(server.pid) - before)
+        assert max(faults[1:]) < pages / 4, (pages, faults)
+        np.testing.assert_array_equal(server.reader.frames(data_id)[-40:], frames)

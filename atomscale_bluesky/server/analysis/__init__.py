@@ -29,11 +29,11 @@ def start_worker(storage: Any, shutter_pattern: str) -> AnalysisWorker:
     """A running worker subscribed to ``storage``'s stored chunks."""
     worker = AnalysisWorker(storage, shutter_pattern=shutter_pattern)
 
-    def on_chunk(grant: Any, result: Any, frames: Any) -> None:
+    def on_chunk(grant: Any, result: Any) -> None:
         worker.submit(
             ChunkNotice(
                 grant.data_id, grant.chunk_idx, result.n_frames, grant.start_ms,
-                _fps(grant.metadata), frames,
+                _fps(grant.metadata),
             )
         )  # fmt: skip
 

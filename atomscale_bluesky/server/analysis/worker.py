@@ -1,8 +1,9 @@
 """The analysis worker: one thread that analyses stored chunks, off the request path.
 
 Storage calls ``submit`` (through its chunk listener) after a chunk is stored: that only queues
-a notice, with the decoded frames when the queue is under its byte budget (else the worker reads
-the chunk back from storage). The worker analyses each stream's chunks in index order; a chunk
+a notice. The worker reads the chunk back from storage, decoding it into one buffer it keeps
+(a chunk's frames are tens of MB: a new array per chunk would cost a page fault per 4 KB), unless
+the notice carries the frames itself. The worker analyses each stream's chunks in index order; a chunk
 still missing while later ones wait is skipped after ``gap_wait_s`` (its frames were not stored,
 so its time is a gap in the series). Shutter states come from the time-series channels of the
 stream's related streams (same sample, else same project, else the run's stream name), read
@@ -29,12 +30,11 @@ __all__ = ["AnalysisWorker", "ChunkNotice"]
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class ChunkNotice:
-    """A stored chunk: which, when its first frame was taken, at what rate, maybe its frames."""
+    """A stored chunk: which, when its first frame was taken, at what rate; ``frames`` only
+    from callers that hold them already (storage's notices leave them to be read back)."""
 
     data_id: str
     chunk_idx: int
@@ -69,19 +69,16 @@ class AnalysisWorker:
         *,
         shutter_pattern: str = "*shutter*",
         params: AnalysisParams | None = None,
-        max_queue_bytes: int = 256 * MiB,
         gap_wait_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
         self._pattern = shutter_pattern.lower()
         self._params = params or AnalysisParams()
-        self._max_bytes = max_queue_bytes
         self._gap_wait_s = gap_wait_s
         self._clock = clock
         self._queue: queue.Queue[ChunkNotice | None] = queue.Queue()
-        self._queued_bytes = 0
-        self._bytes_lock = threading.Lock()
+        self._frames = np.zeros((0, 0, 0), dtype=np.uint8)  # reused for every chunk read back
         self._streams: dict[str, _StreamState] = {}
         self._results: dict[str, StreamResults] = {}
         self._results_lock = threading.Lock()
@@ -101,17 +98,7 @@ class AnalysisWorker:
             self._thread.join(timeout)
 
     def submit(self, notice: ChunkNotice) -> None:
-        """Queue a stored chunk; its frames ride along while the queue is under budget."""
-        frames = notice.frames
-        if frames is not None:
-            with self._bytes_lock:
-                if self._queued_bytes + frames.nbytes > self._max_bytes:
-                    notice = ChunkNotice(
-                        notice.data_id, notice.chunk_idx, notice.n_frames, notice.start_ms,
-                        notice.fps,
-                    )  # fmt: skip
-                else:
-                    self._queued_bytes += frames.nbytes
+        """Queue a stored chunk for analysis."""
         self._queue.put(notice)
 
     def results(self, data_id: str) -> StreamResults | None:
@@ -130,9 +117,6 @@ class AnalysisWorker:
             try:
                 if notice is None:
                     return
-                if notice.frames is not None:
-                    with self._bytes_lock:
-                        self._queued_bytes -= notice.frames.nbytes
                 started = time.thread_time()
                 try:
                     self._accept(notice)
@@ -194,7 +178,7 @@ class AnalysisWorker:
     def _analyse(self, data_id: str, state: _StreamState, notice: ChunkNotice) -> None:
         frames = notice.frames
         if frames is None:
-            frames = self._storage.read_chunk(data_id, notice.chunk_idx)
+            frames = self._read_back(data_id, notice.chunk_idx)
         fps = notice.fps or state.fps
         n = frames.shape[0]
         if notice.start_ms is not None:
@@ -212,6 +196,13 @@ class AnalysisWorker:
         state.last_time = float(times[-1])
         state.last_start, state.last_n, state.last_idx = t0, n, notice.chunk_idx
         self.chunks_analysed += 1
+
+    def _read_back(self, data_id: str, chunk_idx: int) -> np.ndarray:
+        """The stored chunk's frames, decoded into the worker's buffer (grown when too small)."""
+        frames = self._storage.read_chunk(data_id, chunk_idx, self._frames)
+        if frames.base is not self._frames:
+            self._frames = frames  # a new array: the buffer from now on
+        return frames
 
     @staticmethod
     def _measure_spacing(state: _StreamState, chunk_idx: int, t0: float, fps: float) -> None:
