@@ -115,7 +115,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATOMSCALE_PRINT_SUMMARY", "print_summary", "flag", "in interactive sessions", "print each run's summary when its streams are finalized", "callback"),
     # the processes we start
     Variable("ATOMSCALE_LOG_LEVEL", "log_level", "level", "`INFO`", "level of `config_atomscale_logging()` when none is given (the commands' `-v` wins)", "commands, profile"),
-    Variable("ATOMSCALE_TUNE_MALLOC", "tune_malloc", "flag", "`true`", "fix glibc's mmap threshold so frame buffers go back to the system", "commands, profile"),
+    Variable("ATOMSCALE_TUNE_MALLOC", "tune_malloc", "flag", "`true`", "tune glibc's malloc so frame buffers are reused from one heap (flat memory, no page faults per buffer)", "commands, profile"),
     Variable("ATOMSCALE_ENV_FILE", "env_file", "path", "`./.env` when present", "the `.env` file `serve` and `consume` read (`--env-file` wins)", "commands"),
     Variable("ATOMSCALE_LOCAL_API_KEYS", "local_api_keys", "secrets", "unset", "comma-separated keys the local server accepts (`--api-key` wins)", "server"),
     Variable("ATOMSCALE_LOCAL_DATA_DIR", "local_data_dir", "path", "`./atomscale-local-data`", "where the local server stores streams (`--data-dir` wins)", "server"),

@@ -134,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--level", type=int, default=3, help="our client's compression_level")
+    parser.add_argument(
+        "--default-allocator", action="store_true",
+        help="leave glibc's malloc as it is (default: tuned as the CLI and the profile tune it)",
+    )  # fmt: skip
     args = parser.parse_args([] if argv is None else argv)
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    if not args.default_allocator:
+        from atomscale_bluesky.allocator import tune_allocator
+
+        print(f"glibc malloc tuned as the CLI tunes it: {tune_allocator()}")
     from atomscale_bluesky.server.runner import running_server_process
 
     cases = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from atomscale_bluesky.allocator import tune_allocator
 from atomscale_bluesky.server.runner import add_serve_arguments, serve_from_args
 
 
@@ -14,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the local Atomscale-compatible server.",
     )
     add_serve_arguments(parser)
+    tune_allocator()  # upload bodies are reused heap memory, not mappings faulted in afresh
     return serve_from_args(parser.parse_args(argv))
 
 

@@ -29,11 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomscale_bluesky.allocator import (
-    SERVER_MMAP_THRESHOLD,
-    SERVER_TRIM_THRESHOLD,
-    tune_allocator,
-)
 from atomscale_bluesky.core_share import process_leaves_one_core
 from atomscale_bluesky.server.config import ServerSettings
 from atomscale_bluesky.server.faults import TRANSPORT_STATE_KEY, Faults, FaultSwitch
@@ -427,8 +422,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         os.nice(args.nice)
     if getattr(args, "leave_core", False):
         process_leaves_one_core()  # before the server starts: its threads all inherit it
-    # upload bodies are reused from the heap, not faulted in afresh (allocator.py says why)
-    tune_allocator(SERVER_MMAP_THRESHOLD, trim_threshold=SERVER_TRIM_THRESHOLD)
     serve(
         host=args.host,
         port=args.port,

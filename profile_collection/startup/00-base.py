@@ -5,6 +5,11 @@ from pathlib import Path
 import numpy as np  # noqa: F401  (for interactive use)
 
 from atomscale_bluesky import config_atomscale_logging
+from atomscale_bluesky.allocator import tune_allocator
+
+# frame buffers reused from one heap: flat memory over days, no page faults per buffer
+# (docs/troubleshooting.md). First, before other threads start with arenas of their own.
+tune_allocator()
 
 DATA_HOME = (
     Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "atomscale-bluesky"

@@ -10,8 +10,9 @@ from atomscale_bluesky.apps.settings import make_callback as _make_callback
 from atomscale_bluesky.plans import count_growth, growth_recipe, monitor_growth  # noqa: F401
 from atomscale_bluesky.settings import load_settings as _load_atomscale_settings
 
-# frame buffers go straight back to the system, so a days-long session keeps a flat memory
-# (docs/troubleshooting.md; ATOMSCALE_TUNE_MALLOC=0 leaves glibc's allocator as it is)
+# frame buffers reused from one heap, so a days-long session keeps a flat memory without a page
+# fault per buffer (docs/troubleshooting.md; ATOMSCALE_TUNE_MALLOC=0 leaves glibc's malloc as it
+# is). It works best called before other threads start: put it in your first startup file too.
 _tune_allocator()
 
 if not _load_atomscale_settings().disable:
