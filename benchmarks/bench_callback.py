@@ -239,7 +239,9 @@ class ThreadCpu:
     """CPU seconds per thread group of this process over a block, threads that ended included.
 
     Threads are sampled every ``interval`` s (a pool's threads may end before the block does);
-    a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed.
+    a thread's last sample counts, so at most ``interval`` of CPU per ended thread is missed. A
+    thread first seen after the block began counts all its CPU (a pool's threads start with
+    their first task, and do a tenth of a second's work before the next sample).
     Each sample reads a /proc file per thread, and every read hands the GIL over and takes it
     back: sampled every 0.1 s during a RunEngine run, that forced the RunEngine's thread off the
     GIL about 800 times a second. So the RunEngine cases sample once a second while the run
@@ -250,6 +252,7 @@ class ThreadCpu:
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self._seen: dict[int, tuple[str, float, float]] = {}  # tid -> (group, first, last)
+        self._started = False  # threads first seen from now on count from 0 s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -265,8 +268,9 @@ class ThreadCpu:
             cpu = _cpu_s("self", tid)
             if cpu != cpu:
                 continue
-            first = self._seen.get(tid, (group, cpu, cpu))[1]
+            first = self._seen.get(tid, (group, 0.0 if self._started else cpu, cpu))[1]
             self._seen[tid] = (group, first, cpu)
+        self._started = True
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):  # read anew: quicken() may change it

@@ -492,16 +492,13 @@ def rotational_period(fps: float, rotations_per_min: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-#: Below the mmap threshold :mod:`~atomscale_bluesky.allocator` fixes (128 KiB): each piece is
-#: heap memory used again and again, where a larger one would be a fresh mapping whose pages
-#: each fault when first written (a page fault per 4 KB of every chunk uploaded).
-PUT_PIECE_BYTES = 96 * 1024
+PUT_PIECE_BYTES = 1 << 20
 
 
 def _pieces(data: bytes | BinaryIO) -> Iterator[bytes]:
-    """The body in ``PUT_PIECE_BYTES`` pieces: the HTTP layer re-slices what it has left after
-    every socket send, which for one multi-megabyte body means copying the rest again and again;
-    a file is read a piece at a time, from its start."""
+    """The body in 1 MiB pieces: the HTTP layer re-slices what it has left after every socket
+    send, which for one multi-megabyte body means copying the rest again and again; a file is
+    read a piece at a time, from its start."""
     if not isinstance(data, bytes):
         data.seek(0)
         while piece := data.read(PUT_PIECE_BYTES):
