@@ -15,8 +15,11 @@ glibc's defaults serve them badly both ways:
 every buffer below it comes from the heap and is reused, keeps up to ``TRIM_THRESHOLD`` of free
 heap for the next chunk instead of returning it at once, and gives every thread the one arena
 (``ARENA_MAX``), where freed buffers coalesce whichever thread freed them. The RSS then rises to
-the run's working set and stays there. This is process-wide; call it where you own the process
-(the CLI and the local server do, and the IPython profile).
+the peak working set and stays there. This is process-wide; call it where you own the process
+(the CLI and the local server do, and the IPython profile), before other threads start: a thread
+that already has an arena keeps it, and later threads share the arenas that exist by then.
+Without the one arena, frame buffers spread over per-thread arenas and the RSS crept by about
+3 MB a minute in a 120 fps soak.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import os
 import sys
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "tune_allocator"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "USER_SETTINGS", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 

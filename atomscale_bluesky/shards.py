@@ -307,10 +307,11 @@ def decode_shard(data: bytes, dims: tuple[int, int, int]) -> DecodedShard:
     return DecodedShard(entries=index.entries, body_len=index.body_len, frames=frames)
 
 
-def decode_frame_into(segment: bytes | memoryview, out: np.ndarray) -> None:
-    """Decompress one stored zstd frame, checked when its shard was (``check_shard``), straight
-    into the (H, W) uint8 array ``out``; ShardError unless it fills ``out`` exactly."""
-    _decompress_into(_decompressor(), memoryview(segment), out, 0)
+def decode_frame_into(segment: bytes | memoryview, out: np.ndarray, i: int = 0) -> None:
+    """Decompress stored frame ``i``'s zstd frame, checked when its shard was (``check_shard``),
+    straight into the C-contiguous (H, W) uint8 array ``out``; ShardError unless it fills ``out``
+    exactly."""
+    _decompress_into(_decompressor(), memoryview(segment), out, i)
 
 
 def check_shard(data: bytes, dims: tuple[int, int, int]) -> ShardIndex:

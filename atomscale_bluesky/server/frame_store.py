@@ -276,23 +276,27 @@ class FrameStore:
         raw: Sequence[Frame], height: int, width: int, reuse: np.ndarray | None = None
     ) -> np.ndarray:
         """Decompress frames read by ``read_raw`` into an (n, H, W) uint8 array: the first n
-        frames of ``reuse`` when it is an (M >= n, H, W) uint8 array, else a new one."""
+        frames of ``reuse`` when it is a writable C-contiguous (M >= n, H, W) uint8 array, else a
+        new one. ShardError when a stored frame does not decode."""
         out = _frames_out(reuse, len(raw), height, width)
         for i, data in enumerate(raw):
             if data is None:
                 out[i] = 0
             else:
-                decode_frame_into(data, out[i])
+                decode_frame_into(data, out[i], i)
         return out
 
 
 def _frames_out(reuse: np.ndarray | None, n: int, height: int, width: int) -> np.ndarray:
-    """The first ``n`` frames of ``reuse`` when it is a uint8 (M >= n, H, W) array, else new."""
+    """The first ``n`` frames of ``reuse`` when it is a writable C-contiguous uint8 (M >= n, H, W)
+    array, else a new one."""
     if (
         reuse is not None
         and reuse.dtype == np.uint8
         and reuse.shape[1:] == (height, width)
         and len(reuse) >= n
+        and reuse.flags.c_contiguous
+        and reuse.flags.writeable
     ):
         return reuse[:n]
     return np.empty((n, height, width), dtype=np.uint8)

@@ -117,8 +117,11 @@ def test_decode_fills_a_buffer_that_fits_and_makes_a_new_one_otherwise(tmp_path:
     assert out.base is buffer and out.shape == (4, H, W)
     np.testing.assert_array_equal(buffer[:4], expected)
     assert (buffer[4:] == 255).all()
+    readonly = np.zeros((6, H, W), np.uint8)
+    readonly.flags.writeable = False
     for unfit in (np.zeros((3, H, W), np.uint8), np.zeros((6, H, W + 1), np.uint8),
-                  np.zeros((6, H, W), np.uint16)):  # fmt: skip
+                  np.zeros((6, H, W), np.uint16), np.zeros((6, H, W), np.uint8, order="F"),
+                  readonly):  # fmt: skip
         fresh = FrameStore.decode(store.read_raw(0, 4), H, W, unfit)
         assert fresh.base is None and fresh.dtype == np.uint8
         np.testing.assert_array_equal(fresh, expected)

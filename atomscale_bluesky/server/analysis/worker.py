@@ -25,6 +25,7 @@ import numpy as np
 from atomscale_bluesky.server.analysis.results import StreamResults
 from atomscale_bluesky.server.analysis.shutter_feed import ShutterFeed
 from atomscale_bluesky.server.analysis.stream_analysis import AnalysisParams, StreamAnalysis
+from atomscale_bluesky.shards import ShardError
 
 __all__ = ["AnalysisWorker", "ChunkNotice"]
 
@@ -78,7 +79,7 @@ class AnalysisWorker:
         self._gap_wait_s = gap_wait_s
         self._clock = clock
         self._queue: queue.Queue[ChunkNotice | None] = queue.Queue()
-        self._frames = np.zeros((0, 0, 0), dtype=np.uint8)  # reused for every chunk read back
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}  # per frame shape, reused
         self._streams: dict[str, _StreamState] = {}
         self._results: dict[str, StreamResults] = {}
         self._results_lock = threading.Lock()
@@ -125,7 +126,8 @@ class AnalysisWorker:
                     self.errors += 1
                     log.warning(
                         "analysis of chunk %d of stream %s failed: %s",
-                        notice.chunk_idx, notice.data_id, exc, exc_info=True,
+                        notice.chunk_idx, notice.data_id, exc,
+                        exc_info=not isinstance(exc, ShardError),  # stored bytes that do not decode
                     )  # fmt: skip
                 self.cpu_s += time.thread_time() - started
             finally:
@@ -198,10 +200,14 @@ class AnalysisWorker:
         self.chunks_analysed += 1
 
     def _read_back(self, data_id: str, chunk_idx: int) -> np.ndarray:
-        """The stored chunk's frames, decoded into the worker's buffer (grown when too small)."""
-        frames = self._storage.read_chunk(data_id, chunk_idx, self._frames)
-        if frames.base is not self._frames:
-            self._frames = frames  # a new array: the buffer from now on
+        """The stored chunk's frames, decoded into the worker's buffer for their frame shape
+        (made, or grown, when there is none or it is too small)."""
+        row = self._storage.stream_row(data_id, "rheed")
+        shape = (int(row["height"] or 0), int(row["width"] or 0))
+        buffer = self._buffers.get(shape)
+        frames = self._storage.read_chunk(data_id, chunk_idx, buffer)
+        if buffer is None or frames.base is not buffer:
+            self._buffers[shape] = frames  # a new array: this shape's buffer from now on
         return frames
 
     @staticmethod
