@@ -30,7 +30,14 @@ import logging
 import os
 import sys
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "USER_SETTINGS", "tune_allocator"]
+__all__ = [
+    "ARENA_MAX",
+    "MMAP_THRESHOLD",
+    "TRIM_THRESHOLD",
+    "USER_SETTINGS",
+    "on_glibc",
+    "tune_allocator",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,14 @@ _M_ARENA_MAX = -8
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX")
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc, the only place :func:`tune_allocator` acts."""
+    try:
+        return sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (AttributeError, ValueError, OSError):  # no confstr, or no such name (musl)
+        return False
+
+
 def tune_allocator(
     mmap_threshold: int = MMAP_THRESHOLD,
     *,
@@ -60,35 +75,29 @@ def tune_allocator(
     a ``glibc.malloc`` tunable is in the environment (the user's choice wins), or when
     ``ATOMSCALE_TUNE_MALLOC`` is false.
     """
-    values = {"mmap_threshold": mmap_threshold, "trim_threshold": trim_threshold}
-    for name, value in {**values, "arena_max": arena_max}.items():
+    settings = (
+        ("mmap_threshold", _M_MMAP_THRESHOLD, mmap_threshold),
+        ("trim_threshold", _M_TRIM_THRESHOLD, trim_threshold),
+        ("arena_max", _M_ARENA_MAX, arena_max),
+    )
+    for name, _, value in settings:
         if value <= 0:
             raise ValueError(f"{name} must be a positive number; got {value}")
     from atomscale_bluesky.settings import load_settings
 
-    if not sys.platform.startswith("linux") or not load_settings().tune_malloc:
+    if not on_glibc() or not load_settings().tune_malloc:
         return False
     if any(name in os.environ for name in USER_SETTINGS):
         return False
     if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # musl and others have no such knobs
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    done = all(
-        mallopt(param, int(value))
-        for param, value in (
-            (_M_MMAP_THRESHOLD, mmap_threshold),
-            (_M_TRIM_THRESHOLD, trim_threshold),
-            (_M_ARENA_MAX, arena_max),
-        )
-    )
+    done = all(mallopt(param, int(value)) for _, param, value in settings)
     if done:
         log.debug(
             "glibc malloc: mmap threshold %d, trim threshold %d, %d arena(s)",

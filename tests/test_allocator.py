@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from atomscale_bluesky.allocator import tune_allocator
+from atomscale_bluesky.allocator import on_glibc, tune_allocator
 
 # In a fresh interpreter: four threads each allocate a 1 MiB buffer and hold it (how much of it is
 # mapped, how many arenas serve them), then one thread allocates and frees such a buffer 40 times
@@ -62,14 +62,7 @@ print(json.dumps({"tuned": tuned, "mapped": mapped, "arenas": arenas, "faults": 
 """
 
 
-def _is_glibc() -> bool:
-    try:
-        return sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (ValueError, OSError):
-        return False
-
-
-glibc = pytest.mark.skipif(not _is_glibc(), reason="glibc's malloc only")
+glibc = pytest.mark.skipif(not on_glibc(), reason="glibc's malloc only")
 
 
 def _probe(mode: str, **env: str) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from server_kit import Proto, make_shard, random_frames
 
-from atomscale_bluesky.allocator import USER_SETTINGS
+from atomscale_bluesky.allocator import USER_SETTINGS, on_glibc
 from atomscale_bluesky.server.runner import (
     LocalServer,
     add_serve_arguments,
@@ -184,14 +184,7 @@ def _minor_faults(pid: int) -> int:
         return int(fh.read().rsplit(")", 1)[1].split()[7])
 
 
-def _is_glibc() -> bool:
-    try:
-        return sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (ValueError, OSError):
-        return False
-
-
-@pytest.mark.skipif(not _is_glibc(), reason="glibc's malloc on Linux only")
+@pytest.mark.skipif(not on_glibc(), reason="glibc's malloc on Linux only")
 def test_server_process_takes_upload_bodies_from_its_heap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

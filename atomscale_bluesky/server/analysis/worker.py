@@ -1,10 +1,10 @@
 """The analysis worker: one thread that analyses stored chunks, off the request path.
 
 Storage calls ``submit`` (through its chunk listener) after a chunk is stored: that only queues
-a notice. The worker reads the chunk back from storage, decoding it into one buffer it keeps
-(a chunk's frames are tens of MB: a new array per chunk would cost a page fault per 4 KB), unless
-the notice carries the frames itself. The worker analyses each stream's chunks in index order; a chunk
-still missing while later ones wait is skipped after ``gap_wait_s`` (its frames were not stored,
+a notice. The worker reads the chunk back from storage, decoding it into a buffer it keeps per
+frame shape (a chunk's frames are tens of MB: a new array per chunk would cost a page fault per
+4 KB), unless the notice carries the frames itself. The worker analyses each stream's chunks in
+index order; a chunk still missing while later ones wait is skipped after ``gap_wait_s`` (its frames were not stored,
 so its time is a gap in the series). Shutter states come from the time-series channels of the
 stream's related streams (same sample, else same project, else the run's stream name), read
 incrementally by the stream's ``ShutterFeed``.
