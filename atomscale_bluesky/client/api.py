@@ -410,7 +410,7 @@ class AtomscaleApi:
 
         ``shard`` is the bytes, or a seekable file holding them (sent from its start, in pieces).
         """
-        size = len(shard) if isinstance(shard, bytes) else os.fstat(shard.fileno()).st_size
+        size = len(shard) if isinstance(shard, bytes) else shard.seek(0, os.SEEK_END)
         timeout = PUT_BASE_TIMEOUT_S + size / PUT_MIN_BYTES_PER_S
         headers = {"Content-Type": "", "Content-Length": str(size)}
         response = self.http.put(

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 
 import crc32c
 
+from .direct_write import DirectWriter
 from .quarantine import QUARANTINE_DIR, Quarantined, move_aside
 
 __all__ = [
@@ -196,13 +197,21 @@ def file_crc32c(path: Path) -> int:
     return int(value)
 
 
-def write_entry(entry: Entry, payload: Payload, sidecar: bytes, *, fsync: bool = True) -> None:
-    """Write the payload, then the sidecar, then sync the folder; on failure nothing is left.
+def write_entry(
+    entry: Entry,
+    payload: Payload,
+    sidecar: bytes,
+    *,
+    fsync: bool = True,
+    direct: DirectWriter | None = None,
+) -> None:
+    """Write the payload (through ``direct`` when given), then the sidecar, then sync the
+    folder; on failure nothing is left.
 
     When this returns (with ``fsync``) both files and their names are on stable storage: only
     then does the chunk count as spooled.
     """
-    write_atomically(entry.payload_path, payload, fsync=fsync, sync_dir=False)
+    write_atomically(entry.payload_path, payload, fsync=fsync, sync_dir=False, direct=direct)
     try:
         write_atomically(entry.sidecar_path, sidecar, fsync=fsync, sync_dir=fsync)
     except BaseException:
@@ -467,25 +476,37 @@ def sync_directory(folder: Path) -> None:
 
 
 def write_atomically(
-    path: Path, data: Payload, *, fsync: bool = True, sync_dir: bool | None = None
+    path: Path,
+    data: Payload,
+    *,
+    fsync: bool = True,
+    sync_dir: bool | None = None,
+    direct: DirectWriter | None = None,
 ) -> None:
     """Write ``data`` (bytes, or buffers written one after another) to ``path`` via a rename.
 
     The file is created 0600; with ``fsync`` its content is synced before the rename and the
     directory after it (``sync_dir`` overrides the latter, for writers that sync it once later).
+    A large payload goes through ``direct`` (``O_DIRECT``, past the page cache) when given.
     """
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with open(fd, "wb") as fh:
-            if isinstance(data, bytes):
-                fh.write(data)
-            else:
-                for part in data:
-                    fh.write(part)
+        if direct is not None and direct.wants(payload_nbytes(data)):
+            fd = direct.write_new(tmp, [data] if isinstance(data, bytes) else data, FILE_MODE)
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                with open(fd, "wb", closefd=False) as fh:
+                    for part in [data] if isinstance(data, bytes) else data:
+                        fh.write(part)
+            except BaseException:
+                os.close(fd)
+                raise
+        try:
             if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

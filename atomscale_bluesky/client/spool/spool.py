@@ -22,8 +22,10 @@ from typing import Any, BinaryIO, Literal
 from ..stamps import now_ms as host_now_ms
 from . import disk_format
 from .capacity import Capacity, FreeSpace
+from .direct_write import DirectWriter
 from .disk_format import Entry, Payload
 from .expiry import ABANDON_AFTER_S, DEFAULT_RETENTION_S, ExpiryRules, log_discarded
+from .held_payloads import HOLD_MAX_BYTES, HeldPayloads
 from .quarantine import Quarantined
 from .recovery import Recovered, recover_streams
 from .stream_state import Fate, SpoolStream, Totals
@@ -52,10 +54,14 @@ class Spool:
         free_space: FreeSpace | None = None,
         now_ms: Callable[[], int] = host_now_ms,
         fsync: bool = True,
+        direct_io: bool = True,
+        hold_bytes: int = HOLD_MAX_BYTES,
     ) -> None:
         self.root = Path(root)
         self.endpoint = endpoint
         self.fsync = fsync
+        self._direct = DirectWriter(enabled=direct_io)
+        self._held = HeldPayloads(hold_bytes)
         disk_format.make_private_dir(self.root)
         self._now = now_ms
         self.rules = ExpiryRules(
@@ -263,14 +269,16 @@ class Spool:
             if refused is not None:
                 return self._drop(stream, chunk_idx, refused)
         try:
-            disk_format.write_entry(entry, payload, sidecar, fsync=self.fsync)
+            disk_format.write_entry(entry, payload, sidecar, fsync=self.fsync, direct=self._direct)
         except OSError as error:
             with self._lock:
                 self._capacity.unreserve(need)
                 return self._drop(stream, chunk_idx, f"could not write to the spool: {error}")
+        self._held.hold(entry.key, payload, payload_len)
         with self._lock:
             if stream.closed is not None:
                 self._capacity.unreserve(need)
+                self._held.drop(entry.key)
                 disk_format.remove_entry(entry)
                 return self._drop(stream, chunk_idx, "stream was closed")
             self._capacity.store(need)
@@ -355,6 +363,7 @@ class Spool:
         with self._lock:
             if not self._queue.remove(entry):
                 return
+        self._held.drop(entry.key)
         if fate == "purged":
             log_discarded(entry, reason)
         disk_format.remove_entry(entry)
@@ -379,8 +388,10 @@ class Spool:
                 log.debug("could not refresh the marker of %s: %s", refresh.local_id, error)
 
     def open_payload(self, entry: Entry) -> BinaryIO:
-        """The spooled chunk's file, open for reading (uploads stream it; nothing is read whole)."""
-        return disk_format.open_payload(entry)
+        """The spooled chunk's bytes, open for reading: the payload still held in memory, else its
+        file (uploads stream it; nothing is read whole)."""
+        held = self._held.reader(entry.key)
+        return held if held is not None else disk_format.open_payload(entry)
 
     # ---- drain, close, status ----
 
@@ -453,6 +464,7 @@ class Spool:
             fd, stream.lock_fd = stream.lock_fd, None
             self._changed.notify_all()
         for entry in entries:
+            self._held.drop(entry.key)
             disk_format.remove_entry(entry)
         disk_format.unlock(fd)
         disk_format.remove_folder(stream.dir)
@@ -507,6 +519,8 @@ class Spool:
                 "streams": {d: s.counts() for d, s in sorted(self._streams.items())},
                 "quarantined": [q.as_dict() for q in self.quarantined],
                 "fsync": self.fsync,
+                "direct_io": self._direct.enabled,
+                "held_bytes": self._held.nbytes,
             }
 
     def close(self) -> None:
@@ -516,6 +530,7 @@ class Spool:
             for stream in streams:
                 stream.cancel.set()
             self._changed.notify_all()
+        self._held.clear()
         for stream in streams:
             fd, stream.lock_fd = stream.lock_fd, None
             disk_format.unlock(fd)
