@@ -109,6 +109,7 @@ class AtomscaleClient:
     followed, and no request to another origin carries the key.
     ``verify=False`` turns TLS certificate checks off (only for a lab proxy you trust);
     ``backoff`` shortens upload retries (tests); defaults follow the reference client.
+    ``spool_direct_io=False`` writes spooled chunks through the page cache instead of past it.
     ``thread_nice`` (0 to 19, default 0): how many steps of nice below the process the
     compression and upload threads run (Linux), so a RunEngine in the same process comes first.
     Every argument left None comes from ``settings`` (default: the environment, read now; see
@@ -130,6 +131,7 @@ class AtomscaleClient:
         verify: bool = True,
         backoff: Backoff | None = None,
         fsync: bool = True,
+        spool_direct_io: bool = True,
         thread_nice: int | None = None,
         settings: AtomscaleSettings | None = None,
     ) -> None:
@@ -173,6 +175,7 @@ class AtomscaleClient:
             spool_min_free_bytes,
             spool_retention_s,
             fsync,
+            spool_direct_io,
         )
         self._compressors = SharedCompressors(nice=self.thread_nice)
         self._services = StreamServices(
@@ -223,6 +226,7 @@ class AtomscaleClient:
         min_free: int | None,
         retention: float | None,
         fsync: bool,
+        direct_io: bool,
     ) -> Spool:
         root = Path(spool_dir) if spool_dir is not None else default_spool_root()
         kwargs: dict[str, Any] = {
@@ -230,6 +234,7 @@ class AtomscaleClient:
             "min_free_bytes": min_free,
             "retention_s": retention,
             "fsync": fsync,
+            "direct_io": direct_io,
         }
         try:
             return Spool(root, self.endpoint, **kwargs)

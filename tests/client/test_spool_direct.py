@@ -82,7 +82,7 @@ def test_a_large_payload_is_written_past_the_page_cache(tmp_path: Path, total: i
     assert path.read_bytes() == b"".join(parts)
     spool.close()
     buffered, path = _spool_one(tmp_path / "buffered", parts, direct_io=False)
-    assert _cached_pages(path)[0] == pages  # what the direct write saves
+    assert _cached_pages(path)[0] >= 0.9 * pages  # what the direct write saves
     assert path.read_bytes() == b"".join(parts)
     buffered.close()
     # a new spool resumes the entry: its checksum holds
@@ -94,7 +94,8 @@ def test_a_large_payload_is_written_past_the_page_cache(tmp_path: Path, total: i
 def test_small_payloads_and_time_series_bodies_are_written_buffered(tmp_path: Path) -> None:
     parts = _parts(DIRECT_MIN_BYTES - 1)
     spool, path = _spool_one(tmp_path, parts)
-    assert _cached_pages(path)[0] == _cached_pages(path)[1]
+    cached, pages = _cached_pages(path)
+    assert cached >= 0.9 * pages
     assert path.read_bytes() == b"".join(parts)
     spool.close()
 
@@ -141,10 +142,10 @@ def test_an_upload_sends_the_payload_held_in_memory(server: Any, make_client: An
     client = make_client(server)
     stream = client.open_rheed_stream(fps=10.0)
     server.reader.set_faults(outage=True, outage_mode="drop")
-    frames = rheed_like(20, 120, 160, seed=3)
+    frames = rheed_like(20, 480, 640, seed=3)  # a chunk of a few MB: written with O_DIRECT
     idx = stream.push(frames)
     status = client.status()
-    assert status["chunks_pending"] == 1 and status["held_bytes"] > 0
+    assert status["chunks_pending"] == 1 and status["held_bytes"] > DIRECT_MIN_BYTES
     (path,) = Path(status["dir"]).glob("*/*.zarr")
     path.write_bytes(bytes(path.stat().st_size))
     server.reader.set_faults(outage=False)
@@ -188,3 +189,81 @@ def test_payload_reader_reads_across_buffers() -> None:
     assert held.nbytes == 6 and held.reader("j") is None
     held.drop("k")
     assert held.nbytes == 0 and held.reader("k") is None
+
+
+def test_a_short_write_and_concurrent_writers_keep_the_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device taking part of a direct write (the rest goes buffered), and four threads
+    writing at once through the writer's pool of staging buffers."""
+    real_write = os.write
+    shortened: list[int] = []
+
+    def short_write(fd: int, data: Any) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0) and not shortened:
+            shortened.append(fd)
+            return real_write(fd, memoryview(data)[: len(data) // 2 // ALIGN * ALIGN])
+        return real_write(fd, data)
+
+    spool = Spool(tmp_path, EP, min_free_bytes=0)
+    if not spool.status()["direct_io"]:
+        pytest.skip(f"the filesystem of {tmp_path} refuses O_DIRECT")
+    payloads = {f"s{i}": _parts(STAGE_BYTES + 5_000 * i + 3, seed=i) for i in range(5)}
+    for name in payloads:
+        spool.open_stream(name, "rheed", data_id=name)
+    monkeypatch.setattr(os, "write", short_write)
+    assert spool.enqueue("s0", 0, "rheed", {}, payloads["s0"]) is None
+    monkeypatch.undo()
+    assert shortened and spool.status()["direct_io"]  # a short write is no refusal
+    errors: list[BaseException] = []
+
+    def write(name: str) -> None:
+        try:
+            for idx in range(3):
+                assert spool.enqueue(name, idx, "rheed", {}, payloads[name]) is None
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in list(payloads)[1:]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for name, parts in payloads.items():
+        files = sorted((tmp_path / name).glob("*.zarr"))
+        assert len(files) == (1 if name == "s0" else 3)
+        assert all(f.read_bytes() == b"".join(parts) for f in files)
+    spool.close()
+
+
+def test_held_payloads_are_let_go_with_their_stream_and_the_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, EP, min_free_bytes=0)
+    for name in ("refused", "kept"):
+        spool.open_stream(name, "timeseries", data_id=name)
+        assert spool.enqueue(name, 0, "timeseries", {"path": "/x"}, b"x" * 1000) is None
+    assert spool.status()["held_bytes"] == 2000
+    spool.fail_stream("refused", "the backend refused the stream")
+    assert spool.status()["held_bytes"] == 1000
+    spool.close()
+    assert spool.status()["held_bytes"] == 0
+    spool.open_stream("late", "timeseries", data_id="late")
+    spool.enqueue("late", 0, "timeseries", {"path": "/x"}, b"y" * 1000)  # after close
+    assert spool.status()["held_bytes"] == 0
+
+
+def _mount_types() -> dict[str, str]:
+    """Mount point -> filesystem type, from /proc/mounts."""
+    with open("/proc/mounts") as fh:
+        return {fields[1]: fields[2] for fields in (line.split() for line in fh) if len(fields) > 2}
+
+
+def test_a_spool_in_memory_is_written_buffered() -> None:
+    mounts = _mount_types()
+    if mounts.get("/dev/shm") != "tmpfs":
+        pytest.skip("/dev/shm is not a tmpfs here")
+    assert direct_write.memory_filesystem(Path("/dev/shm")) == "tmpfs"
+    writer = direct_write.DirectWriter(Path("/dev/shm"))
+    assert not writer.enabled and not writer.wants(10 * DIRECT_MIN_BYTES)
+    if mounts.get("/") not in ("tmpfs", "ramfs"):
+        assert direct_write.memory_filesystem(Path("/")) is None

@@ -9,19 +9,23 @@ staging buffer (``O_DIRECT`` needs the memory, the length and the file offset al
 device's block), and the unaligned tail of the file is written through the page cache.
 
 Where the system or the filesystem refuses ``O_DIRECT`` (no such flag, ``EINVAL`` on open or on
-the first write), the payload is written buffered and the writer does not try again. The file's
-bytes are the same either way.
+the first write), the payload is written buffered and the writer does not try again. A spool in
+memory (tmpfs, ramfs), which takes ``O_DIRECT`` since Linux 6.6 but keeps the bytes in memory all
+the same, is written buffered from the start. The file's bytes are the same either way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
 import mmap
 import os
 import queue
+import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["ALIGN", "DIRECT_MIN_BYTES", "STAGE_BYTES", "DirectWriter"]
@@ -37,6 +41,20 @@ STAGE_BYTES = 4 * 1024 * 1024
 DIRECT_MIN_BYTES = 1024 * 1024
 
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+#: ``statfs`` magic numbers of filesystems that live in memory (linux/magic.h).
+_MEMORY_FILESYSTEMS = {0x01021994: "tmpfs", 0x858458F6: "ramfs"}
+
+
+def memory_filesystem(folder: Path) -> str | None:
+    """The name of the in-memory filesystem ``folder`` is on; None for any other (or unknown)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
+        if libc.statfs(os.fsencode(folder), buf) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return _MEMORY_FILESYSTEMS.get(ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF)
 
 
 class DirectWriter:
@@ -46,9 +64,10 @@ class DirectWriter:
     for the next write, so the staging memory is touched once).
     """
 
-    def __init__(self, *, enabled: bool = True) -> None:
-        self.enabled = enabled and _O_DIRECT != 0
+    def __init__(self, folder: Path, *, enabled: bool = True) -> None:
+        self.enabled = enabled and _O_DIRECT != 0 and memory_filesystem(folder) is None
         self._stages: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._lock = threading.Lock()
 
     def wants(self, nbytes: int) -> bool:
         """Whether a payload of ``nbytes`` is written with ``O_DIRECT``."""
@@ -82,9 +101,11 @@ class DirectWriter:
         return fd
 
     def _refused(self, why: str) -> None:
-        if self.enabled:
+        with self._lock:
+            if not self.enabled:
+                return
             self.enabled = False
-            log.info("the spool writes buffered: its filesystem refused O_DIRECT (%s)", why)
+        log.info("the spool writes buffered: its filesystem refused O_DIRECT (%s)", why)
 
     def _write_staged(self, fd: int, parts: Iterable[Any]) -> None:
         try:

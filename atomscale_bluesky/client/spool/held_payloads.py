@@ -1,11 +1,12 @@
-"""The payloads of the newest spooled chunks, kept in memory until they are uploaded.
+"""The payloads of spooled chunks, kept in memory until they are uploaded.
 
 A chunk's payload is written with ``O_DIRECT`` (:mod:`.direct_write`), so its file is not in
 the page cache: reading it back for the upload would go to the device and copy it into the
 cache once more. The buffers the spool was handed (zstd's output, the shard index, a time
 series body) are never changed afterwards, so the spool keeps them and the upload sends them.
-Memory is bounded by a byte budget: a chunk past it, or one resumed from an earlier client, is
-read from its file.
+Memory is bounded by a byte budget: chunks are held in the order they are spooled while it
+lasts, and a chunk past it (during an outage, the later ones) or one resumed from an earlier
+client is read from its file.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class PayloadReader(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        bases = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}
+        if whence not in bases:
+            raise ValueError(f"invalid whence {whence!r}")
+        base = bases[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
         self._pos = base + offset
@@ -56,6 +60,7 @@ class PayloadReader(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes from the position (all that is left when negative or None)."""
+        self._checkClosed()  # type: ignore[attr-defined]
         end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
         pieces: list[memoryview] = []
         i = max(bisect.bisect_right(self._starts, self._pos) - 1, 0)
@@ -82,6 +87,7 @@ class HeldPayloads:
         self._lock = threading.Lock()
         self._held: dict[Hashable, tuple[Sequence[Any], int]] = {}
         self._bytes = 0
+        self._closed = False
 
     @property
     def nbytes(self) -> int:
@@ -93,7 +99,7 @@ class HeldPayloads:
         """Keep ``payload`` (``nbytes`` long) for ``key`` if the budget allows."""
         parts: Sequence[Any] = (payload,) if isinstance(payload, bytes) else tuple(payload)
         with self._lock:
-            if key in self._held or self._bytes + nbytes > self.max_bytes:
+            if self._closed or key in self._held or self._bytes + nbytes > self.max_bytes:
                 return False
             self._held[key] = (parts, nbytes)
             self._bytes += nbytes
@@ -112,7 +118,9 @@ class HeldPayloads:
             if found is not None:
                 self._bytes -= found[1]
 
-    def clear(self) -> None:
+    def close(self) -> None:
+        """Forget every payload and hold no more (the spool is closing)."""
         with self._lock:
+            self._closed = True
             self._held.clear()
             self._bytes = 0

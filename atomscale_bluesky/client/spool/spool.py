@@ -60,7 +60,7 @@ class Spool:
         self.root = Path(root)
         self.endpoint = endpoint
         self.fsync = fsync
-        self._direct = DirectWriter(enabled=direct_io)
+        self._direct = DirectWriter(self.root, enabled=direct_io)
         self._held = HeldPayloads(hold_bytes)
         disk_format.make_private_dir(self.root)
         self._now = now_ms
@@ -247,6 +247,7 @@ class Spool:
         """Write one chunk durably; returns None when spooled, else the reason it was dropped.
 
         ``payload`` is the chunk's bytes, or a sequence of buffers that together are its bytes.
+        The spool may keep the buffers to upload them: nothing may change them afterwards.
         """
         with self._lock:
             stream = self._streams.get(local_id)
@@ -530,7 +531,7 @@ class Spool:
             for stream in streams:
                 stream.cancel.set()
             self._changed.notify_all()
-        self._held.clear()
+        self._held.close()
         for stream in streams:
             fd, stream.lock_fd = stream.lock_fd, None
             disk_format.unlock(fd)
