@@ -477,6 +477,8 @@ def overhead(case: Case, spool: str) -> dict[str, float]:
         "chunk_s": max((r.chunk_size or 0) / (r.fps or fps) for r in summary.rheed),
         **(pct if case.realtime and latency.size else {}),
         **{f"cpu_bare_{k}": v for k, v in cpu_bare.used.items()},
+        "cpu_bare_again_process": cpu_bare_2.used["process"],
+        "cpu_all_process": cpu_all.used["process"],
         **{f"cpu_cb_{k}": v for k, v in cpu_cb.used.items()},
         **{f"threads_{k}": v / frames for k, v in threads.by_group().items()},
     }
@@ -543,7 +545,10 @@ def _print_overhead(label: str, case: Case, o: dict[str, float]) -> None:
         f"server process {o['cpu_bare_server']:.1f} / {o['cpu_cb_server']:.1f}; the RunEngine "
         f"thread runnable but waiting for a core {o['cpu_bare_run_engine_core_wait']:.2f} / "
         f"{o['cpu_cb_run_engine_core_wait']:.2f} s "
-        f"(2 cores = {2 * o['callback_s']:.1f} CPU s in the callback run's wall time)",
+        f"(2 cores = {2 * o['callback_s']:.1f} CPU s in the callback run's wall time); this "
+        f"process's CPU s in the bare runs before / after {o['cpu_bare_process']:.2f} / "
+        f"{o['cpu_bare_again_process']:.2f}, in the callback's run + drain "
+        f"{o['cpu_all_process']:.2f}",
         flush=True,
     )
 
