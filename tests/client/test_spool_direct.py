@@ -185,7 +185,7 @@ def test_payload_reader_reads_across_buffers() -> None:
     with pytest.raises(ValueError):
         reader.seek(-1)
     held = HeldPayloads(max_bytes=10)
-    assert held.hold("k", [b"x" * 6], 6) and not held.hold("j", b"y" * 6, 6)
+    assert held.hold("k", [b"x" * 6], 6) and not held.hold("j", [b"y" * 6], 6)
     assert held.nbytes == 6 and held.reader("j") is None
     held.drop("k")
     assert held.nbytes == 0 and held.reader("k") is None

@@ -73,26 +73,20 @@ class DirectWriter:
         """Whether a payload of ``nbytes`` is written with ``O_DIRECT``."""
         return self.enabled and nbytes >= DIRECT_MIN_BYTES
 
-    def write_new(self, path: os.PathLike[str] | str, parts: Iterable[Any], mode: int) -> int:
-        """Create ``path`` (``mode``, truncated) holding ``parts`` one after another; the fd.
-
-        The caller syncs and closes the returned descriptor. Falls back to buffered writes
-        where ``O_DIRECT`` is refused.
+    def write_new(
+        self, path: os.PathLike[str] | str, parts: Iterable[Any], mode: int
+    ) -> int | None:
+        """Create ``path`` (``mode``, truncated) holding ``parts`` one after another; the fd,
+        which the caller syncs and closes. None, with nothing created, when the filesystem
+        refuses ``O_DIRECT`` at open: the caller writes buffered.
         """
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(path, flags | _O_DIRECT, mode)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT, mode)
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise
             self._refused(f"open: {error}")
-            fd = os.open(path, flags, mode)
-            try:
-                _write_parts(fd, parts)
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
+            return None
         try:
             self._write_staged(fd, parts)
         except BaseException:
@@ -177,8 +171,3 @@ class _StagedFile:
 def _write_all(fd: int, data: memoryview) -> None:
     while data.nbytes:
         data = data[os.write(fd, data) :]
-
-
-def _write_parts(fd: int, parts: Iterable[Any]) -> None:
-    for part in parts:
-        _write_all(fd, memoryview(part).cast("B"))

@@ -63,6 +63,7 @@ __all__ = [
     "open_payload",
     "payload_crc32c",
     "payload_nbytes",
+    "payload_parts",
     "read_marker",
     "read_sidecar",
     "remove_entry",
@@ -171,6 +172,11 @@ def entry_meta(
 
 def sidecar_bytes(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta).encode()
+
+
+def payload_parts(payload: Payload) -> list[Any]:
+    """The payload as the buffers that, one after another, are its bytes."""
+    return [payload] if isinstance(payload, bytes) else list(payload)
 
 
 def payload_nbytes(payload: Payload) -> int:
@@ -491,13 +497,14 @@ def write_atomically(
     """
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
+        fd = None
         if direct is not None and direct.wants(payload_nbytes(data)):
-            fd = direct.write_new(tmp, [data] if isinstance(data, bytes) else data, FILE_MODE)
-        else:
+            fd = direct.write_new(tmp, payload_parts(data), FILE_MODE)
+        if fd is None:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             try:
                 with open(fd, "wb", closefd=False) as fh:
-                    for part in [data] if isinstance(data, bytes) else data:
+                    for part in payload_parts(data):
                         fh.write(part)
             except BaseException:
                 os.close(fd)

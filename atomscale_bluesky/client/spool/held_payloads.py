@@ -95,9 +95,8 @@ class HeldPayloads:
         with self._lock:
             return self._bytes
 
-    def hold(self, key: Hashable, payload: bytes | Sequence[Any], nbytes: int) -> bool:
-        """Keep ``payload`` (``nbytes`` long) for ``key`` if the budget allows."""
-        parts: Sequence[Any] = (payload,) if isinstance(payload, bytes) else tuple(payload)
+    def hold(self, key: Hashable, parts: Sequence[Any], nbytes: int) -> bool:
+        """Keep the payload ``parts`` (``nbytes`` long in all) for ``key`` if the budget allows."""
         with self._lock:
             if self._closed or key in self._held or self._bytes + nbytes > self.max_bytes:
                 return False

@@ -275,7 +275,7 @@ class Spool:
             with self._lock:
                 self._capacity.unreserve(need)
                 return self._drop(stream, chunk_idx, f"could not write to the spool: {error}")
-        self._held.hold(entry.key, payload, payload_len)
+        self._held.hold(entry.key, disk_format.payload_parts(payload), payload_len)
         with self._lock:
             if stream.closed is not None:
                 self._capacity.unreserve(need)
