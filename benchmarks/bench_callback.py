@@ -710,14 +710,15 @@ def documents_only(events: int, channels: int, spool: str, level: int = 3) -> di
         used = _cpu_s() - process - threads.by_group().get("sampler", 0.0)
         callback.close()
         summary = callback.summaries[-1]
+    frames = summary.frames or events  # per frame stored: a dropped frame was never compressed
     return {
         "events": float(events),
         "stored": float(summary.frames),
-        "lost": float(summary.lost + summary.dropped_overflow),
+        "lost": float(summary.lost),  # dropped_overflow included
         "delivering_us": delivering / events * 1e6,
-        "cpu_per_frame": used / events,
+        "cpu_per_frame": used / frames,
         "zstd_cpu_per_frame": (zstd_before + zstd_cpu_per_frame(pool, level)) / 2,
-        **{f"threads_{k}": v / events for k, v in threads.by_group().items()},
+        **{f"threads_{k}": v / frames for k, v in threads.by_group().items()},
     }
 
 

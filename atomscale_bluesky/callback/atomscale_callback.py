@@ -146,6 +146,13 @@ class AtomscaleCallback:
         written, shorter than the datum) before they count as lost, reported with the path.
     finalize_timeout_s
         Drain timeout handed to each stream's ``finalize``.
+    open_wait_s
+        Longest the worker waits for the server to create a stream (with this package's client).
+        Past it the stream's data is spooled and the client creates it as soon as the server
+        answers, so a server that accepts connections and never answers does not stall the
+        worker while the work queue fills. For a minute after such an open, while its stream is
+        still not created, further opens do not wait. None waits as long as the set-up
+        requests and their retries take.
     stop_grace_s
         How long after a stop document the run still takes events: bluesky emits monitor events
         from ophyd's monitor thread, so one taken just before the stop can arrive just after it.
@@ -249,6 +256,7 @@ class AtomscaleCallback:
         queue_timeout_s: float = 0.1,
         external_timeout_s: float = 10.0,
         finalize_timeout_s: float = 600.0,
+        open_wait_s: float | None = 2.0,
         stop_grace_s: float = 0.5,
         points_per_chunk: int = 100,
         point_flush_s: float = 1.0,
@@ -305,6 +313,7 @@ class AtomscaleCallback:
             queue_timeout_s=queue_timeout_s,
             external_timeout_s=external_timeout_s,
             finalize_timeout_s=finalize_timeout_s,
+            open_wait_s=open_wait_s,
             stop_grace_s=stop_grace_s,
             points_per_chunk=points_per_chunk,
             point_flush_s=point_flush_s,
@@ -329,6 +338,7 @@ class AtomscaleCallback:
             self._counters,
             endpoint,
             run_streams,
+            self.options.open_wait_s,
         )
         self._intake = Intake(self.options, self._queue, self._counters, self._failure)
         self._finalizers = Finalizers(

@@ -41,6 +41,7 @@ class CallbackOptions:
     queue_timeout_s: float = 0.1
     external_timeout_s: float = 10.0
     finalize_timeout_s: float = 600.0
+    open_wait_s: float | None = 2.0  # None: wait as long as the client's set-up requests take
     stop_grace_s: float = 0.5
     points_per_chunk: int = 100
     point_flush_s: float = 1.0
@@ -67,6 +68,9 @@ class CallbackOptions:
             raise ValueError("fps must be positive")
         if self.stop_grace_s < 0:
             raise ValueError("stop_grace_s must not be negative")
+        wait = self.open_wait_s
+        if wait is not None and (isinstance(wait, bool) or not wait >= 0):
+            raise ValueError("open_wait_s must be None or a non-negative number")
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}, not {self.progress!r}")
         if self.progress_interval_s <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -14,6 +15,9 @@ from atomscale_bluesky.shards import ZSTD_LEVEL
 __all__ = ["RunStreams", "StreamOpener"]
 
 RHEED_STREAMS_KEPT = 64  # recent RHEED streams whose ids ``rheed_data_ids`` can still give
+#: After an open the server did not answer within ``open_wait_s``, later opens do not wait for
+#: this long while that stream is still not created.
+UNANSWERED_S = 60.0
 
 
 class RunStreams(Protocol):
@@ -35,8 +39,12 @@ class StreamOpener:
         counters: LockedCounters,
         endpoint: str | None,
         run_streams: RunStreams | None = None,
+        open_wait_s: float | None = None,
     ) -> None:
         self.client = client
+        self.open_wait_s = open_wait_s
+        # a stream the server had not created when its open returned, and when that was
+        self._unanswered: tuple[Any, float] | None = None
         self.run_streams = run_streams
         self._opens: dict[tuple[str, str], int] = {}
         self.owns_client = client is None
@@ -54,6 +62,28 @@ class StreamOpener:
             self.client = self._factory()
             self.endpoint = getattr(self.client, "endpoint", None) or self.endpoint
         return self.client
+
+    def _open_wait(self) -> dict[str, float]:
+        """``open_wait_s`` for this package's client (another client, the reference, opens as it
+        does); none for ``UNANSWERED_S`` after an open that returned its stream not created
+        (the server did not answer in time, or could not be reached), while that stream is still
+        not created: an outage costs the worker one wait a minute, not one per stream."""
+        from atomscale_bluesky.client import AtomscaleClient
+
+        wait = self.open_wait_s
+        if wait is None or not isinstance(self.client, AtomscaleClient):
+            return {}
+        if self._unanswered is not None:
+            stream, since = self._unanswered
+            if stream.data_id is None and time.monotonic() - since < UNANSWERED_S:
+                return {"open_wait_s": 0.0}
+            self._unanswered = None
+        return {"open_wait_s": wait}
+
+    def _note_answer(self, stream: Any) -> None:
+        """Remember a stream the server did not create in time (the next opens do not wait)."""
+        if self._unanswered is None and getattr(stream, "data_id", None) is None:
+            self._unanswered = (stream, time.monotonic())
 
     def open_rheed(
         self,
@@ -91,7 +121,9 @@ class StreamOpener:
                 project_id=meta.project_id,
                 tags=meta.tags,
                 **level,
+                **self._open_wait(),
             )
+            self._note_answer(stream)
             self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         with self._rheed_lock:
@@ -122,7 +154,9 @@ class StreamOpener:
                 project_id=meta.project_id,
                 tags=meta.tags,
                 points_per_chunk=points_per_chunk,
+                **self._open_wait(),
             )
+            self._note_answer(stream)
             self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         return stream

@@ -7,6 +7,8 @@ contains the key (only URLs, statuses and response bodies).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import math
@@ -38,6 +40,11 @@ PUT_MIN_BYTES_PER_S = 100_000.0
 #: whole stream (the reference tries once; a retried create may leave an empty extra stream).
 SETUP_ATTEMPTS = 4
 SETUP_FIRST_DELAY_S = 0.5
+
+#: When the set-up requests of the running context give up (``time.monotonic``; None: never).
+_answer_by: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "atomscale_answer_by", default=None
+)
 
 
 def looks_like_uuid(text: str) -> bool:
@@ -145,14 +152,46 @@ class AtomscaleApi:
             f"{self.endpoint}{path}", content=_dumps(body), headers=headers, **kwargs
         )
 
-    def _setup_request(self, what: str, send: Callable[[], httpx.Response]) -> httpx.Response:
-        """Send a stream set-up request, retrying transport errors, 5xx, 429 and 408."""
+    @contextlib.contextmanager
+    def answer_within(self, seconds: float | None) -> Iterator[None]:
+        """Inside the block, this thread's set-up requests (and those the link pools send for
+        it) give up about ``seconds`` from now: each phase of a request (connect, send, each
+        read) times out by then, none starts after it, nor a retry (None: no limit)."""
+        token = _answer_by.set(None if seconds is None else time.monotonic() + seconds)
+        try:
+            yield
+        finally:
+            _answer_by.reset(token)
+
+    def _timeout(self, timeout: Any) -> Any:
+        """``timeout`` for the next set-up request, ending by the block's limit if any."""
+        deadline = _answer_by.get()
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise httpx.ReadTimeout("not sent: the time the caller allowed (open_wait_s) is over")
+        base = self.http.timeout if timeout is httpx.USE_CLIENT_DEFAULT else httpx.Timeout(timeout)
+        parts = (base.connect, base.read, base.write, base.pool)
+        connect, read, write, pool = (left if p is None else min(p, left) for p in parts)
+        return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
+
+    def _setup_request(
+        self,
+        what: str,
+        send: Callable[[Any], httpx.Response],
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """Send a stream set-up request, retrying transport errors, 5xx, 429 and 408 (within
+        the limit of :meth:`answer_within`). ``send`` takes the request's timeout."""
         delay = SETUP_FIRST_DELAY_S
         for attempt in range(1, SETUP_ATTEMPTS + 1):
+            request_timeout = self._timeout(timeout)
             try:
-                response = send()
+                response = send(request_timeout)
             except httpx.TransportError as error:
-                if attempt == SETUP_ATTEMPTS or _is_certificate_failure(error):
+                last = attempt == SETUP_ATTEMPTS or not _time_for(delay)
+                if last or _is_certificate_failure(error):
                     raise
                 log.info(
                     "%s failed (attempt %d), retrying in %.1f s: %s", what, attempt, delay, error
@@ -160,7 +199,7 @@ class AtomscaleApi:
             else:
                 code = response.status_code
                 transient = code >= 500 or code in (408, 429)
-                if not transient or attempt == SETUP_ATTEMPTS:
+                if not transient or attempt == SETUP_ATTEMPTS or not _time_for(delay):
                     return response
                 log.info(
                     "%s answered HTTP %d (attempt %d), retrying in %.1f s",
@@ -179,7 +218,9 @@ class AtomscaleApi:
         try:
             response = self._setup_request(
                 f"list {what}s",
-                lambda: self.http.get(f"{self.endpoint}{path}", headers=self._headers()),
+                lambda t: self.http.get(
+                    f"{self.endpoint}{path}", headers=self._headers(), timeout=t
+                ),
             )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to request {what}s: {error}") from None
@@ -195,7 +236,7 @@ class AtomscaleApi:
     def _create(self, path: str, what: str, name: str) -> str:
         try:
             response = self._setup_request(
-                f"create {what}", lambda: self._post_json(path, {"name": name})
+                f"create {what}", lambda t: self._post_json(path, {"name": name}, timeout=t)
             )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to create {what}: {error}") from None
@@ -289,9 +330,10 @@ class AtomscaleApi:
         """Resolve the sample and the tags concurrently, as the reference does."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atomscale-links") as pool:
             sample_f = pool.submit(
-                lambda: self.resolve_physical_sample(physical_sample) if physical_sample else None
+                contextvars.copy_context().run,  # the caller's answer_within limit
+                lambda: self.resolve_physical_sample(physical_sample) if physical_sample else None,
             )
-            tags_f = pool.submit(self.resolve_tags, list(tags))
+            tags_f = pool.submit(contextvars.copy_context().run, self.resolve_tags, list(tags))
             sample_id = sample_f.result()
             tag_ids = tags_f.result()
         return StreamLinks(sample_id, project_id, tag_ids)
@@ -302,7 +344,8 @@ class AtomscaleApi:
         """``POST /rheed/stream/``; the reply is a bare JSON string, the data_id."""
         response = _check(
             self._setup_request(
-                "create RHEED stream", lambda: self._post_json("/rheed/stream/", settings)
+                "create RHEED stream",
+                lambda t: self._post_json("/rheed/stream/", settings, timeout=t),
             )
         )
         data_id = _json(response, "error decoding response body")
@@ -317,7 +360,7 @@ class AtomscaleApi:
         try:
             response = self._setup_request(
                 "link physical sample",
-                lambda: self._post_json("/data_entries/physical_sample", body),
+                lambda t: self._post_json("/data_entries/physical_sample", body, timeout=t),
             )
         except httpx.TransportError as error:
             raise AtomscaleClientError(
@@ -329,7 +372,7 @@ class AtomscaleApi:
             body2 = {"physical_sample_id": links.physical_sample_id, "set_active": True}
             try:
                 response = self._setup_request(
-                    "track sample in project", lambda: self._post_json(path, body2)
+                    "track sample in project", lambda t: self._post_json(path, body2, timeout=t)
                 )
             except httpx.TransportError as error:
                 raise AtomscaleClientError(
@@ -343,7 +386,7 @@ class AtomscaleApi:
         body = {"data_ids": [data_id], "tag_ids": tag_ids}
         try:
             response = self._setup_request(
-                "attach tags", lambda: self._post_json("/tags/data-items/", body)
+                "attach tags", lambda t: self._post_json("/tags/data-items/", body, timeout=t)
             )
         except httpx.TransportError as error:
             raise AtomscaleClientError(f"failed to attach tags to data item: {error}") from None
@@ -352,9 +395,13 @@ class AtomscaleApi:
     def link_stream(self, data_id: str, links: StreamLinks) -> None:
         """Link sample/project and tags concurrently; raises the first failure."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atomscale-links") as pool:
-            futures = [
-                pool.submit(self._link_sample_and_project, data_id, links),
-                pool.submit(self._attach_tags, data_id, links.tag_ids),
+            futures = [  # in copies of the caller's context: its answer_within limit
+                pool.submit(
+                    contextvars.copy_context().run, self._link_sample_and_project, data_id, links
+                ),
+                pool.submit(
+                    contextvars.copy_context().run, self._attach_tags, data_id, links.tag_ids
+                ),
             ]
             errors = [f.exception() for f in futures]
         cause = next((e for e in errors if e is not None), None)
@@ -364,7 +411,12 @@ class AtomscaleApi:
     def end_after_failed_link(self, data_id: str, end_path: str, cause: BaseException) -> None:
         """End a stream whose links the server refused, once, and raise why."""
         try:
-            _check(self.http.post(f"{self.endpoint}{end_path}", headers=self._headers()))
+            timeout = self._timeout(httpx.USE_CLIENT_DEFAULT)
+            _check(
+                self.http.post(
+                    f"{self.endpoint}{end_path}", headers=self._headers(), timeout=timeout
+                )
+            )
         except Exception as end_error:
             raise AtomscaleClientError(
                 f"stream {data_id} was created but could not be linked, and ending it failed "
@@ -441,7 +493,8 @@ class AtomscaleApi:
         body["project_id"] = project_id
         response = self._setup_request(
             "initialize time-series stream",
-            lambda: self._post_json("/tool-state/stream/initialize", body, timeout=30.0),
+            lambda t: self._post_json("/tool-state/stream/initialize", body, timeout=t),
+            timeout=30.0,
         )
         if not response.is_success:
             code = response.status_code
@@ -507,3 +560,9 @@ def _pieces(data: bytes | BinaryIO) -> Iterator[bytes]:
     view = memoryview(data)
     for start in range(0, len(view), PUT_PIECE_BYTES):
         yield bytes(view[start : start + PUT_PIECE_BYTES])
+
+
+def _time_for(delay: float) -> bool:
+    """Whether a retry ``delay`` seconds from now starts within the ``answer_within`` limit."""
+    deadline = _answer_by.get()
+    return deadline is None or time.monotonic() + delay < deadline

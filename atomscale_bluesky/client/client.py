@@ -28,7 +28,7 @@ from ..shards import ZSTD_LEVEL, check_level
 from ..thread_priority import resolve_thread_nice
 from .api import AtomscaleApi, rotational_period
 from .auth_gate import AuthGate
-from .clock import LabClock, clock_for
+from .clock import FIRST_ATTEMPT_WAIT_S, LabClock, clock_for
 from .config import ClientConfig, clock_sync_enabled, resolve_api_key, resolve_endpoint
 from .errors import AtomscaleClientError, UnknownStreamError
 from .frame_compressor import SharedCompressors
@@ -257,9 +257,12 @@ class AtomscaleClient:
 
     # ---- streams ----
 
-    def _wait_for_clock(self) -> None:
+    def _wait_for_clock(self, at_most_s: float | None = None) -> None:
         if self._clock is not None:
-            self._clock.wait_for_first_attempt()
+            if at_most_s is None:
+                self._clock.wait_for_first_attempt()
+            else:
+                self._clock.wait_for_first_attempt(min(at_most_s, FIRST_ATTEMPT_WAIT_S))
 
     def open_rheed_stream(
         self,
@@ -273,6 +276,7 @@ class AtomscaleClient:
         tags: Sequence[str] | None = None,
         azimuth: str | None = None,
         compression_level: int = ZSTD_LEVEL,
+        open_wait_s: float | None = None,
     ) -> RheedStream:
         """Open a RHEED stream (same requests and checks as the reference).
 
@@ -284,6 +288,12 @@ class AtomscaleClient:
         the server cannot be reached or answers otherwise, the stream is returned anyway with
         ``data_id`` None: pushes are spooled at once and the stream is created in the
         background (see ``wait_opened``).
+
+        ``open_wait_s`` bounds how long this call waits for the server (None: as long as the
+        set-up requests and their retries take, which a server that accepts connections and
+        never answers stretches to minutes). Past it the stream is returned spooled, as when
+        the server cannot be reached: a thread that must not stall, such as the callback's
+        worker, passes one.
         """
         self._check_open()
         fps = float(fps)
@@ -291,7 +301,9 @@ class AtomscaleClient:
         if not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a positive number; got {fps}")
         check_level(compression_level)
-        self._wait_for_clock()
+        _check_open_wait(open_wait_s)
+        started = time.monotonic()
+        self._wait_for_clock(open_wait_s)
         min_chunk = math.ceil(2.0 * fps)
         if chunk_size is None:
             chunk_size = min_chunk
@@ -335,7 +347,7 @@ class AtomscaleClient:
             "chunk_size": chunk_size,
             "name": name,
         }
-        local_id = self._open_stream(request, info)
+        local_id = self._open_stream(request, info, _wait_left(open_wait_s, started))
         stream = self._rheed_stream(local_id, info, name, compression_level)
         log.info(
             "opened RHEED stream %s (%r, %.6g fps, chunk %d, zstd level %d)",
@@ -417,9 +429,20 @@ class AtomscaleClient:
         self._open_spool_stream(local_id, kind, info, data_id, {"kind": kind}, linked=True)
         return local_id
 
-    def _open_stream(self, request: dict[str, Any], info: dict[str, Any]) -> str:
-        """Create the stream remotely, or spool it for the background; its local id."""
+    def _open_stream(
+        self, request: dict[str, Any], info: dict[str, Any], wait_s: float | None = None
+    ) -> str:
+        """Create the stream remotely, or spool it for the background; its local id.
+
+        ``wait_s``: the set-up requests give up once that long has passed without an answer (the
+        stream is then spooled as when the server is unreachable). A creation the server still
+        completed after that leaves it an empty extra stream, as a retried one may.
+        """
         kind = request["kind"]
+        with self._api.answer_within(wait_s):
+            return self._create_or_spool(kind, request, info)
+
+    def _create_or_spool(self, kind: str, request: dict[str, Any], info: dict[str, Any]) -> str:
         try:
             links = self._setup.resolve(request)
             data_id = self._setup.create(request)
@@ -481,8 +504,10 @@ class AtomscaleClient:
         project_id: str | None = None,
         tags: Sequence[str] | None = None,
         points_per_chunk: int = 100,
+        open_wait_s: float | None = None,
     ) -> TimeseriesStream:
-        """Open a tool-state stream (the reference's requests), durably like RHEED streams."""
+        """Open a tool-state stream (the reference's requests), durably like RHEED streams;
+        ``open_wait_s`` as in :meth:`open_rheed_stream`."""
         self._check_open()
         if (
             isinstance(points_per_chunk, bool)
@@ -494,7 +519,9 @@ class AtomscaleClient:
             isinstance(instrument_id, bool) or not isinstance(instrument_id, int)
         ):
             raise ValueError(f"instrument_id must be an int; got {instrument_id!r}")
-        self._wait_for_clock()
+        _check_open_wait(open_wait_s)
+        started = time.monotonic()
+        self._wait_for_clock(open_wait_s)
         sample = _trimmed(physical_sample)
         project = _trimmed(project_id)
         request = {
@@ -506,7 +533,9 @@ class AtomscaleClient:
             "links": _links(sample, project, tags),
         }
         local_id = self._open_stream(
-            request, {"points_per_chunk": points_per_chunk, "name": stream_name}
+            request,
+            {"points_per_chunk": points_per_chunk, "name": stream_name},
+            _wait_left(open_wait_s, started),
         )
         stream = self._timeseries_stream(local_id, points_per_chunk)
         log.info("opened time-series stream %s (%r)", stream.data_id or local_id, stream_name)
@@ -540,12 +569,14 @@ class AtomscaleClient:
 
     def _wait_opened(self, local_id: str, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._data_id(local_id) is None:
+        while True:
+            seen = self._spool.changes
+            if self._data_id(local_id) is not None:
+                return True
             remaining = 0.5 if deadline is None else deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return False
-            self._spool.wait_changed(min(remaining, 0.5))
-        return True
+            self._spool.wait_changed(min(remaining, 0.5), seen)
 
     def resumed_streams(self) -> list[str]:
         """Ids (data_id, or local_id if not created yet) of streams an earlier process left
@@ -784,3 +815,15 @@ class AtomscaleClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_open_wait(open_wait_s: float | None) -> None:
+    if open_wait_s is not None and (isinstance(open_wait_s, bool) or not open_wait_s >= 0):
+        raise ValueError(f"open_wait_s must be None or a non-negative number; got {open_wait_s!r}")
+
+
+def _wait_left(open_wait_s: float | None, started: float) -> float | None:
+    """What is left of an open's wait (None: unbounded) ``started`` at this ``time.monotonic``."""
+    if open_wait_s is None:
+        return None
+    return max(0.0, open_wait_s - (time.monotonic() - started))

@@ -87,6 +87,7 @@ class StreamKeeper:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            seen = self.spool.changes
             for stream in self.spool.streams():
                 if self._stop.is_set():
                     return
@@ -95,7 +96,7 @@ class StreamKeeper:
                 except Exception:  # never let the keeper die
                     if not self._stop.is_set():  # (requests fail once the client closed)
                         log.exception("tending stream %s failed", stream.local_id)
-            self.spool.wait_changed(0.5)
+            self.spool.wait_changed(0.5, seen)
 
     def _due(self, local_id: str) -> bool:
         schedule = self._schedules.get(local_id)

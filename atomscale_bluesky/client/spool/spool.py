@@ -72,6 +72,7 @@ class Spool:
         )
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._changes = 0  # counts the changes waiters are woken for
         self._queue = UploadQueue()
         self._streams: dict[str, SpoolStream] = {}
         self._marker_locks: dict[str, threading.Lock] = {}
@@ -144,6 +145,7 @@ class Spool:
         with self._lock:
             self._streams[local_id] = stream
             self._marker_locks[local_id] = threading.Lock()
+            self._notify_changed()  # the stream keeper creates a stream opened without an id
 
     def stream(self, stream_id: str) -> SpoolStream | None:
         """The stream whose local id, or one of whose remote ids, is ``stream_id``."""
@@ -178,7 +180,7 @@ class Spool:
             stream = self._streams.get(local_id)
             if stream is None or not change(stream):
                 return False
-            self._changed.notify_all()
+            self._notify_changed()
         self._save_marker(stream)
         return True
 
@@ -219,7 +221,7 @@ class Spool:
             if stream is None or stream.needs_part or stream.data_id != refused_data_id:
                 return False
             stream.needs_part = True
-            self._changed.notify_all()
+            self._notify_changed()
             return True
 
     def request_finalize(self, local_id: str) -> None:
@@ -286,7 +288,7 @@ class Spool:
             stream.count_spooled(chunk_idx, payload_len)
             self._totals.spooled += 1
             self._queue.add(entry)
-            self._changed.notify_all()
+            self._notify_changed()
         return None
 
     def _drop(self, stream: SpoolStream, chunk_idx: int, reason: str) -> str:
@@ -329,7 +331,7 @@ class Spool:
         """Return a claimed entry untouched (client closing, or its stream not ready)."""
         with self._lock:
             if self._queue.release(entry):
-                self._changed.notify_all()
+                self._notify_changed()
 
     def cancel_event(self, entry: Entry) -> threading.Event:
         """Set when the client closes, so a worker waiting to retry stops waiting."""
@@ -381,7 +383,7 @@ class Spool:
                         refresh = stream
                 else:
                     stream.count_lost(fate, entry.chunk_idx, reason)
-            self._changed.notify_all()
+            self._notify_changed()
         if refresh is not None:
             try:
                 self._save_marker(refresh)
@@ -419,10 +421,23 @@ class Spool:
                     return False
                 self._changed.wait(min(remaining, 1.0))
 
-    def wait_changed(self, timeout: float) -> None:
-        """Sleep until something in the spool changes, or ``timeout`` s."""
+    @property
+    def changes(self) -> int:
+        """How many changes the spool has had: pass it to :meth:`wait_changed` to miss none."""
         with self._lock:
-            self._changed.wait(timeout)
+            return self._changes
+
+    def wait_changed(self, timeout: float, seen: int | None = None) -> None:
+        """Sleep until something in the spool changes, or ``timeout`` s; with ``seen`` (an
+        earlier :attr:`changes`), not at all if it has changed since."""
+        with self._lock:
+            if seen is None or seen == self._changes:
+                self._changed.wait(timeout)
+
+    def _notify_changed(self) -> None:
+        """Under the lock: wake every waiter for a change."""
+        self._changes += 1
+        self._changed.notify_all()
 
     def close_stream(self, local_id: str, *, ended: bool = True) -> bool:
         """The stream was ended on the server (or its end refused): release it, delete its folder.
@@ -436,7 +451,7 @@ class Spool:
             stream.ended = ended
             stream.closed = "finalized"
             stream.cancel.set()
-            self._changed.notify_all()
+            self._notify_changed()
         try:
             self._save_marker(stream)
         except OSError as error:
@@ -463,7 +478,7 @@ class Spool:
             stream.closed = "refused"
             stream.cancel.set()
             fd, stream.lock_fd = stream.lock_fd, None
-            self._changed.notify_all()
+            self._notify_changed()
         for entry in entries:
             self._held.drop(entry.key)
             disk_format.remove_entry(entry)
@@ -530,7 +545,7 @@ class Spool:
             streams = list(self._streams.values())
             for stream in streams:
                 stream.cancel.set()
-            self._changed.notify_all()
+            self._notify_changed()
         self._held.close()
         for stream in streams:
             fd, stream.lock_fd = stream.lock_fd, None

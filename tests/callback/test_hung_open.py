@@ -1,0 +1,55 @@
+"""A server that takes connections and does not answer while the run's streams open (a stalled
+gateway, a blackholed route): the worker waits ``open_wait_s`` once, spools the run, and every
+frame and point reaches the server once it answers."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from atomscale_bluesky.callback import AtomscaleCallback
+
+from .docs import RunDocs, SensorSpec, camera_stream, make_camera
+
+#: How long the server holds each stream creation: far longer than the worker may wait.
+HUNG_S = 12.0
+CREATES = ["/rheed/stream", "/tool-state/stream"]
+
+
+def test_a_server_that_does_not_answer_the_opens_does_not_stall_the_worker(server, client, caplog):
+    cam = make_camera("cam_image", 200, fps=20.0, seed=5)
+    temp = SensorSpec("temperature", 600 + np.arange(200) * 0.5, cam.times + 0.003, units="K")
+    rd = RunDocs.start()
+    camera_stream(rd, [cam], sensors=[temp])
+    rd.stop()
+    callback = AtomscaleCallback(client, open_wait_s=0.5)
+    server.reader.set_faults(latency_s=HUNG_S, paths=CREATES)
+    try:
+        with caplog.at_level(logging.WARNING, logger="atomscale_bluesky.client"):
+            rd.feed(callback)
+            # every event is processed and spooled while both creations still hang
+            assert callback.spooled(timeout=HUNG_S - 4)
+        counters = callback.counters
+        assert counters.frames_pushed == 200
+        assert counters.points_pushed == 200
+        assert counters.dropped_overflow == 0
+        opens = [r.getMessage() for r in caplog.records if "could not open the" in r.getMessage()]
+        assert len(opens) == 2, opens
+        assert "rheed stream" in opens[0] and "timed out" in opens[0]  # waited 0.5 s
+        # the time series opened while the RHEED stream still waited: it did not wait again
+        assert "timeseries stream" in opens[1]
+        assert "the time the caller allowed (open_wait_s) is over" in opens[1]
+    finally:
+        server.reader.clear_faults()
+    assert callback.flush(120)
+    callback.close()
+    (summary,) = callback.summaries
+    assert summary.lost == 0, summary.text()
+    (rheed,) = summary.rheed
+    assert rheed.data_id
+    np.testing.assert_array_equal(server.reader.frames(rheed.data_id), cam.frames)
+    assert summary.timeseries is not None and summary.timeseries.data_id
+    ts, values, _ = server.reader.points(summary.timeseries.data_id, "temperature")
+    np.testing.assert_allclose(ts, temp.times, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(values, temp.values)
