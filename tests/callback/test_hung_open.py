@@ -53,3 +53,38 @@ def test_a_server_that_does_not_answer_the_opens_does_not_stall_the_worker(serve
     ts, values, _ = server.reader.points(summary.timeseries.data_id, "temperature")
     np.testing.assert_allclose(ts, temp.times, rtol=0, atol=1e-6)
     np.testing.assert_allclose(values, temp.values)
+
+
+def test_opens_wait_again_once_the_window_after_an_unanswered_one_is_over(
+    server, client, caplog, monkeypatch
+):
+    """Opens skip the wait only for ``UNANSWERED_S`` after one the server did not answer."""
+    import event_model
+
+    from atomscale_bluesky.callback import stream_opener
+    from atomscale_bluesky.callback.counters import LockedCounters
+    from atomscale_bluesky.callback.options import CallbackOptions
+
+    start = event_model.compose_run().start_doc
+    meta = CallbackOptions().run_metadata(start)
+    opener = stream_opener.StreamOpener(
+        client, lambda: client, LockedCounters(), None, open_wait_s=0.3
+    )
+
+    def opens(names: list[str]) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="atomscale_bluesky.client"):
+            for name in names:
+                opener.open_timeseries(meta, name=name, instrument_id=None, points_per_chunk=10)
+        return [r.getMessage() for r in caplog.records if "could not open the" in r.getMessage()]
+
+    server.reader.set_faults(latency_s=HUNG_S, paths=["/tool-state/stream"])
+    try:
+        waited, skipped = opens(["first", "within the window"])
+        assert "timed out" in waited
+        assert "the time the caller allowed (open_wait_s) is over" in skipped
+        monkeypatch.setattr(stream_opener, "UNANSWERED_S", 0.0)
+        (waited_again,) = opens(["after the window"])
+        assert "timed out" in waited_again
+    finally:
+        server.reader.clear_faults()
