@@ -15,6 +15,7 @@ from atomscale_bluesky.callback.run_metadata import (
     RunMetadata,
     RunOverrides,
 )
+from atomscale_bluesky.client.client import check_open_wait
 from atomscale_bluesky.settings import IOC_CLOCKS
 from atomscale_bluesky.shards import ZSTD_LEVEL, check_level
 from atomscale_bluesky.thread_priority import DEFAULT_THREAD_NICE, check_thread_nice
@@ -68,9 +69,7 @@ class CallbackOptions:
             raise ValueError("fps must be positive")
         if self.stop_grace_s < 0:
             raise ValueError("stop_grace_s must not be negative")
-        wait = self.open_wait_s
-        if wait is not None and (isinstance(wait, bool) or not wait >= 0):
-            raise ValueError("open_wait_s must be None or a non-negative number")
+        check_open_wait(self.open_wait_s)
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}, not {self.progress!r}")
         if self.progress_interval_s <= 0:

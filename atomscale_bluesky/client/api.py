@@ -17,10 +17,10 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -30,6 +30,8 @@ from .errors import AtomscaleClientError, BadResponseError, HttpStatusError, Ref
 __all__ = ["AtomscaleApi", "StreamLinks", "rust_float_text", "looks_like_uuid"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 #: Extra PUT time per byte: 60 s plus the shard at 100 kB/s (the reference's allowance).
@@ -329,11 +331,11 @@ class AtomscaleApi:
     ) -> StreamLinks:
         """Resolve the sample and the tags concurrently, as the reference does."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atomscale-links") as pool:
-            sample_f = pool.submit(
-                contextvars.copy_context().run,  # the caller's answer_within limit
+            sample_f = _submit_here(
+                pool,
                 lambda: self.resolve_physical_sample(physical_sample) if physical_sample else None,
             )
-            tags_f = pool.submit(contextvars.copy_context().run, self.resolve_tags, list(tags))
+            tags_f = _submit_here(pool, self.resolve_tags, list(tags))
             sample_id = sample_f.result()
             tag_ids = tags_f.result()
         return StreamLinks(sample_id, project_id, tag_ids)
@@ -395,13 +397,9 @@ class AtomscaleApi:
     def link_stream(self, data_id: str, links: StreamLinks) -> None:
         """Link sample/project and tags concurrently; raises the first failure."""
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="atomscale-links") as pool:
-            futures = [  # in copies of the caller's context: its answer_within limit
-                pool.submit(
-                    contextvars.copy_context().run, self._link_sample_and_project, data_id, links
-                ),
-                pool.submit(
-                    contextvars.copy_context().run, self._attach_tags, data_id, links.tag_ids
-                ),
+            futures = [
+                _submit_here(pool, self._link_sample_and_project, data_id, links),
+                _submit_here(pool, self._attach_tags, data_id, links.tag_ids),
             ]
             errors = [f.exception() for f in futures]
         cause = next((e for e in errors if e is not None), None)
@@ -566,3 +564,9 @@ def _time_for(delay: float) -> bool:
     """Whether a retry ``delay`` seconds from now starts within the ``answer_within`` limit."""
     deadline = _answer_by.get()
     return deadline is None or time.monotonic() + delay < deadline
+
+
+def _submit_here(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``pool.submit`` in a copy of the caller's context, so the task keeps its
+    :meth:`AtomscaleApi.answer_within` limit."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)

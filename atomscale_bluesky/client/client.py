@@ -257,12 +257,10 @@ class AtomscaleClient:
 
     # ---- streams ----
 
-    def _wait_for_clock(self, at_most_s: float | None = None) -> None:
+    def _wait_for_clock(self, at_most_s: float | None) -> None:
         if self._clock is not None:
-            if at_most_s is None:
-                self._clock.wait_for_first_attempt()
-            else:
-                self._clock.wait_for_first_attempt(min(at_most_s, FIRST_ATTEMPT_WAIT_S))
+            limit = FIRST_ATTEMPT_WAIT_S if at_most_s is None else at_most_s
+            self._clock.wait_for_first_attempt(min(limit, FIRST_ATTEMPT_WAIT_S))
 
     def open_rheed_stream(
         self,
@@ -301,9 +299,7 @@ class AtomscaleClient:
         if not math.isfinite(fps) or fps <= 0:
             raise ValueError(f"fps must be a positive number; got {fps}")
         check_level(compression_level)
-        _check_open_wait(open_wait_s)
-        started = time.monotonic()
-        self._wait_for_clock(open_wait_s)
+        check_open_wait(open_wait_s)
         min_chunk = math.ceil(2.0 * fps)
         if chunk_size is None:
             chunk_size = min_chunk
@@ -347,7 +343,7 @@ class AtomscaleClient:
             "chunk_size": chunk_size,
             "name": name,
         }
-        local_id = self._open_stream(request, info, _wait_left(open_wait_s, started))
+        local_id = self._open_stream(request, info, open_wait_s)
         stream = self._rheed_stream(local_id, info, name, compression_level)
         log.info(
             "opened RHEED stream %s (%r, %.6g fps, chunk %d, zstd level %d)",
@@ -434,13 +430,17 @@ class AtomscaleClient:
     ) -> str:
         """Create the stream remotely, or spool it for the background; its local id.
 
-        ``wait_s``: the set-up requests give up once that long has passed without an answer (the
-        stream is then spooled as when the server is unreachable). A creation the server still
-        completed after that leaves it an empty extra stream, as a retried one may.
+        The clock's first measurement is waited for first (its corrections stamp the chunks).
+        ``wait_s`` bounds both: the set-up requests give up once it has passed without an
+        answer, and the stream is spooled as when the server is unreachable. A creation the
+        server still completed after that leaves it an empty extra stream, as a retried one may.
         """
-        kind = request["kind"]
+        started = time.monotonic()
+        self._wait_for_clock(wait_s)
+        if wait_s is not None:
+            wait_s = max(0.0, wait_s - (time.monotonic() - started))
         with self._api.answer_within(wait_s):
-            return self._create_or_spool(kind, request, info)
+            return self._create_or_spool(request["kind"], request, info)
 
     def _create_or_spool(self, kind: str, request: dict[str, Any], info: dict[str, Any]) -> str:
         try:
@@ -519,9 +519,7 @@ class AtomscaleClient:
             isinstance(instrument_id, bool) or not isinstance(instrument_id, int)
         ):
             raise ValueError(f"instrument_id must be an int; got {instrument_id!r}")
-        _check_open_wait(open_wait_s)
-        started = time.monotonic()
-        self._wait_for_clock(open_wait_s)
+        check_open_wait(open_wait_s)
         sample = _trimmed(physical_sample)
         project = _trimmed(project_id)
         request = {
@@ -535,7 +533,7 @@ class AtomscaleClient:
         local_id = self._open_stream(
             request,
             {"points_per_chunk": points_per_chunk, "name": stream_name},
-            _wait_left(open_wait_s, started),
+            open_wait_s,
         )
         stream = self._timeseries_stream(local_id, points_per_chunk)
         log.info("opened time-series stream %s (%r)", stream.data_id or local_id, stream_name)
@@ -817,13 +815,8 @@ class AtomscaleClient:
         self.close()
 
 
-def _check_open_wait(open_wait_s: float | None) -> None:
+def check_open_wait(open_wait_s: float | None) -> float | None:
+    """``open_wait_s`` if it is None or a non-negative number, else ValueError."""
     if open_wait_s is not None and (isinstance(open_wait_s, bool) or not open_wait_s >= 0):
         raise ValueError(f"open_wait_s must be None or a non-negative number; got {open_wait_s!r}")
-
-
-def _wait_left(open_wait_s: float | None, started: float) -> float | None:
-    """What is left of an open's wait (None: unbounded) ``started`` at this ``time.monotonic``."""
-    if open_wait_s is None:
-        return None
-    return max(0.0, open_wait_s - (time.monotonic() - started))
+    return open_wait_s
