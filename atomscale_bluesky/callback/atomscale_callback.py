@@ -446,6 +446,8 @@ class AtomscaleCallback:
         wait = self.options.close_timeout_s if timeout is None else timeout
         self._worker.join(wait)
         self._finalizers.join(time.monotonic() + wait)
+        if self._worker.stopped:  # streams the server created while the finalizers drained
+            self._opener.record_created()
         self._display.close()
         try:
             self._opener.close()

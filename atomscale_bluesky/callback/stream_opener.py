@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -14,7 +15,10 @@ from atomscale_bluesky.shards import ZSTD_LEVEL
 
 __all__ = ["RunStreams", "StreamOpener"]
 
+logger = logging.getLogger(__name__)
+
 RHEED_STREAMS_KEPT = 64  # recent RHEED streams whose ids ``rheed_data_ids`` can still give
+UNRECORDED_KEPT = 256  # streams still waiting for their remote id to be recorded in RunStreams
 #: After an open the server did not answer within ``open_wait_s``, later opens do not wait for
 #: this long while that stream is still not created.
 UNANSWERED_S = 60.0
@@ -46,6 +50,8 @@ class StreamOpener:
         # a stream the server had not created when its open returned, and when that was
         self._unanswered: tuple[Any, float] | None = None
         self.run_streams = run_streams
+        # (run uid, key, stream) opened before the server created them: recorded once it has
+        self._unrecorded: deque[tuple[str, str, Any]] = deque(maxlen=UNRECORDED_KEPT)
         self._opens: dict[tuple[str, str], int] = {}
         self.owns_client = client is None
         self._factory = client_factory
@@ -175,9 +181,31 @@ class StreamOpener:
         return key, self.run_streams.data_id_for(run_uid, key)
 
     def _note_opened(self, run_uid: str, key: str, stream: Any) -> None:
+        if self.run_streams is None:
+            return
         data_id = getattr(stream, "data_id", None)
-        if self.run_streams is not None and data_id:
+        if data_id:
             self.run_streams.opened(run_uid, key, data_id)
+        else:  # spooled under a local id: recorded once the stream keeper has created it
+            self._unrecorded.append((run_uid, key, stream))
+
+    def record_created(self) -> None:
+        """Record the streams the server has created since their open returned, so a run handled
+        again goes to them and not to new ones. Called by the worker between work items, and by
+        ``close`` once the worker has ended; never raises."""
+        if not self._unrecorded or self.run_streams is None:
+            return
+        waiting = []
+        for run_uid, key, stream in self._unrecorded:
+            try:
+                data_id = stream.data_id
+                if data_id:
+                    self.run_streams.opened(run_uid, key, data_id)
+                else:
+                    waiting.append((run_uid, key, stream))
+            except Exception as exc:  # noqa: BLE001 - unrecorded: a redelivery opens a duplicate
+                logger.warning("stream %s of run %s not recorded: %s", key, run_uid, exc)
+        self._unrecorded = deque(waiting, maxlen=UNRECORDED_KEPT)
 
     def close(self) -> None:
         """Close the client if the callback made it."""

@@ -66,17 +66,24 @@ class Worker:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    @property
+    def stopped(self) -> bool:
+        """The thread has ended (what it owned may be used by another thread now)."""
+        return not self._thread.is_alive()
+
     def _loop(self) -> None:
         lower_this_thread(self._options.thread_nice)  # the finalizers it starts inherit this
         last_progress = time.monotonic()
         while True:
             item = self._queue.get(timeout=POLL_S)
             if isinstance(item, StopWorker):
+                self._opener.record_created()
                 break
             if item is not None:
                 self._handle_safely(item)
             for run in list(self._runs.values()):
                 run.periodic()
+            self._opener.record_created()
             interval = self._options.progress_interval_s
             if self._progress.mode and time.monotonic() - last_progress > interval:
                 last_progress = time.monotonic()

@@ -37,3 +37,16 @@ def test_the_earlier_file_format_and_a_damaged_file_are_read(tmp_path):
     assert ledger.state("run-a") is None
     ledger.started("run-c")  # a damaged file is replaced by a readable one
     assert json.loads(path.read_text()) == {"run-c": {"state": "started", "streams": {}}}
+
+
+def test_a_stream_recorded_after_its_run_was_spooled_leaves_the_run_spooled(tmp_path):
+    """A stream the server created late, after the run was spooled, must not bring the run back
+    as started: a redelivery would then handle it again instead of skipping it."""
+    path = tmp_path / "runs.json"
+    ledger = RunLedger(FileStore(path))
+    ledger.started("run-a")
+    ledger.spooled("run-a")
+    ledger.opened("run-a", "rheed:growth (cam)#0", "data-late")
+    standby = RunLedger(FileStore(path))
+    assert standby.state("run-a") == "spooled"
+    assert standby.streams("run-a") == {}

@@ -88,3 +88,52 @@ def test_opens_wait_again_once_the_window_after_an_unanswered_one_is_over(
         assert "timed out" in waited_again
     finally:
         server.reader.clear_faults()
+
+
+def test_a_stream_the_server_created_late_is_recorded_for_a_redelivered_run(
+    server, client, tmp_path
+):
+    """A bus consumer's run ledger gets the id of a stream the server created only after its
+    open returned; the run handled again (a redelivery after a crash) goes to that stream, and
+    every frame is stored once."""
+    from atomscale_bluesky.apps.buses.run_ledger import FileStore, RunLedger
+
+    cam = make_camera("cam_image", 60, fps=20.0, seed=7)
+    rd = RunDocs.start()
+    camera_stream(rd, [cam])
+    rd.stop()
+    uid = rd.run.start_doc["uid"]
+    before = {s["data_id"] for s in server.reader.streams() if s["kind"] == "rheed"}
+    path = tmp_path / "runs.json"
+    ledger = RunLedger(FileStore(path))
+    ledger.started(uid)
+    first = AtomscaleCallback(client, open_wait_s=0.3, run_streams=ledger)
+    server.reader.set_faults(latency_s=8.0, paths=["/rheed/stream"])
+    try:
+        rd.feed(first)
+        assert first.spooled(timeout=30)
+        reader = RunLedger(FileStore(path))
+        assert reader.state(uid) == "started"
+        assert reader.streams(uid) == {}  # spooled under a local id: nothing to record yet
+    finally:
+        server.reader.clear_faults()
+    first.close(timeout=60)  # as a consumer stops: no flush; the run stays unacknowledged
+    created = first.summaries[-1].rheed[0].data_id
+    assert created
+
+    # the consumer died before the run was acknowledged: the bus hands it over again
+    again = RunLedger(FileStore(path))
+    assert again.state(uid) == "started"
+    assert list(again.streams(uid).values()) == [created], path.read_text()
+    again.started(uid)
+    second = AtomscaleCallback(client, run_streams=again)
+    rd.feed(second)
+    assert second.flush(60)
+    second.close()
+    assert second.summaries[-1].rheed[0].data_id == created
+    np.testing.assert_array_equal(server.reader.frames(created), cam.frames)
+    # every frame stored once: any other stream is the empty one a creation the server completed
+    # after the client stopped waiting for it leaves
+    rheed = {s["data_id"] for s in server.reader.streams() if s["kind"] == "rheed"}
+    others = rheed - before - {created}
+    assert all(server.reader.chunk_times(other) == [] for other in others)

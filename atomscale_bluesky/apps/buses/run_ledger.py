@@ -127,12 +127,17 @@ class RunLedger:
         return None if found is None else str(found)
 
     def opened(self, run_uid: str, key: str, data_id: str) -> None:
+        """Record a run's stream, unless the run is spooled already: a stream the server created
+        late must not bring a spooled run back as ``started`` (it would be handled again)."""
         self._update(run_uid, stream=(key, data_id))
 
     def _update(
         self, uid: str, *, state: str | None = None, stream: tuple[str, str] | None = None
     ) -> None:
         with self._lock:
+            if state is None and uid not in self._runs:
+                logger.debug("run %s is not open: its stream %s is not recorded", uid, stream)
+                return
             entry = self._runs.setdefault(uid, {"state": "started", "streams": {}})
             if state is not None:
                 entry["state"] = state
