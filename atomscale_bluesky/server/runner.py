@@ -136,7 +136,9 @@ def _uvicorn_server(app: Any, log_level: str) -> Any:
         lifespan="off",
         log_level=log_level,
         access_log=False,
-        timeout_keep_alive=5,
+        # longer than the 5 s after which httpx closes an idle connection, so the client always
+        # closes one first: a request sent as the server closed it would fail unanswered
+        timeout_keep_alive=30,
         timeout_graceful_shutdown=5,
     )
     return uvicorn.Server(config)

@@ -119,7 +119,7 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
                     process.kill()
             _stop(proxy, signal.SIGKILL)
 
-        expected = np.load(truth)["frames"]
+        expected, stamps = np.load(truth)["frames"], np.load(truth)["stamps"]
         reader = local_server.reader
         info = reader.rheed_stream(data_id)
         chunk_size = info["chunk_size"]
@@ -127,11 +127,9 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
         stored = reader.frames(data_id)
         # every chunk that was spooled or uploaded before the kill is on the server, intact
         assert spooled_at_kill | uploaded_at_kill <= set(chunks)
-        for idx, chunk in chunks.items():
-            lo, n = idx * chunk_size, chunk["n_frames"]  # the publisher's chunks are all full
-            np.testing.assert_array_equal(
-                stored[chunk["offset"] : chunk["offset"] + n], expected[lo : lo + n]
-            )
+        for chunk in chunks.values():  # chunks from 0 on: a chunk's offset is its first frame's
+            lo, n = chunk["offset"], chunk["n_frames"]
+            np.testing.assert_array_equal(stored[lo : lo + n], expected[lo : lo + n])
         assert info["status"] == "finalized"
         assert not (spool / data_id).exists()
         recovered_frames = sum(c["n_frames"] for c in chunks.values())
@@ -143,7 +141,11 @@ def test_killed_consumer_resumes_from_the_spool_and_replay_recovers_the_rest(
         figures.report()
         # the loss is only frames that never reached the spool: whole chunks after the kill
         assert set(chunks) == set(range(len(chunks)))
-        assert recovered_frames == len(chunks) * chunk_size
+        for chunk in chunks.values():
+            end = chunk["offset"] + chunk["n_frames"]
+            if chunk["n_frames"] < chunk_size and end < len(stamps):  # cut only at a pause of the
+                # publisher (a busy host): the next frame came more than a few periods later
+                assert stamps[end] - stamps[end - 1] > 3 / FPS, (chunk, stamps[end - 2 : end + 2])
         assert "recovered stream" in logs[1].read_text()
 
         # replay from the catalog recovers every frame, with the original timestamps
