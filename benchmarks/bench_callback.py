@@ -190,9 +190,8 @@ class CompressOnly:
 def compressor_cpu_per_frame(pool: list[np.ndarray], frames: int, level: int, chunk: int) -> float:
     """CPU seconds per frame of the callback's compressor alone on ``frames`` frames of ``pool``,
     fed as the worker feeds it: a chunk's frames, then a wait for their results."""
-    from atomscale_bluesky.client.frame_compressor import FrameCompressor
-
-    compressor = FrameCompressor(level)
+    only = CompressOnly(level)
+    compressor = only.compressor
     with ThreadCpu() as threads:
         handles = []
         for i in range(frames):
@@ -202,7 +201,7 @@ def compressor_cpu_per_frame(pool: list[np.ndarray], frames: int, level: int, ch
                 for handle in handles:
                     handle.result()
                 handles = []
-        compressor.close(wait=True)
+        only.finish()
     return threads.by_group().get("compress", 0.0) / frames
 
 

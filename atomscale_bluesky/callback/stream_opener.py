@@ -86,11 +86,6 @@ class StreamOpener:
             self._unanswered = None
         return {"open_wait_s": wait}
 
-    def _note_answer(self, stream: Any) -> None:
-        """Remember a stream the server did not create in time (the next opens do not wait)."""
-        if self._unanswered is None and getattr(stream, "data_id", None) is None:
-            self._unanswered = (stream, time.monotonic())
-
     def open_rheed(
         self,
         meta: RunMetadata,
@@ -129,7 +124,6 @@ class StreamOpener:
                 **level,
                 **self._open_wait(),
             )
-            self._note_answer(stream)
             self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         with self._rheed_lock:
@@ -162,7 +156,6 @@ class StreamOpener:
                 points_per_chunk=points_per_chunk,
                 **self._open_wait(),
             )
-            self._note_answer(stream)
             self._note_opened(meta.uid, key, stream)
         self._counters.add(streams_opened=1)
         return stream
@@ -181,9 +174,13 @@ class StreamOpener:
         return key, self.run_streams.data_id_for(run_uid, key)
 
     def _note_opened(self, run_uid: str, key: str, stream: Any) -> None:
+        """A stream an open returned: recorded in ``run_streams`` now, or once the server has
+        created it; one the server did not create in time spares the next opens their wait."""
+        data_id = getattr(stream, "data_id", None)
+        if not data_id and self._unanswered is None:
+            self._unanswered = (stream, time.monotonic())
         if self.run_streams is None:
             return
-        data_id = getattr(stream, "data_id", None)
         if data_id:
             self.run_streams.opened(run_uid, key, data_id)
         else:  # spooled under a local id: recorded once the stream keeper has created it

@@ -77,8 +77,7 @@ class Worker:
         while True:
             item = self._queue.get(timeout=POLL_S)
             if isinstance(item, StopWorker):
-                self._opener.record_created()
-                break
+                break  # what is created after this, close() records
             if item is not None:
                 self._handle_safely(item)
             for run in list(self._runs.values()):
